@@ -1,0 +1,97 @@
+"""Settings read once from the environment (and `.env`), validated at start-up."""
+import os
+from urllib.parse import urlparse
+
+from dotenv import load_dotenv
+
+load_dotenv()
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+def _text(env, name, default):
+    value = env.get(name, "").strip()
+    return value or default
+
+
+def _list(env, name, default=""):
+    return [item.strip() for item in _text(env, name, default).split(",") if item.strip()]
+
+
+def _number(env, name, default, kind=float, minimum=None, maximum=None):
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={raw!r} must be at most {maximum}")
+    return value
+
+
+def _flag(env, name, default):
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} must be true or false")
+
+
+def _url(env, name, default):
+    value = _text(env, name, default).rstrip("/")
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(f"{name}={value!r} must be an http(s) URL")
+    return value
+
+
+def _log_level(env, name, default):
+    value = _text(env, name, default).upper()
+    if value not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"{name}={value!r} must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return value
+
+
+def load_settings(env=None):
+    """Return the Flask config mapping for `env` (default: the process environment)."""
+    env = os.environ if env is None else env
+    settings = {
+        # Upstream
+        "GEMINI_API_KEYS": _list(env, "GEMINI_API_KEY"),
+        "GEMINI_MODELS": _list(env, "GEMINI_MODELS", "gemini-2.5-flash,gemini-2.5-flash-lite"),
+        "GEMINI_BASE_URL": _url(env, "GEMINI_BASE_URL", "https://generativelanguage.googleapis.com"),
+        # Storage; None means a SQLite file in the instance folder, resolved by the factory.
+        "SQLALCHEMY_DATABASE_URI": _text(env, "DATABASE_URL", None),
+        "SQLITE_BUSY_TIMEOUT_SECONDS": _number(env, "SQLITE_BUSY_TIMEOUT_SECONDS", 15.0, minimum=0.1),
+        # Serving
+        "PORT": _number(env, "PORT", 8000, int, minimum=1, maximum=65535),
+        "LOG_LEVEL": _log_level(env, "LOG_LEVEL", "INFO"),
+        "MAX_CONTENT_LENGTH": _number(env, "MAX_BODY_BYTES", 32 * 1024 * 1024, int, minimum=1024),
+        # Deadlines and retry (seconds unless named otherwise)
+        "REQUEST_DEADLINE_SECONDS": _number(env, "REQUEST_DEADLINE_SECONDS", 30.0, minimum=1),
+        "UPSTREAM_TIMEOUT_SECONDS": _number(env, "UPSTREAM_TIMEOUT_SECONDS", 20.0, minimum=0.1),
+        "RETRY_MAX_ATTEMPTS": _number(env, "RETRY_MAX_ATTEMPTS", 3, int, minimum=1, maximum=20),
+        "RETRY_INITIAL_DELAY_SECONDS": _number(env, "RETRY_INITIAL_DELAY_SECONDS", 0.5, minimum=0),
+        "RETRY_MAX_DELAY_SECONDS": _number(env, "RETRY_MAX_DELAY_SECONDS", 8.0, minimum=0),
+        "RETRY_MULTIPLIER": _number(env, "RETRY_MULTIPLIER", 2.0, minimum=1),
+        "RETRY_HONOR_DELAY_MAX_SECONDS": _number(env, "RETRY_HONOR_DELAY_MAX_SECONDS", 10.0, minimum=0),
+        "QUOTA_COOLDOWN_SECONDS": _number(env, "QUOTA_COOLDOWN_SECONDS", 60.0, minimum=0),
+        "FALLBACK_ENABLED": _flag(env, "FALLBACK_ENABLED", True),
+        # Input bounds for /gemini/generate
+        "MAX_PROMPT_CHARS": _number(env, "MAX_PROMPT_CHARS", 1_000_000, int, minimum=1),
+        "MAX_OUTPUT_TOKENS_LIMIT": _number(env, "MAX_OUTPUT_TOKENS_LIMIT", 65_536, int, minimum=1),
+    }
+    if settings["UPSTREAM_TIMEOUT_SECONDS"] > settings["REQUEST_DEADLINE_SECONDS"]:
+        raise ConfigError("UPSTREAM_TIMEOUT_SECONDS must not exceed REQUEST_DEADLINE_SECONDS")
+    if not settings["GEMINI_MODELS"]:
+        raise ConfigError("GEMINI_MODELS must name at least one model")
+    return settings

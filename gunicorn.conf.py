@@ -1,0 +1,52 @@
+"""Gunicorn settings for the proxy: gevent workers, timeouts that fit the request deadline."""
+import multiprocessing
+import os
+
+
+def _env_number(name, default, kind=int):
+    raw = os.environ.get(name, "").strip()
+    try:
+        return kind(raw) if raw else default
+    except ValueError:
+        raise SystemExit(f"gemini-proxy: configuration error: {name}={raw!r} is not a valid {kind.__name__}")
+
+
+# --- socket -------------------------------------------------------------------------------
+# Loopback by default: nginx (or the container's port mapping) faces the network.
+bind = f"{os.environ.get('HOST', '127.0.0.1')}:{_env_number('PORT', 8000)}"
+backlog = 2048  # connections queued while every worker is busy accepting
+
+# --- workers ------------------------------------------------------------------------------
+# Generation is I/O-bound: one gevent worker per core holds hundreds of calls in flight.
+workers = _env_number("WEB_CONCURRENCY", multiprocessing.cpu_count())
+worker_class = "gevent"
+worker_connections = _env_number("WORKER_CONNECTIONS", 1000)  # greenlets per worker
+# preload_app stays off: the gevent worker must patch the world before the app imports requests.
+preload_app = False
+max_requests = _env_number("MAX_REQUESTS", 0)  # 0: workers are not recycled
+max_requests_jitter = _env_number("MAX_REQUESTS_JITTER", 0)
+
+# --- timeouts (seconds) -------------------------------------------------------------------
+_deadline = _env_number("REQUEST_DEADLINE_SECONDS", 30.0, float)
+# A gevent worker's heartbeat is not tied to one request, but keep it above the request
+# deadline so a worker busy with a long generation is never taken for dead.
+timeout = int(_deadline) + 30
+# On SIGTERM, in-flight generations (bounded by the deadline) finish before the worker exits.
+graceful_timeout = int(_deadline) + 5
+keepalive = 75  # above nginx's upstream keepalive_timeout (60 s), so nginx closes first
+
+# --- logging ------------------------------------------------------------------------------
+accesslog = "-" if os.environ.get("ACCESS_LOG", "true").lower() not in ("0", "false", "no", "off") else None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# Client address, request line, status, size, duration in microseconds, and the request id.
+access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(D)sus rid=%({x-request-id}o)s'
+
+# --- proxying -----------------------------------------------------------------------------
+# Trust X-Forwarded-* only from these addresses (nginx on the same host by default).
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+
+# --- control ------------------------------------------------------------------------------
+# Gunicorn 27's control socket sits at one fixed path per user: two instances on a host would
+# collide, and the proxy needs no runtime admin channel. Signals (HUP, TERM) still work.
+control_socket_disable = True

@@ -1,0 +1,99 @@
+"""Database schema: the spec's metrics table and the request log around it."""
+from datetime import datetime, timezone
+from typing import Optional
+
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)
+
+
+def utcnow():
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Metric(db.Model):
+    """One row per successful generation, with exactly the spec's columns."""
+
+    __tablename__ = "metrics"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    timestamp: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    prompt_tokens: Mapped[int] = mapped_column(default=0)
+    completion_tokens: Mapped[int] = mapped_column(default=0)
+    total_tokens: Mapped[int] = mapped_column(default=0)
+    temperature: Mapped[Optional[float]]
+    max_output_tokens: Mapped[Optional[int]]
+
+
+class RequestLog(db.Model):
+    """Every request the proxy answered, failures included (timestamps are naive UTC)."""
+
+    __tablename__ = "request_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    route: Mapped[str] = mapped_column(String(200))
+    method: Mapped[str] = mapped_column(String(10), default="POST")
+    client_id: Mapped[Optional[int]]  # proxy-issued client key, once clients exist
+    model_requested: Mapped[Optional[str]] = mapped_column(String(100))
+    model_used: Mapped[Optional[str]] = mapped_column(String(100))
+    status_code: Mapped[int]
+    error_code: Mapped[Optional[str]] = mapped_column(String(64))
+    error_message: Mapped[Optional[str]] = mapped_column(Text)
+    latency_ms: Mapped[float]
+    upstream_latency_ms: Mapped[Optional[float]]
+    ttfb_ms: Mapped[Optional[float]]
+    attempt_count: Mapped[int] = mapped_column(default=0)
+    streamed: Mapped[bool] = mapped_column(default=False)
+    prompt_tokens: Mapped[Optional[int]]
+    completion_tokens: Mapped[Optional[int]]
+    total_tokens: Mapped[Optional[int]]
+    token_source: Mapped[Optional[str]] = mapped_column(String(20))  # usage_metadata | count_tokens | estimate
+    finish_reason: Mapped[Optional[str]] = mapped_column(String(40))
+    temperature: Mapped[Optional[float]]
+    max_output_tokens: Mapped[Optional[int]]
+    metric_id: Mapped[Optional[int]] = mapped_column(ForeignKey("metrics.id", ondelete="SET NULL"))
+
+    metric: Mapped[Optional[Metric]] = relationship()
+    attempts: Mapped[list["Attempt"]] = relationship(
+        back_populates="request", cascade="all, delete-orphan", order_by="Attempt.number"
+    )
+
+    # Analytics filter a time window first, then a dimension.
+    __table_args__ = (
+        Index("ix_request_log_created_at", "created_at"),
+        Index("ix_request_log_model_created", "model_used", "created_at"),
+        Index("ix_request_log_route_created", "route", "created_at"),
+        Index("ix_request_log_status_created", "status_code", "created_at"),
+        Index("ix_request_log_client_created", "client_id", "created_at"),
+    )
+
+
+class Attempt(db.Model):
+    """One upstream call made while serving a request."""
+
+    __tablename__ = "attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_log_id: Mapped[int] = mapped_column(
+        ForeignKey("request_log.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int]
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    model: Mapped[str] = mapped_column(String(100))
+    key_id: Mapped[Optional[str]] = mapped_column(String(24))  # fingerprint, never the key
+    outcome: Mapped[str] = mapped_column(String(20))  # ok | quota | transient | timeout | error | blocked
+    status_code: Mapped[Optional[int]]
+    error_code: Mapped[Optional[str]] = mapped_column(String(64))
+    error_message: Mapped[Optional[str]] = mapped_column(Text)
+    latency_ms: Mapped[float]
+
+    request: Mapped[RequestLog] = relationship(back_populates="attempts")

@@ -1,0 +1,108 @@
+"""POST /gemini/generate: text generation with retry and model fallback."""
+from flask import current_app, g
+from flask_restx import Namespace, Resource, fields
+
+from ..errors import InvalidRequest, ModelNotAllowed
+from ..upstream.messages import GenerationRequest
+from .models import document_errors, error_detail, error_model
+
+ns = Namespace("gemini", description="Text generation through Gemini", path="/gemini")
+ns.add_model("ErrorDetail", error_detail)
+ns.add_model("Error", error_model)
+
+prompt_model = ns.model("Prompt", {
+    "text": fields.String(required=True, min_length=1, description="The prompt text",
+                          example="Write a haiku about proxies."),
+}, strict=True)
+
+config_model = ns.model("GenerationConfig", {
+    "temperature": fields.Float(min=0, max=2, description="Sampling temperature, 0 to 2", example=0.7),
+    "max_output_tokens": fields.Integer(min=1, description="Upper bound on generated tokens", example=100),
+    "top_p": fields.Float(min=0, max=1, description="Nucleus sampling probability mass", example=0.95),
+    "top_k": fields.Integer(min=1, description="Sample from the k most likely tokens", example=40),
+    "stop_sequences": fields.List(fields.String(min_length=1), max_items=5,
+                                  description="Up to 5 sequences that end generation", example=["\n\n"]),
+}, strict=True)
+
+request_model = ns.model("GenerateRequest", {
+    "prompt": fields.Nested(prompt_model, required=True, description="What to generate from"),
+    "generation_config": fields.Nested(config_model, description="Sampling settings"),
+    "model": fields.String(description="A model the operator allows; default the first of the chain",
+                           example="gemini-2.5-flash"),
+    "system_instruction": fields.String(description="System instruction for the model",
+                                        example="Answer in one sentence."),
+}, strict=True)
+
+metrics_model = ns.model("TokenMetrics", {
+    "prompt_tokens": fields.Integer(description="Tokens in the prompt", example=5),
+    "completion_tokens": fields.Integer(description="Tokens generated", example=20),
+    "total_tokens": fields.Integer(description="Prompt plus completion tokens", example=25),
+})
+
+response_model = ns.model("GenerateResponse", {
+    "text": fields.String(description="The generated text", example="Requests pass through..."),
+    "metrics": fields.Nested(metrics_model, description="Token usage"),
+    "model": fields.String(description="The model that answered", example="gemini-2.5-flash"),
+    "finish_reason": fields.String(description="Why generation stopped (STOP, MAX_TOKENS, ...)",
+                                   example="STOP"),
+    "latency_ms": fields.Float(description="Time spent serving the request, in milliseconds", example=812.5),
+    "request_id": fields.String(description="The request's id, also sent as X-Request-ID",
+                                example="4f9c2b7e1a0d4c8e9b3f6a2d5e7c1b0a"),
+    "token_source": fields.String(description="Where the counts came from: usage_metadata, count_tokens "
+                                              "or estimate", example="usage_metadata"),
+})
+
+
+def parse_generate(payload, config):
+    """Checks the schema cannot express, then the service's request object."""
+    text = payload["prompt"]["text"]
+    if not text.strip():
+        raise InvalidRequest("prompt.text must not be empty or only whitespace.")
+    if len(text) > config["MAX_PROMPT_CHARS"]:
+        raise InvalidRequest(f"prompt.text is longer than {config['MAX_PROMPT_CHARS']} characters.")
+    settings = payload.get("generation_config") or {}
+    limit = config["MAX_OUTPUT_TOKENS_LIMIT"]
+    if settings.get("max_output_tokens") is not None and settings["max_output_tokens"] > limit:
+        raise InvalidRequest(f"generation_config.max_output_tokens must be at most {limit}.")
+    model = payload.get("model")
+    if model is not None and model not in config["GEMINI_MODELS"]:
+        raise ModelNotAllowed(f"Model {model!r} is not allowed here; choose one of: "
+                              + ", ".join(config["GEMINI_MODELS"]) + ".")
+    return GenerationRequest(
+        prompt=text,
+        model=model,
+        temperature=settings.get("temperature"),
+        max_output_tokens=settings.get("max_output_tokens"),
+        top_p=settings.get("top_p"),
+        top_k=settings.get("top_k"),
+        stop_sequences=tuple(settings.get("stop_sequences") or ()),
+        system_instruction=payload.get("system_instruction"),
+    )
+
+
+@ns.route("/generate")
+class Generate(Resource):
+    @ns.expect(request_model, validate=True)
+    @ns.marshal_with(response_model, description="Generated text with its token metrics")
+    @document_errors(ns, 400, 413, 422, 429, 502, 503, 504)
+    def post(self):
+        """Generate text with Gemini, retrying transient failures and falling back along the model chain."""
+        g.model_requested = ns.payload.get("model")
+        request = parse_generate(ns.payload, current_app.config)
+        g.generation_request = request
+        generation = current_app.extensions["gemini"].generate(request)
+        g.generation = generation
+        completion = generation.completion
+        return {
+            "text": completion.text or "",
+            "metrics": {
+                "prompt_tokens": completion.prompt_tokens,
+                "completion_tokens": completion.completion_tokens,
+                "total_tokens": completion.total_tokens,
+            },
+            "model": generation.model,
+            "finish_reason": completion.finish_reason,
+            "latency_ms": g.elapsed_ms(),
+            "request_id": g.request_id,
+            "token_source": completion.token_source,
+        }

@@ -1,0 +1,61 @@
+"""GET /health: is the proxy able to serve, and with what."""
+import time
+
+from flask import current_app
+from flask_restx import Namespace, Resource, fields
+
+from .. import __version__
+from ..storage.database import db_reachable
+
+ns = Namespace("health", description="Liveness and readiness", path="/health")
+
+cooldown_model = ns.model("CoolDown", {
+    "key_id": fields.String(description="Fingerprint of the resting key", example="key-1a2b3c4d"),
+    "model": fields.String(description="The model it rests for", example="gemini-2.5-flash"),
+    "seconds_left": fields.Float(description="Seconds until it serves again", example=12.5),
+    "reason": fields.String(description="quota, quota_per_day or key_rejected", example="quota"),
+})
+
+health_model = ns.model("Health", {
+    "status": fields.String(description="ok, degraded (no API key) or unavailable (no database)",
+                            example="ok"),
+    "version": fields.String(description="Proxy version", example=__version__),
+    "uptime_seconds": fields.Float(description="Seconds since this worker started", example=3600.0),
+    "database": fields.Raw(description="Whether the database answers", example={"reachable": True}),
+    "api_key_configured": fields.Boolean(description="Whether a Gemini API key is set (never the key)"),
+    "api_keys": fields.Integer(description="How many keys the pool holds", example=2),
+    "models": fields.List(fields.String, description="The model fallback chain, first is the default",
+                          example=["gemini-2.5-flash", "gemini-2.5-flash-lite"]),
+    "cooldowns": fields.List(fields.Nested(cooldown_model), description="Key x model pairs resting now"),
+    "message": fields.String(description="What needs the operator's attention, when anything does"),
+})
+
+
+@ns.route("")
+class Health(Resource):
+    @ns.response(200, "Ready to serve", health_model)
+    @ns.response(503, "The database is unreachable", health_model)
+    def get(self):
+        """Report status, version, uptime, database reachability and upstream configuration."""
+        service = current_app.extensions["gemini"]
+        reachable = db_reachable()
+        now = service.pool.clock()
+        body = {
+            "status": "ok" if len(service.pool) else "degraded",
+            "version": __version__,
+            "uptime_seconds": round(time.monotonic() - current_app.extensions["started_at"], 3),
+            "database": {"reachable": reachable},
+            "api_key_configured": bool(len(service.pool)),
+            "api_keys": len(service.pool),
+            "models": service.models,
+            "cooldowns": [
+                {"key_id": c.key_id, "model": c.model, "seconds_left": round(c.until - now, 1), "reason": c.reason}
+                for c in service.pool.cooldowns()
+            ],
+        }
+        if not len(service.pool):
+            body["message"] = "No Gemini API key is configured: set GEMINI_API_KEY."
+        if not reachable:
+            body["status"] = "unavailable"
+            return body, 503
+        return body, 200

@@ -1,0 +1,32 @@
+"""Run the emulator: python -m proxy.emulator --port 8090."""
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+
+from gevent.pywsgi import WSGIServer  # noqa: E402
+
+from .app import create_emulator  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="A local Gemini API emulator.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--keys", default="", help="comma-separated valid keys (default: any key)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before every answer")
+    parser.add_argument("--access-log", action="store_true")
+    args = parser.parse_args(argv)
+    keys = [key.strip() for key in args.keys.split(",") if key.strip()]
+    app = create_emulator(valid_keys=keys, latency_ms=args.latency_ms)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s emulator %(message)s")
+    logging.info("Gemini emulator listening on http://%s:%d", args.host, args.port)
+    server = WSGIServer((args.host, args.port), app, log="default" if args.access_log else None,
+                        error_log=logging.getLogger("emulator"))
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,319 @@
+"""The emulator's HTTP routes: Gemini's REST API under /v1beta and /v1, and a control API."""
+import json
+import time
+
+from flask import Flask, Response, jsonify, request
+
+from . import replies
+from .state import EmulatorState
+
+_API_VERSIONS = ("v1beta", "v1")
+
+
+def create_emulator(valid_keys=None, latency_ms=0.0):
+    app = Flask(__name__)
+    state = EmulatorState(valid_keys, latency_ms)
+    app.extensions["emulator"] = state
+
+    def google_error(status, body, as_array=False):
+        payload = [body] if as_array else body
+        return Response(json.dumps(payload), status=status, mimetype="application/json")
+
+    @app.get("/<version>/models")
+    def list_models(version):
+        if version not in _API_VERSIONS:
+            return google_error(404, replies.error_body(404, f"Unknown API version {version}."))
+        names = sorted(replies.MODELS)
+        size = request.args.get("pageSize", type=int) or 50
+        start = int(request.args.get("pageToken") or 0)
+        body = {"models": [replies.model_resource(name) for name in names[start:start + size]]}
+        if start + size < len(names):
+            body["nextPageToken"] = str(start + size)
+        return jsonify(body)
+
+    @app.route("/<version>/models/<path:target>", methods=["GET", "POST"])
+    def model_call(version, target):
+        model, _, action = target.partition(":")
+        key = _api_key()
+        body = request.get_json(force=True, silent=True)
+        state.enter({"model": model, "action": action or request.method, "key": key, "query": dict(request.args),
+                     "headers": {k.lower(): v for k, v in request.headers.items()}, "body": body,
+                     "time": time.time()})
+        try:
+            response = serve(version, model, action, key, body)
+        except Exception:
+            state.leave()
+            raise
+        if response.is_streamed:
+            response.response = _leave_after(response.response, state)
+        else:
+            state.leave()
+        return response
+
+    def serve(version, model, action, key, body):
+        streaming = action == "streamGenerateContent"
+        as_array = streaming and not _sse()
+        if version not in _API_VERSIONS:
+            return google_error(404, replies.error_body(404, f"Unknown API version {version}."), as_array)
+        if not key:
+            return google_error(403, replies.missing_key_error(), as_array)
+        if state.valid_keys and key not in state.valid_keys:
+            return google_error(400, replies.invalid_key_error(), as_array)
+        if model not in replies.MODELS:
+            return google_error(404, replies.fault_error(404, model), as_array)
+        if request.method == "GET" and not action:
+            return jsonify(replies.model_resource(model))
+        if request.method != "POST" or not isinstance(body, dict):
+            return google_error(400, replies.error_body(400, "Invalid JSON payload received."), as_array)
+        handler = _ACTIONS.get(action)
+        if handler is None:
+            return google_error(404, replies.error_body(404, f"Method {action} not found for models/{model}."))
+        try:
+            response = _fault_or_none(state, model, key, action, streaming)
+            if response is None:
+                time.sleep(state.latency_for(model))
+                response = handler(state, model, body)
+        except _BadRequest as exc:
+            response = google_error(400, replies.error_body(400, str(exc)), as_array)
+        return response
+
+    @app.route("/_emulator/config", methods=["GET", "POST"])
+    def control_config():
+        if request.method == "POST":
+            state.configure(request.get_json(force=True))
+        return jsonify({"latency_ms": state.latency_ms, "stream_chunk_delay_ms": state.stream_chunk_delay_ms,
+                        "omit_usage": state.omit_usage})
+
+    @app.post("/_emulator/faults")
+    def control_faults():
+        body = request.get_json(force=True)
+        for fault in body if isinstance(body, list) else [body]:
+            state.add_fault(fault)
+        return jsonify(state.stats())
+
+    @app.post("/_emulator/reset")
+    def control_reset():
+        state.reset()
+        return jsonify(state.stats())
+
+    @app.get("/_emulator/stats")
+    def control_stats():
+        return jsonify(state.stats())
+
+    @app.get("/_emulator/requests")
+    def control_requests():
+        with state.lock:
+            return jsonify(list(state.requests))
+
+    @app.errorhandler(404)
+    def unknown_path(_error):
+        return google_error(404, replies.error_body(404, f"Unknown path {request.path}."))
+
+    return app
+
+
+class _BadRequest(Exception):
+    pass
+
+
+def _api_key():
+    bearer = request.headers.get("Authorization", "")
+    return (request.headers.get("x-goog-api-key") or request.args.get("key")
+            or (bearer[7:].strip() if bearer.lower().startswith("bearer ") else ""))
+
+
+def _sse():
+    return request.args.get("alt") == "sse"
+
+
+def _int_enums():
+    return "enum-encoding=int" in request.args.get("$alt", "")
+
+
+def _leave_after(chunks, state):
+    try:
+        yield from chunks
+    finally:
+        state.leave()
+
+
+def _fault_or_none(state, model, key, action, streaming):
+    fault = state.take_fault(model, key, action)
+    if fault is None:
+        return None
+    mode = fault.get("mode", "error")
+    if mode == "slow":
+        time.sleep(float(fault.get("seconds", 5)))
+        return None
+    if mode == "malformed":
+        return Response('{"candidates": [{"content": ', mimetype="application/json")
+    status = int(fault.get("status", 503))
+    if status == 429:
+        body = replies.quota_error(model, fault.get("retry_delay", "20s"), bool(fault.get("per_day")))
+    else:
+        body = replies.fault_error(status, model, fault.get("retry_delay"))
+    payload = [body] if streaming and not _sse() else body
+    return Response(json.dumps(payload), status=status, mimetype="application/json")
+
+
+# --- request reading -------------------------------------------------------------------------
+
+def _field(mapping, camel, snake):
+    if not isinstance(mapping, dict):
+        return None
+    return mapping.get(camel, mapping.get(snake))
+
+
+def _texts(content):
+    if not isinstance(content, dict):
+        raise _BadRequest("Invalid value at 'contents': each content must be an object.")
+    parts = content.get("parts") or []
+    if not isinstance(parts, list):
+        raise _BadRequest("Invalid value at 'contents.parts'.")
+    return [part["text"] for part in parts if isinstance(part, dict) and isinstance(part.get("text"), str)]
+
+
+def _read_generation(body):
+    contents = body.get("contents")
+    if isinstance(contents, dict):
+        contents = [contents]
+    if not isinstance(contents, list) or not contents:
+        raise _BadRequest("* GenerateContentRequest.contents: contents is not specified")
+    config = _field(body, "generationConfig", "generation_config") or {}
+    if not isinstance(config, dict):
+        raise _BadRequest("Invalid value at 'generation_config'.")
+    for setting in _field(body, "safetySettings", "safety_settings") or []:
+        for name in ("category", "threshold"):
+            if not isinstance(setting.get(name), (str, int)):
+                raise _BadRequest(f"Invalid value at 'safety_settings.{name}'.")
+    system = _field(body, "systemInstruction", "system_instruction")
+    all_texts = [text for content in contents for text in _texts(content)]
+    if system:
+        all_texts += _texts(system)
+    prompt = " ".join(_texts(contents[-1]))
+    max_tokens = _field(config, "maxOutputTokens", "max_output_tokens")
+    temperature = config.get("temperature")
+    if temperature is not None and not (isinstance(temperature, (int, float)) and 0 <= temperature <= 2):
+        raise _BadRequest("Invalid value at 'generation_config.temperature'.")
+    return prompt, replies.count_tokens(" ".join(all_texts)), max_tokens
+
+
+def _chunks(state, model, body):
+    """The answer as a list of GenerateContentResponse dicts (one for unary calls)."""
+    prompt, prompt_tokens, max_tokens = _read_generation(body)
+    int_enums = _int_enums()
+    seed = f"{model}|{prompt}"
+    common = {"modelVersion": model, "responseId": replies.response_id(seed)}
+    omit_usage = state.omit_usage or "[[no-usage]]" in prompt
+    if "[[block-prompt]]" in prompt:
+        chunk = {"promptFeedback": {"blockReason": replies.enum("SAFETY", replies.BLOCK_REASONS, int_enums)},
+                 **common}
+        if not omit_usage:
+            chunk["usageMetadata"] = replies.usage(prompt_tokens, 0)
+        return [chunk]
+    if "[[block-answer]]" in prompt:
+        chunk = {"candidates": [{"finishReason": replies.enum("SAFETY", replies.FINISH_REASONS, int_enums),
+                                 "index": 0}], **common}
+        if not omit_usage:
+            chunk["usageMetadata"] = replies.usage(prompt_tokens, 0)
+        return [chunk]
+    text, finish = replies.answer_text(model, prompt, max_tokens)
+    words = text.split(" ")
+    size = max(1, int(state.stream_chunk_words))
+    pieces = [" ".join(words[i:i + size]) + (" " if i + size < len(words) else "")
+              for i in range(0, len(words), size)]
+    chunks, produced = [], 0
+    for number, piece in enumerate(pieces):
+        produced += len(piece.split())
+        part = {"text": piece}
+        candidate = {"content": {"parts": [part], "role": "model"}, "index": 0}
+        if number == len(pieces) - 1:
+            candidate["finishReason"] = replies.enum(finish, replies.FINISH_REASONS, int_enums)
+        chunk = {"candidates": [candidate], **common}
+        if not omit_usage:
+            chunk["usageMetadata"] = replies.usage(prompt_tokens, produced)
+        chunks.append(chunk)
+    big = _big_chunk_size(prompt)
+    if big:
+        chunks[0]["candidates"][0]["content"]["parts"][0]["thoughtSignature"] = "A" * big
+    return chunks
+
+
+def _big_chunk_size(prompt):
+    marker = "[[big-chunk:"
+    if marker not in prompt:
+        return 0
+    try:
+        return int(prompt.split(marker, 1)[1].split("]]", 1)[0])
+    except ValueError:
+        return 0
+
+
+def _merge(chunks):
+    """Fold streamed chunks into the single response generateContent returns."""
+    merged = json.loads(json.dumps(chunks[-1]))
+    if "candidates" in merged and merged["candidates"][0].get("content"):
+        text = "".join(c["candidates"][0]["content"]["parts"][0]["text"] for c in chunks)
+        merged["candidates"][0]["content"]["parts"] = [{"text": text}]
+    return merged
+
+
+def _generate(state, model, body):
+    return Response(json.dumps(_merge(_chunks(state, model, body))), mimetype="application/json")
+
+
+def _stream(state, model, body):
+    chunks = _chunks(state, model, body)
+    delay = state.stream_chunk_delay_ms / 1000.0
+    sse = _sse()
+
+    def produce():
+        for number, chunk in enumerate(chunks):
+            if number and delay:
+                time.sleep(delay)
+            data = json.dumps(chunk)
+            if sse:
+                yield f"data: {data}\r\n\r\n"
+            else:
+                yield ("[" if number == 0 else "\n,\r\n") + data
+        if not sse:
+            yield "]"
+
+    mimetype = "text/event-stream" if sse else "application/json"
+    return Response(produce(), mimetype=mimetype)
+
+
+def _count_tokens(state, model, body):
+    inner = _field(body, "generateContentRequest", "generate_content_request")
+    contents = (inner or body).get("contents") if isinstance(inner or body, dict) else None
+    if not isinstance(contents, list):
+        raise _BadRequest("* CountTokensRequest: contents or generateContentRequest is required")
+    texts = [text for content in contents for text in _texts(content)]
+    total = replies.count_tokens(" ".join(texts))
+    return jsonify({"totalTokens": total, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": total}]})
+
+
+def _embedding(content):
+    text = " ".join(_texts(content))
+    values = [((hash((text, i)) % 2000) - 1000) / 1000.0 for i in range(replies.EMBEDDING_SIZE)]
+    return {"values": values}
+
+
+def _embed(state, model, body):
+    return jsonify({"embedding": _embedding(body.get("content") or {})})
+
+
+def _batch_embed(state, model, body):
+    requests_ = body.get("requests")
+    if not isinstance(requests_, list):
+        raise _BadRequest("* BatchEmbedContentsRequest.requests: requests is not specified")
+    return jsonify({"embeddings": [_embedding(r.get("content") or {}) for r in requests_]})
+
+
+_ACTIONS = {
+    "generateContent": _generate,
+    "streamGenerateContent": _stream,
+    "countTokens": _count_tokens,
+    "embedContent": _embed,
+    "batchEmbedContents": _batch_embed,
+}

@@ -1,0 +1,70 @@
+"""The emulator's mutable behaviour (latency, faults) and what it has seen (stats, requests)."""
+import collections
+import threading
+
+
+class EmulatorState:
+    def __init__(self, valid_keys=None, latency_ms=0.0):
+        self.lock = threading.Lock()
+        self.valid_keys = set(valid_keys or ())  # empty: any non-empty key is valid
+        self.default_latency_ms = latency_ms
+        self.reset()
+
+    def reset(self):
+        with self.lock:
+            self.latency_ms = self.default_latency_ms
+            self.model_latency_ms = {}
+            self.stream_chunk_delay_ms = 0.0
+            self.stream_chunk_words = 4
+            self.omit_usage = False
+            self.faults = []
+            self.in_flight = 0
+            self.peak_in_flight = 0
+            self.total = 0
+            self.requests = collections.deque(maxlen=1000)
+
+    def configure(self, settings):
+        with self.lock:
+            for name in ("latency_ms", "stream_chunk_delay_ms", "stream_chunk_words", "omit_usage",
+                         "model_latency_ms"):
+                if name in settings:
+                    setattr(self, name, settings[name])
+
+    def add_fault(self, fault):
+        """A fault: status (or mode), optional model/key/action to match, times (None: forever)."""
+        fault = {"times": 1, **fault}
+        with self.lock:
+            self.faults.append(fault)
+
+    def take_fault(self, model, key, action):
+        with self.lock:
+            for fault in self.faults:
+                if fault.get("model") not in (None, model) or fault.get("key") not in (None, key):
+                    continue
+                if fault.get("action") not in (None, action):
+                    continue
+                if fault["times"] is not None:
+                    fault["times"] -= 1
+                    if fault["times"] <= 0:
+                        self.faults.remove(fault)
+                return dict(fault)
+        return None
+
+    def latency_for(self, model):
+        return self.model_latency_ms.get(model, self.latency_ms) / 1000.0
+
+    def enter(self, record):
+        with self.lock:
+            self.in_flight += 1
+            self.total += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            self.requests.append(record)
+
+    def leave(self):
+        with self.lock:
+            self.in_flight -= 1
+
+    def stats(self):
+        with self.lock:
+            return {"in_flight": self.in_flight, "peak_in_flight": self.peak_in_flight, "total": self.total,
+                    "faults_pending": len(self.faults)}

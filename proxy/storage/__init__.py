@@ -1,0 +1,1 @@
+"""Storage: the database connection and the request recorder."""

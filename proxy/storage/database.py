@@ -1,0 +1,59 @@
+"""Database set-up: SQLite tuned for several writer processes, tables created on first run."""
+import logging
+import os
+
+from sqlalchemy import event, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from models import db
+
+log = logging.getLogger(__name__)
+
+
+def default_sqlite_url(instance_path):
+    os.makedirs(instance_path, exist_ok=True)
+    return "sqlite:///" + os.path.join(instance_path, "proxy.db")
+
+
+def engine_options(url, busy_timeout):
+    if not url.startswith("sqlite"):
+        return {"pool_pre_ping": True}
+    # sqlite3's own busy handler waits for the lock instead of failing at once.
+    return {"connect_args": {"timeout": busy_timeout}, "pool_size": 10, "max_overflow": 20}
+
+
+def _tune_sqlite(dbapi_connection, _record, busy_timeout_ms):
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers run beside the one writer; NORMAL sync is durable across app crashes
+    # in WAL mode and much cheaper than FULL; busy_timeout makes writers queue, not fail.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def init_database(app):
+    url = app.config.get("SQLALCHEMY_DATABASE_URI") or default_sqlite_url(app.instance_path)
+    app.config["SQLALCHEMY_DATABASE_URI"] = url
+    busy = app.config["SQLITE_BUSY_TIMEOUT_SECONDS"]
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(url, busy))
+    db.init_app(app)
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            event.listen(db.engine, "connect", lambda conn, rec: _tune_sqlite(conn, rec, busy * 1000))
+        try:
+            db.create_all()
+        except SQLAlchemyError:
+            # Start anyway: /health reports the database, and a later issue's spool keeps records.
+            log.exception("could not create the database tables at start-up")
+
+
+def db_reachable():
+    try:
+        db.session.execute(text("SELECT 1"))
+        return True
+    except SQLAlchemyError:
+        log.warning("database unreachable", exc_info=True)
+        db.session.rollback()
+        return False

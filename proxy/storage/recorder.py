@@ -1,0 +1,80 @@
+"""Writes one request-log row per generation request, its attempts, and the spec's metric row."""
+import logging
+
+from flask import g, request
+from sqlalchemy.exc import SQLAlchemyError
+
+from models import Attempt, Metric, RequestLog, db
+
+log = logging.getLogger(__name__)
+
+# Paths whose requests are generations worth recording.
+RECORDED_PREFIXES = ("/gemini/",)
+
+
+def should_record():
+    return request.path.startswith(RECORDED_PREFIXES) and request.method != "OPTIONS"
+
+
+def build_entry(response):
+    """The request log row for this request, from what the resource and error handler left in `g`."""
+    generation = g.get("generation")
+    request_ = g.get("generation_request")
+    error = g.get("error")
+    attempts = generation.attempts if generation else (error.attempts if error else [])
+    entry = RequestLog(
+        request_id=g.request_id,
+        route=request.url_rule.rule if request.url_rule else request.path,
+        method=request.method,
+        model_requested=g.get("model_requested"),
+        model_used=generation.model if generation else (attempts[-1].model if attempts else None),
+        status_code=response.status_code,
+        error_code=error.code if error else None,
+        error_message=error.message[:2000] if error else None,
+        latency_ms=g.elapsed_ms(),
+        upstream_latency_ms=sum(a.latency_ms for a in attempts) if attempts else None,
+        attempt_count=len(attempts),
+        temperature=request_.temperature if request_ else None,
+        max_output_tokens=request_.max_output_tokens if request_ else None,
+    )
+    entry.attempts = [
+        Attempt(number=a.number, started_at=a.started_at, model=a.model, key_id=a.key_id, outcome=a.outcome,
+                status_code=a.status_code, error_code=a.error_code, error_message=a.error_message,
+                latency_ms=a.latency_ms)
+        for a in attempts
+    ]
+    if generation:
+        completion = generation.completion
+        entry.prompt_tokens = completion.prompt_tokens
+        entry.completion_tokens = completion.completion_tokens
+        entry.total_tokens = completion.total_tokens
+        entry.token_source = completion.token_source
+        entry.finish_reason = completion.finish_reason
+        if response.status_code == 200:
+            entry.metric = Metric(
+                timestamp=entry.created_at,
+                prompt_tokens=completion.prompt_tokens or 0,
+                completion_tokens=completion.completion_tokens or 0,
+                total_tokens=completion.total_tokens or 0,
+                temperature=entry.temperature,
+                max_output_tokens=entry.max_output_tokens,
+            )
+    return entry
+
+
+def record(response):
+    """after_request hook: never lets a storage failure change the client's answer."""
+    if not should_record():
+        return response
+    try:
+        entry = build_entry(response)
+        entry.created_at = g.started_at
+        if entry.metric is not None:
+            entry.metric.timestamp = g.started_at
+        db.session.add(entry)
+        db.session.commit()
+    except SQLAlchemyError:
+        db.session.rollback()
+        log.error("FAILED TO RECORD request %s: the answer was sent but its record is lost",
+                  g.get("request_id"), exc_info=True)
+    return response

@@ -1,0 +1,146 @@
+"""The only module that touches google-generativeai: one REST client per key, no SDK retries."""
+import threading
+import warnings
+
+with warnings.catch_warnings():
+    # The SDK announces its own deprecation on import; the operator cannot act on it, we can (see README).
+    warnings.simplefilter("ignore", FutureWarning)
+    import google.generativeai as genai
+import requests
+from google.ai import generativelanguage as glm
+from google.api_core import exceptions as api_exceptions
+from google.api_core.gapic_v1.client_info import ClientInfo
+from google.protobuf import json_format
+from requests.adapters import HTTPAdapter
+
+from .failures import TIMEOUT, TRANSIENT, UpstreamFailure, from_google_error
+from .messages import Completion
+
+# Many greenlets share one client per key; the default pool of 10 would churn connections.
+_POOL_SIZE = 256
+# Finish reasons that mean the answer was withheld rather than merely cut short.
+BLOCKING_FINISH_REASONS = {
+    "SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "LANGUAGE", "OTHER",
+}
+
+
+def estimate_tokens(text):
+    """Gemini averages about four characters a token; used only when it reports no usage."""
+    return max(1, (len(text) + 3) // 4) if text else 0
+
+
+class GeminiSdk:
+    """Calls Gemini through the legacy SDK's REST transport, pointed at the configured base URL."""
+
+    def __init__(self, base_url, user_agent="gemini-proxy"):
+        self.base_url = base_url
+        self.user_agent = user_agent
+        self._clients = {}
+        self._lock = threading.Lock()
+
+    def client_for(self, key):
+        client = self._clients.get(key)
+        if client is None:
+            with self._lock:
+                client = self._clients.get(key) or self._build(key)
+                self._clients[key] = client
+        return client
+
+    def _build(self, key):
+        client = glm.GenerativeServiceClient(
+            transport="rest",
+            client_options={"api_endpoint": self.base_url, "api_key": key},
+            client_info=ClientInfo(user_agent=self.user_agent),
+        )
+        session = getattr(client._transport, "_session", None)
+        if session is not None:
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=_POOL_SIZE)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+        return client
+
+    def generate(self, key, model, request, timeout):
+        """One generateContent call; raises UpstreamFailure on anything but an answer."""
+        generative_model = genai.GenerativeModel(
+            model_name=model,
+            generation_config=request.generation_config() or None,
+            system_instruction=request.system_instruction or None,
+        )
+        # The SDK's own slot for its client: setting it avoids the process-global configure().
+        generative_model._client = self.client_for(key)
+        response = self._call(
+            generative_model.generate_content,
+            request.prompt,
+            request_options={"retry": None, "timeout": timeout},
+        )
+        completion = _completion(response)
+        if completion.prompt_tokens is None:
+            self._count_missing_tokens(key, model, request.prompt, completion, timeout)
+        return completion
+
+    def _count_missing_tokens(self, key, model, prompt, completion, timeout):
+        """Fill token counts Gemini did not report: countTokens first, an estimate if that fails."""
+        client = self.client_for(key)
+        try:
+            counts = []
+            for text in (prompt, completion.text or ""):
+                request = glm.CountTokensRequest(
+                    model=f"models/{model}", contents=[{"role": "user", "parts": [{"text": text}]}]
+                )
+                counts.append(self._call(client.count_tokens, request, retry=None, timeout=timeout).total_tokens)
+            completion.prompt_tokens, completion.completion_tokens = counts
+            completion.token_source = "count_tokens"
+        except UpstreamFailure:
+            completion.prompt_tokens = estimate_tokens(prompt)
+            completion.completion_tokens = estimate_tokens(completion.text or "")
+            completion.token_source = "estimate"
+        completion.total_tokens = completion.prompt_tokens + completion.completion_tokens
+
+    @staticmethod
+    def _call(function, *args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except api_exceptions.GoogleAPICallError as exc:
+            raise from_google_error(exc.code, exc.details, _google_message(exc)) from None
+        except requests.exceptions.Timeout:
+            raise UpstreamFailure(TIMEOUT, "Gemini did not answer in time") from None
+        except requests.exceptions.RequestException as exc:
+            raise UpstreamFailure(TRANSIENT, f"Gemini unreachable: {type(exc).__name__}") from None
+        except (json_format.ParseError, ValueError) as exc:
+            raise UpstreamFailure(TRANSIENT, f"Gemini sent a malformed response: {type(exc).__name__}") from None
+
+
+def _google_message(exc):
+    """Google's own message, without the request URL the SDK prefixes to it."""
+    try:
+        return str(exc.response.json()["error"]["message"])
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return str(exc.message)
+
+
+def _enum_name(value):
+    name = getattr(value, "name", None)
+    return None if name in (None, "FINISH_REASON_UNSPECIFIED", "BLOCK_REASON_UNSPECIFIED") else name
+
+
+def _completion(response):
+    """Read text, finish reason and usage without `.text`, which raises when there is no text."""
+    result = response._result  # the raw GenerateContentResponse proto
+    usage = result.usage_metadata if "usage_metadata" in result else None
+    tokens = {}
+    if usage is not None and (usage.total_token_count or usage.prompt_token_count):
+        tokens = {
+            "prompt_tokens": usage.prompt_token_count,
+            "completion_tokens": usage.candidates_token_count,
+            "total_tokens": usage.total_token_count or usage.prompt_token_count + usage.candidates_token_count,
+        }
+    if not result.candidates:
+        block = _enum_name(result.prompt_feedback.block_reason) or "OTHER"
+        return Completion(text=None, block_reason=block, **tokens)
+    candidate = result.candidates[0]
+    texts = [part.text for part in candidate.content.parts if part.text and not getattr(part, "thought", False)]
+    return Completion(
+        text="".join(texts) if texts else None,
+        finish_reason=_enum_name(candidate.finish_reason),
+        **tokens,
+    )

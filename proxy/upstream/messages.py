@@ -1,0 +1,61 @@
+"""What the service asks of Gemini and what it gets back, free of any SDK type."""
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt: str
+    model: Optional[str] = None  # None: the first model of the chain
+    temperature: Optional[float] = None
+    max_output_tokens: Optional[int] = None
+    top_p: Optional[float] = None
+    top_k: Optional[int] = None
+    stop_sequences: tuple = ()
+    system_instruction: Optional[str] = None
+
+    def generation_config(self):
+        """The generation settings that were given, in the SDK's snake_case names."""
+        settings = {
+            "temperature": self.temperature,
+            "max_output_tokens": self.max_output_tokens,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "stop_sequences": list(self.stop_sequences) or None,
+        }
+        return {name: value for name, value in settings.items() if value is not None}
+
+
+@dataclass
+class Completion:
+    text: Optional[str]
+    finish_reason: Optional[str] = None
+    block_reason: Optional[str] = None  # set when Gemini blocked the prompt itself
+    prompt_tokens: Optional[int] = None
+    completion_tokens: Optional[int] = None
+    total_tokens: Optional[int] = None
+    token_source: str = "usage_metadata"  # usage_metadata | count_tokens | estimate
+
+
+@dataclass
+class AttemptRecord:
+    number: int
+    model: str
+    key_id: Optional[str]
+    outcome: str  # ok | quota | transient | timeout | key_rejected | not_found | rejected | blocked
+    latency_ms: float
+    started_at: object = None  # datetime, UTC
+    status_code: Optional[int] = None
+    error_code: Optional[str] = None
+    error_message: Optional[str] = None
+
+
+@dataclass
+class Generation:
+    completion: Completion
+    model: str
+    attempts: list = field(default_factory=list)
+
+    @property
+    def upstream_latency_ms(self):
+        return sum(attempt.latency_ms for attempt in self.attempts)

@@ -1,0 +1,130 @@
+"""Fixtures: the emulator as a real process, the app built from a dict, Gunicorn servers."""
+import os
+import time
+
+import pytest
+import requests
+from sqlalchemy import create_engine, text
+
+from app import create_app
+from tests import processes
+
+KEYS = ["test-key-alpha-0001", "test-key-bravo-0002", "test-key-charlie-0003"]
+MODELS = ["gemini-2.5-flash", "gemini-2.5-flash-lite"]
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch):
+    """No shell variable leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith(("GEMINI_", "DATABASE_", "RETRY_", "REQUEST_", "UPSTREAM_", "QUOTA_", "MAX_")):
+            monkeypatch.delenv(name)
+
+
+class Emulator:
+    def __init__(self, process):
+        self.process, self.url = process, process.url
+
+    def control(self, what, payload=None):
+        method = requests.post if payload is not None or what == "reset" else requests.get
+        response = method(f"{self.url}/_emulator/{what}", json=payload, timeout=5)
+        response.raise_for_status()
+        return response.json()
+
+    def reset(self):
+        return self.control("reset")
+
+    def fault(self, **fault):
+        return self.control("faults", fault)
+
+    def configure(self, **settings):
+        return self.control("config", settings)
+
+    def stats(self):
+        return self.control("stats")
+
+    def requests(self):
+        return self.control("requests")
+
+
+@pytest.fixture(scope="session")
+def emulator_process(tmp_path_factory):
+    process = processes.start_emulator(str(tmp_path_factory.mktemp("emulator")), KEYS)
+    yield Emulator(process)
+    process.stop()
+
+
+@pytest.fixture
+def emulator(emulator_process):
+    emulator_process.reset()
+    yield emulator_process
+    emulator_process.reset()
+
+
+class Sleeps(list):
+    """Records the sleeps the service asks for instead of sleeping."""
+
+    def __call__(self, seconds):
+        self.append(seconds)
+
+
+@pytest.fixture
+def make_app(tmp_path, emulator):
+    def build(**overrides):
+        config = {
+            "TESTING": True,
+            "GEMINI_API_KEYS": KEYS[:1],
+            "GEMINI_MODELS": MODELS,
+            "GEMINI_BASE_URL": emulator.url,
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'proxy.db'}",
+        }
+        config.update(overrides)
+        app = create_app(config)
+        service = app.extensions["gemini"]
+        app.sleeps = Sleeps()
+        service.sleep = app.sleeps
+        # Time the service sleeps passes on its clock too, so deadlines are met without waiting.
+        service.clock = lambda: time.monotonic() + sum(app.sleeps)
+        return app
+
+    return build
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def rows(database_url, sql):
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(text(sql))]
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def gunicorn(tmp_path, emulator):
+    """A factory for Gunicorn servers against the emulator; every one started is stopped."""
+    started = []
+
+    def start(**settings):
+        settings.setdefault("GEMINI_API_KEY", KEYS[0])
+        settings.setdefault("GEMINI_BASE_URL", emulator.url)
+        settings.setdefault("GEMINI_MODELS", ",".join(MODELS))
+        settings.setdefault("DATABASE_URL", f"sqlite:///{tmp_path / 'proxy.db'}")
+        settings.setdefault("ACCESS_LOG", "false")
+        process = processes.start_gunicorn(str(tmp_path), **settings)
+        started.append(process)
+        process.database_url = settings["DATABASE_URL"]
+        return process.wait_ready()
+
+    yield start
+    for process in started:
+        process.stop()

@@ -1,0 +1,83 @@
+"""Start and stop the real processes the end-to-end tests talk to."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYTHON = sys.executable
+BIN = os.path.dirname(PYTHON)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def base_env(**extra):
+    """A clean environment: nothing from the developer's shell or .env leaks into a server."""
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1", "HOME": os.environ.get("HOME", "/tmp")}
+    env.update({key: str(value) for key, value in extra.items()})
+    return env
+
+
+class Process:
+    def __init__(self, name, argv, env, cwd, ready_url, log_path):
+        self.name, self.ready_url, self.log_path = name, ready_url, log_path
+        self.log = open(log_path, "wb")
+        self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def wait_ready(self, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                requests.get(self.ready_url, timeout=1)
+                return self
+            except requests.RequestException:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.name} not ready after {timeout} s:\n{self.output()}")
+
+    def output(self):
+        self.log.flush()
+        with open(self.log_path, "rb") as handle:
+            return handle.read().decode(errors="replace")
+
+    def stop(self, timeout=15.0):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+def start_emulator(tmp_dir, keys):
+    port = free_port()
+    argv = [PYTHON, "-m", "proxy.emulator", "--port", str(port), "--keys", ",".join(keys)]
+    process = Process("emulator", argv, base_env(PYTHONPATH=ROOT), ROOT,
+                      f"http://127.0.0.1:{port}/_emulator/stats", os.path.join(tmp_dir, "emulator.log"))
+    process.url = f"http://127.0.0.1:{port}"
+    return process.wait_ready()
+
+
+def start_gunicorn(tmp_dir, **settings):
+    """Serve wsgi:app with Gunicorn gevent workers, from a folder with no .env in it."""
+    port = free_port()
+    env = base_env(PORT=port, WEB_CONCURRENCY=settings.pop("WEB_CONCURRENCY", 2), **settings)
+    argv = [os.path.join(BIN, "gunicorn"), "--pythonpath", ROOT, "-c", os.path.join(ROOT, "gunicorn.conf.py"),
+            "wsgi:app"]
+    process = Process("gunicorn", argv, env, tmp_dir, f"http://127.0.0.1:{port}/health",
+                      os.path.join(tmp_dir, f"gunicorn-{port}.log"))
+    process.url = f"http://127.0.0.1:{port}"
+    return process

@@ -1,0 +1,12 @@
+"""The WSGI entry point for Gunicorn: gunicorn -c gunicorn.conf.py wsgi:app."""
+import sys
+
+from app import create_app
+from config import ConfigError
+
+try:
+    app = create_app()
+except ConfigError as exc:
+    # Name the bad setting and stop, rather than serve with a guess.
+    print(f"gemini-proxy: configuration error: {exc}", file=sys.stderr)
+    sys.exit(4)
