@@ -2,7 +2,7 @@
 import os
 import time
 
-from flask import Flask, redirect
+from flask import Flask
 
 from config import load_settings
 from proxy.api import api
@@ -44,7 +44,6 @@ def create_app(config=None):
     app.after_request(finish)
     register_errors(app)
     api.init_app(app)
-    app.add_url_rule("/", "index", lambda: redirect("/docs"))
     return app
 
 

@@ -50,3 +50,11 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 # Gunicorn 27's control socket sits at one fixed path per user: two instances on a host would
 # collide, and the proxy needs no runtime admin channel. Signals (HUP, TERM) still work.
 control_socket_disable = True
+
+
+# --- hooks --------------------------------------------------------------------------------
+def post_worker_init(worker):
+    # Marks the moment a worker has loaded the app and can serve; deploy scripts and the
+    # end-to-end tests wait for it (a SIGTERM that lands while a worker is still importing is
+    # only acted on after the graceful timeout).
+    worker.log.info("Worker ready (pid: %s)", worker.pid)

@@ -123,7 +123,7 @@ def gunicorn(tmp_path, emulator):
         process = processes.start_gunicorn(str(tmp_path), **settings)
         started.append(process)
         process.database_url = settings["DATABASE_URL"]
-        return process.wait_ready()
+        return process.wait_ready(log_marker="Worker ready", count=process.workers)
 
     yield start
     for process in started:

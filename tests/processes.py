@@ -33,21 +33,25 @@ class Process:
         self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
 
-    def wait_ready(self, timeout=30.0):
+    def wait_ready(self, timeout=30.0, log_marker=None, count=1):
+        """Wait until the URL answers and, if given, `log_marker` has appeared `count` times."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.output()}")
-            try:
-                requests.get(self.ready_url, timeout=1)
-                return self
-            except requests.RequestException:
-                time.sleep(0.1)
+            if log_marker is None or self.output().count(log_marker) >= count:
+                try:
+                    requests.get(self.ready_url, timeout=timeout)
+                    return self
+                except requests.RequestException:
+                    pass
+            time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"{self.name} not ready after {timeout} s:\n{self.output()}")
 
     def output(self):
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         with open(self.log_path, "rb") as handle:
             return handle.read().decode(errors="replace")
 
@@ -57,6 +61,7 @@ class Process:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                print(f"{self.name} ignored SIGTERM for {timeout} s:\n{self.output()[-3000:]}", flush=True)
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self.log.close()
@@ -74,10 +79,12 @@ def start_emulator(tmp_dir, keys):
 def start_gunicorn(tmp_dir, **settings):
     """Serve wsgi:app with Gunicorn gevent workers, from a folder with no .env in it."""
     port = free_port()
-    env = base_env(PORT=port, WEB_CONCURRENCY=settings.pop("WEB_CONCURRENCY", 2), **settings)
+    workers = int(settings.pop("WEB_CONCURRENCY", 2))
+    env = base_env(PORT=port, WEB_CONCURRENCY=workers, **settings)
     argv = [os.path.join(BIN, "gunicorn"), "--pythonpath", ROOT, "-c", os.path.join(ROOT, "gunicorn.conf.py"),
             "wsgi:app"]
     process = Process("gunicorn", argv, env, tmp_dir, f"http://127.0.0.1:{port}/health",
                       os.path.join(tmp_dir, f"gunicorn-{port}.log"))
     process.url = f"http://127.0.0.1:{port}"
+    process.workers = workers
     return process

@@ -1,4 +1,5 @@
 """The REST API: Flask-RESTX namespaces, documented at /docs."""
+from flask import redirect
 from flask_restx import Api
 
 from .. import __version__
@@ -11,6 +12,9 @@ class ProxyApi(Api):
     def handle_error(self, e):
         # Every error, validation failures included, leaves in the one documented shape.
         return error_response(e)
+
+    def render_root(self):
+        return redirect("/docs")
 
 
 api = ProxyApi(

@@ -1,0 +1,47 @@
+"""Settings: defaults, parsing, and a bad value stopping start-up with its name."""
+import subprocess
+
+import pytest
+
+from config import ConfigError, load_settings
+from tests import processes
+
+
+def test_defaults():
+    settings = load_settings({})
+    assert settings["GEMINI_API_KEYS"] == []
+    assert settings["GEMINI_MODELS"] == ["gemini-2.5-flash", "gemini-2.5-flash-lite"]
+    assert settings["GEMINI_BASE_URL"] == "https://generativelanguage.googleapis.com"
+    assert settings["REQUEST_DEADLINE_SECONDS"] == 30.0
+    assert settings["SQLALCHEMY_DATABASE_URI"] is None
+
+
+def test_key_pool_and_chain_are_comma_separated():
+    settings = load_settings({"GEMINI_API_KEY": " k1 , k2,,k3 ", "GEMINI_MODELS": "a, b",
+                              "GEMINI_BASE_URL": "http://127.0.0.1:9/"})
+    assert settings["GEMINI_API_KEYS"] == ["k1", "k2", "k3"]
+    assert settings["GEMINI_MODELS"] == ["a", "b"]
+    assert settings["GEMINI_BASE_URL"] == "http://127.0.0.1:9"
+
+
+@pytest.mark.parametrize("name,value", [
+    ("PORT", "eighty"), ("PORT", "70000"), ("REQUEST_DEADLINE_SECONDS", "0"), ("RETRY_MAX_ATTEMPTS", "2.5"),
+    ("GEMINI_BASE_URL", "ftp://example"), ("GEMINI_BASE_URL", "not a url"), ("LOG_LEVEL", "LOUD"),
+    ("FALLBACK_ENABLED", "maybe"), ("GEMINI_MODELS", " , "), ("UPSTREAM_TIMEOUT_SECONDS", "60"),
+])
+def test_bad_values_are_refused_by_name(name, value):
+    with pytest.raises(ConfigError, match=name):
+        load_settings({name: value})
+
+
+def test_gunicorn_refuses_to_start_on_a_bad_setting(tmp_path):
+    process = processes.start_gunicorn(str(tmp_path), RETRY_MAX_ATTEMPTS="lots", WEB_CONCURRENCY=1,
+                                       DATABASE_URL=f"sqlite:///{tmp_path}/p.db")
+    try:
+        process.proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("Gunicorn kept running with a bad setting")
+    finally:
+        process.stop()
+    assert process.proc.returncode != 0
+    assert "RETRY_MAX_ATTEMPTS='lots' is not a valid int" in process.output()
