@@ -8,6 +8,8 @@ from config import load_settings
 from proxy.api import api
 from proxy.api.errors import register as register_errors
 from proxy.logsetup import configure_logging
+from proxy.passthrough.forwarder import Forwarder
+from proxy.passthrough.views import bp as passthrough
 from proxy.requestctx import begin, finish
 from proxy.storage.database import init_database
 from proxy.storage.recorder import record
@@ -28,15 +30,28 @@ def create_app(config=None):
 
     init_database(app)
     app.extensions["started_at"] = time.monotonic()
+    # One key pool for both APIs: a key resting after a 429 rests for every caller.
+    pool = KeyPool(app.config["GEMINI_API_KEYS"])
+    policy = RetryPolicy.from_config(app.config)
     app.extensions["gemini"] = GenerationService(
         sdk=GeminiSdk(app.config["GEMINI_BASE_URL"]),
-        pool=KeyPool(app.config["GEMINI_API_KEYS"]),
+        pool=pool,
         models=app.config["GEMINI_MODELS"],
-        policy=RetryPolicy.from_config(app.config),
+        policy=policy,
         deadline=app.config["REQUEST_DEADLINE_SECONDS"],
         upstream_timeout=app.config["UPSTREAM_TIMEOUT_SECONDS"],
         quota_cooldown=app.config["QUOTA_COOLDOWN_SECONDS"],
         fallback=app.config["FALLBACK_ENABLED"],
+    )
+    app.extensions["forwarder"] = Forwarder(
+        app.config["GEMINI_BASE_URL"], pool, app.config["GEMINI_MODELS"], policy,
+        connect_timeout=app.config["UPSTREAM_CONNECT_TIMEOUT_SECONDS"],
+        read_timeout=app.config["UPSTREAM_TIMEOUT_SECONDS"],
+        deadline=app.config["REQUEST_DEADLINE_SECONDS"],
+        pool_size=app.config["UPSTREAM_POOL_SIZE"],
+        fallback_scope=app.config["PASSTHROUGH_FALLBACK"],
+        max_attempts=app.config["PASSTHROUGH_MAX_ATTEMPTS"],
+        quota_cooldown=app.config["QUOTA_COOLDOWN_SECONDS"],
     )
 
     app.before_request(begin)
@@ -44,6 +59,7 @@ def create_app(config=None):
     app.after_request(finish)
     register_errors(app)
     api.init_app(app)
+    app.register_blueprint(passthrough)
     return app
 
 

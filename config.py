@@ -4,8 +4,6 @@ from urllib.parse import urlparse
 
 from dotenv import load_dotenv
 
-load_dotenv()
-
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names it."""
@@ -61,9 +59,22 @@ def _log_level(env, name, default):
     return value
 
 
+def _fallback_scope(env, name):
+    """false: never; true: every model; or a comma list of the models whose requests may fall back."""
+    raw = _text(env, name, "false")
+    if raw.lower() in ("0", "false", "no", "off"):
+        return ()
+    if raw.lower() in ("1", "true", "yes", "on", "*"):
+        return ("*",)
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
 def load_settings(env=None):
     """Return the Flask config mapping for `env` (default: the process environment)."""
-    env = os.environ if env is None else env
+    if env is None:
+        # The .env in the working directory; tests pass their own mapping and never see it.
+        load_dotenv(os.path.join(os.getcwd(), ".env"))
+        env = os.environ
     settings = {
         # Upstream
         "GEMINI_API_KEYS": _list(env, "GEMINI_API_KEY"),
@@ -79,6 +90,8 @@ def load_settings(env=None):
         # Deadlines and retry (seconds unless named otherwise)
         "REQUEST_DEADLINE_SECONDS": _number(env, "REQUEST_DEADLINE_SECONDS", 30.0, minimum=1),
         "UPSTREAM_TIMEOUT_SECONDS": _number(env, "UPSTREAM_TIMEOUT_SECONDS", 20.0, minimum=0.1),
+        "UPSTREAM_CONNECT_TIMEOUT_SECONDS": _number(env, "UPSTREAM_CONNECT_TIMEOUT_SECONDS", 5.0, minimum=0.1),
+        "UPSTREAM_POOL_SIZE": _number(env, "UPSTREAM_POOL_SIZE", 256, int, minimum=1),
         "RETRY_MAX_ATTEMPTS": _number(env, "RETRY_MAX_ATTEMPTS", 3, int, minimum=1, maximum=20),
         "RETRY_INITIAL_DELAY_SECONDS": _number(env, "RETRY_INITIAL_DELAY_SECONDS", 0.5, minimum=0),
         "RETRY_MAX_DELAY_SECONDS": _number(env, "RETRY_MAX_DELAY_SECONDS", 8.0, minimum=0),
@@ -86,6 +99,11 @@ def load_settings(env=None):
         "RETRY_HONOR_DELAY_MAX_SECONDS": _number(env, "RETRY_HONOR_DELAY_MAX_SECONDS", 10.0, minimum=0),
         "QUOTA_COOLDOWN_SECONDS": _number(env, "QUOTA_COOLDOWN_SECONDS", 60.0, minimum=0),
         "FALLBACK_ENABLED": _flag(env, "FALLBACK_ENABLED", True),
+        # Native pass-through
+        "PASSTHROUGH_FALLBACK": _fallback_scope(env, "PASSTHROUGH_FALLBACK"),
+        "PASSTHROUGH_MAX_ATTEMPTS": _number(env, "PASSTHROUGH_MAX_ATTEMPTS", 1, int, minimum=1, maximum=10),
+        "LOG_BODIES": _flag(env, "LOG_BODIES", True),
+        "LOG_BODY_MAX_BYTES": _number(env, "LOG_BODY_MAX_BYTES", 16 * 1024 * 1024, int, minimum=0),
         # Input bounds for /gemini/generate
         "MAX_PROMPT_CHARS": _number(env, "MAX_PROMPT_CHARS", 1_000_000, int, minimum=1),
         "MAX_OUTPUT_TOKENS_LIMIT": _number(env, "MAX_OUTPUT_TOKENS_LIMIT", 65_536, int, minimum=1),

@@ -39,8 +39,9 @@ keepalive = 75  # above nginx's upstream keepalive_timeout (60 s), so nginx clos
 accesslog = "-" if os.environ.get("ACCESS_LOG", "true").lower() not in ("0", "false", "no", "off") else None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
-# Client address, request line, status, size, duration in microseconds, and the request id.
-access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(D)sus rid=%({x-request-id}o)s'
+# Client address, method and path, status, size, duration in microseconds, and the request id.
+# The path is logged without its query string: Gemini clients may put their key in ?key=.
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(D)sus rid=%({x-request-id}o)s'
 
 # --- proxying -----------------------------------------------------------------------------
 # Trust X-Forwarded-* only from these addresses (nginx on the same host by default).

@@ -3,7 +3,7 @@ from datetime import datetime, timezone
 from typing import Optional
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -63,6 +63,7 @@ class RequestLog(db.Model):
     metric_id: Mapped[Optional[int]] = mapped_column(ForeignKey("metrics.id", ondelete="SET NULL"))
 
     metric: Mapped[Optional[Metric]] = relationship()
+    exchange: Mapped[Optional["Exchange"]] = relationship(back_populates="request", cascade="all, delete-orphan")
     attempts: Mapped[list["Attempt"]] = relationship(
         back_populates="request", cascade="all, delete-orphan", order_by="Attempt.number"
     )
@@ -97,3 +98,47 @@ class Attempt(db.Model):
     latency_ms: Mapped[float]
 
     request: Mapped[RequestLog] = relationship(back_populates="attempts")
+
+
+class Exchange(db.Model):
+    """A native pass-through call as it crossed the proxy: secrets redacted, bodies kept apart."""
+
+    __tablename__ = "exchanges"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_log_id: Mapped[int] = mapped_column(
+        ForeignKey("request_log.id", ondelete="CASCADE"), unique=True
+    )
+    path: Mapped[str] = mapped_column(Text)
+    query: Mapped[Optional[str]] = mapped_column(Text)  # with key= removed
+    action: Mapped[Optional[str]] = mapped_column(String(60))  # generateContent, countTokens, ...
+    stream_format: Mapped[Optional[str]] = mapped_column(String(10))  # sse | json
+    key_source: Mapped[str] = mapped_column(String(10))  # client | server
+    upstream_status: Mapped[Optional[int]]
+    aborted: Mapped[Optional[str]] = mapped_column(String(20))  # client | upstream, when cut short
+    request_headers: Mapped[Optional[str]] = mapped_column(Text)  # JSON, redacted
+    response_headers: Mapped[Optional[str]] = mapped_column(Text)  # JSON
+    request_bytes: Mapped[int] = mapped_column(default=0)
+    response_bytes: Mapped[int] = mapped_column(default=0)
+    top_p: Mapped[Optional[float]]
+    top_k: Mapped[Optional[int]]
+    thoughts_tokens: Mapped[Optional[int]]
+    cached_tokens: Mapped[Optional[int]]
+
+    request: Mapped[RequestLog] = relationship(back_populates="exchange")
+    body: Mapped[Optional["ExchangeBody"]] = relationship(back_populates="exchange", cascade="all, delete-orphan")
+
+
+class ExchangeBody(db.Model):
+    """The request and response bodies of an exchange, zlib-compressed, possibly capped."""
+
+    __tablename__ = "exchange_bodies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    exchange_id: Mapped[int] = mapped_column(ForeignKey("exchanges.id", ondelete="CASCADE"), unique=True)
+    request_body: Mapped[Optional[bytes]] = mapped_column(LargeBinary)
+    response_body: Mapped[Optional[bytes]] = mapped_column(LargeBinary)
+    request_truncated: Mapped[bool] = mapped_column(default=False)
+    response_truncated: Mapped[bool] = mapped_column(default=False)
+
+    exchange: Mapped[Exchange] = relationship(back_populates="body")

@@ -1,5 +1,6 @@
 """Logging: one line per event with the request id; secrets replaced by their fingerprints."""
 import logging
+import re
 import sys
 
 from flask import g, has_request_context
@@ -7,6 +8,8 @@ from flask import g, has_request_context
 from .upstream.keypool import fingerprint
 
 _FORMAT = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
+# Keys a client passes in a URL (?key=...), whoever logs that URL.
+_QUERY_KEY = re.compile(r"([?&]key=)[^&\s\"']+")
 
 
 class RequestIdFilter(logging.Filter):
@@ -23,10 +26,8 @@ class SecretRedactor(logging.Filter):
         self.secrets = {s: fingerprint(s) for s in secrets if s and len(s) >= 6}
 
     def filter(self, record):
-        if not self.secrets:
-            return True
         message = record.getMessage()
-        redacted = message
+        redacted = _QUERY_KEY.sub(r"\1[redacted]", message)
         for secret, name in self.secrets.items():
             redacted = redacted.replace(secret, name)
         if redacted != message:

@@ -23,6 +23,11 @@ def create_emulator(valid_keys=None, latency_ms=0.0):
     def list_models(version):
         if version not in _API_VERSIONS:
             return google_error(404, replies.error_body(404, f"Unknown API version {version}."))
+        key = _api_key()
+        if not key:
+            return google_error(403, replies.missing_key_error())
+        if state.valid_keys and key not in state.valid_keys:
+            return google_error(400, replies.invalid_key_error())
         names = sorted(replies.MODELS)
         size = request.args.get("pageSize", type=int) or 50
         start = int(request.args.get("pageToken") or 0)
@@ -69,10 +74,11 @@ def create_emulator(valid_keys=None, latency_ms=0.0):
         if handler is None:
             return google_error(404, replies.error_body(404, f"Method {action} not found for models/{model}."))
         try:
-            response = _fault_or_none(state, model, key, action, streaming)
+            fault = state.take_fault(model, key, action)
+            response = _fault_response(fault, model, streaming)
             if response is None:
                 time.sleep(state.latency_for(model))
-                response = handler(state, model, body)
+                response = _stream(state, model, body, fault) if streaming else handler(state, model, body)
         except _BadRequest as exc:
             response = google_error(400, replies.error_body(400, str(exc)), as_array)
         return response
@@ -137,11 +143,13 @@ def _leave_after(chunks, state):
         state.leave()
 
 
-def _fault_or_none(state, model, key, action, streaming):
-    fault = state.take_fault(model, key, action)
+def _fault_response(fault, model, streaming):
+    """The error a fault answers with, or None to answer normally (perhaps slowly, or cut short)."""
     if fault is None:
         return None
     mode = fault.get("mode", "error")
+    if mode in ("cut", "stall") and streaming:
+        return None
     if mode == "slow":
         time.sleep(float(fault.get("seconds", 5)))
         return None
@@ -262,15 +270,25 @@ def _generate(state, model, body):
     return Response(json.dumps(_merge(_chunks(state, model, body))), mimetype="application/json")
 
 
-def _stream(state, model, body):
+class _StreamCut(Exception):
+    """Raised mid-body so the server drops the connection without ending the stream."""
+
+
+def _stream(state, model, body, fault=None):
     chunks = _chunks(state, model, body)
     delay = state.stream_chunk_delay_ms / 1000.0
     sse = _sse()
+    mode = (fault or {}).get("mode")
+    after = int((fault or {}).get("after_chunks", 1))
 
     def produce():
         for number, chunk in enumerate(chunks):
             if number and delay:
                 time.sleep(delay)
+            if number == after and mode == "cut":
+                raise _StreamCut(f"stream cut after {after} chunks")
+            if number == after and mode == "stall":
+                time.sleep(float(fault.get("seconds", 30)))
             data = json.dumps(chunk)
             if sse:
                 yield f"data: {data}\r\n\r\n"

@@ -1,0 +1,40 @@
+"""Header hygiene: hop-by-hop headers dropped, secrets never forwarded twice nor stored."""
+from urllib.parse import quote
+
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+              "trailers", "transfer-encoding", "upgrade", "proxy-connection"}
+# Set by the proxy itself, or meaningless beyond it.
+NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "accept-encoding", "x-goog-api-key", "authorization",
+                              "cookie", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
+                              "x-forwarded-port", "x-forwarded-prefix", "x-real-ip", "forwarded",
+                              "x-api-key", "x-request-id"}
+# Google's alt-svc advertises its own HTTP/3 endpoint, which is not where the client is talking.
+NOT_RETURNED = HOP_BY_HOP | {"alt-svc", "content-length", "server", "date"}
+SECRET = {"x-goog-api-key", "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"}
+
+
+def upstream_headers(incoming):
+    headers = {name: value for name, value in incoming.items() if name.lower() not in NOT_FORWARDED}
+    # Uncompressed from upstream: the proxy reads usage from the bytes it forwards.
+    headers["Accept-Encoding"] = "identity"
+    return headers
+
+
+def client_headers(upstream):
+    return [(name, value) for name, value in upstream.items() if name.lower() not in NOT_RETURNED]
+
+
+def redacted(headers):
+    return {name: ("[redacted]" if name.lower() in SECRET else value) for name, value in headers.items()}
+
+
+def query_without_key(raw_query):
+    """The raw query string, byte for byte, minus any key= parameter."""
+    text = raw_query.decode("latin-1") if isinstance(raw_query, bytes) else raw_query
+    kept = [part for part in text.split("&") if part and not part.startswith("key=")]
+    return "&".join(kept)
+
+
+def upstream_path(path):
+    """Re-quote the decoded path, keeping the characters Gemini's paths use as they are."""
+    return quote(path, safe="/:@!$&'()*+,;=-._~")
