@@ -4,14 +4,19 @@ import time
 
 from flask import Flask
 
-from config import load_settings
-from proxy.api import api
+from config import ConfigError, load_settings
+from proxy.access import clients
+from proxy.access.auth import authenticate
+from proxy.access.cli import cli as keys_cli
+from proxy.access.limits import check_token_quota, init_limits
+from proxy.access.security import init_security
+from proxy.api import api, document_models
 from proxy.api.errors import register as register_errors
 from proxy.logsetup import configure_logging
 from proxy.passthrough.forwarder import Forwarder
 from proxy.passthrough.views import bp as passthrough
 from proxy.requestctx import begin, finish
-from proxy.storage.database import init_database
+from proxy.storage.database import init_database, release_connection
 from proxy.storage.recorder import record
 from proxy.upstream.gemini_sdk import GeminiSdk
 from proxy.upstream.keypool import KeyPool
@@ -26,9 +31,17 @@ def create_app(config=None):
     app.config.update(config or {})
     app.config["RESTX_MASK_SWAGGER"] = False
     app.config["RESTX_ERROR_404_HELP"] = False
-    configure_logging(app.config["LOG_LEVEL"], app.config["GEMINI_API_KEYS"])
+    configure_logging(app.config["LOG_LEVEL"], app.config["GEMINI_API_KEYS"] + app.config["API_KEYS"]
+                      + [app.config["ADMIN_API_KEY"]])
 
+    allowed = app.config["ALLOWED_MODELS"]
+    chain = [m for m in app.config["GEMINI_MODELS"] if not allowed or m in allowed]
+    if not chain:
+        raise ConfigError("ALLOWED_MODELS allows none of GEMINI_MODELS")
     init_database(app)
+    if app.config["API_KEYS"]:
+        with app.app_context():
+            clients.sync_env_keys(app.config["API_KEYS"])
     app.extensions["started_at"] = time.monotonic()
     # One key pool for both APIs: a key resting after a 429 rests for every caller.
     pool = KeyPool(app.config["GEMINI_API_KEYS"])
@@ -36,7 +49,7 @@ def create_app(config=None):
     app.extensions["gemini"] = GenerationService(
         sdk=GeminiSdk(app.config["GEMINI_BASE_URL"]),
         pool=pool,
-        models=app.config["GEMINI_MODELS"],
+        models=chain,
         policy=policy,
         deadline=app.config["REQUEST_DEADLINE_SECONDS"],
         upstream_timeout=app.config["UPSTREAM_TIMEOUT_SECONDS"],
@@ -44,7 +57,7 @@ def create_app(config=None):
         fallback=app.config["FALLBACK_ENABLED"],
     )
     app.extensions["forwarder"] = Forwarder(
-        app.config["GEMINI_BASE_URL"], pool, app.config["GEMINI_MODELS"], policy,
+        app.config["GEMINI_BASE_URL"], pool, chain, policy,
         connect_timeout=app.config["UPSTREAM_CONNECT_TIMEOUT_SECONDS"],
         read_timeout=app.config["UPSTREAM_TIMEOUT_SECONDS"],
         deadline=app.config["REQUEST_DEADLINE_SECONDS"],
@@ -54,12 +67,20 @@ def create_app(config=None):
         quota_cooldown=app.config["QUOTA_COOLDOWN_SECONDS"],
     )
 
+    # Order matters: the request id first, then who is calling, then their limits.
     app.before_request(begin)
+    app.before_request(authenticate)
+    init_limits(app)
+    app.before_request(check_token_quota)
+    app.before_request(release_connection)
     app.after_request(record)
     app.after_request(finish)
+    init_security(app)
     register_errors(app)
     api.init_app(app)
+    document_models(chain)
     app.register_blueprint(passthrough)
+    app.register_blueprint(keys_cli)
     return app
 
 

@@ -69,6 +69,18 @@ def _fallback_scope(env, name):
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+def _rate_limit(env, name):
+    value = _text(env, name, "")
+    if value:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ConfigError(f"{name}={value!r} is not a rate limit such as 60/minute;5000/day") from None
+    return value
+
+
 def load_settings(env=None):
     """Return the Flask config mapping for `env` (default: the process environment)."""
     if env is None:
@@ -104,12 +116,25 @@ def load_settings(env=None):
         "PASSTHROUGH_MAX_ATTEMPTS": _number(env, "PASSTHROUGH_MAX_ATTEMPTS", 1, int, minimum=1, maximum=10),
         "LOG_BODIES": _flag(env, "LOG_BODIES", True),
         "LOG_BODY_MAX_BYTES": _number(env, "LOG_BODY_MAX_BYTES", 16 * 1024 * 1024, int, minimum=0),
-        # Input bounds for /gemini/generate
+        # Access control and limits
+        "API_KEYS": _list(env, "API_KEYS"),
+        "REQUIRE_API_KEY": _flag(env, "REQUIRE_API_KEY", False),
+        "ADMIN_API_KEY": _text(env, "ADMIN_API_KEY", ""),
+        "RATE_LIMIT": _rate_limit(env, "RATE_LIMIT"),
+        "RATE_LIMIT_STORAGE_URL": _text(env, "RATE_LIMIT_STORAGE_URL", "memory://"),
+        "DAILY_TOKEN_QUOTA": _number(env, "DAILY_TOKEN_QUOTA", 0, int, minimum=0),
+        "CORS_ORIGINS": _list(env, "CORS_ORIGINS"),
+        # Input bounds; ALLOWED_MODELS empty: the chain on /gemini APIs, any model on the pass-through
+        "ALLOWED_MODELS": _list(env, "ALLOWED_MODELS"),
         "MAX_PROMPT_CHARS": _number(env, "MAX_PROMPT_CHARS", 1_000_000, int, minimum=1),
+        "PROXY_MAX_PROMPT_CHARS": _number(env, "PROXY_MAX_PROMPT_CHARS", 10_000, int, minimum=1),
+        "NATIVE_MAX_PROMPT_CHARS": _number(env, "NATIVE_MAX_PROMPT_CHARS", 0, int, minimum=0),
         "MAX_OUTPUT_TOKENS_LIMIT": _number(env, "MAX_OUTPUT_TOKENS_LIMIT", 65_536, int, minimum=1),
     }
     if settings["UPSTREAM_TIMEOUT_SECONDS"] > settings["REQUEST_DEADLINE_SECONDS"]:
         raise ConfigError("UPSTREAM_TIMEOUT_SECONDS must not exceed REQUEST_DEADLINE_SECONDS")
+    if settings["ADMIN_API_KEY"] and len(settings["ADMIN_API_KEY"]) < 16:
+        raise ConfigError("ADMIN_API_KEY must be at least 16 characters")
     if not settings["GEMINI_MODELS"]:
         raise ConfigError("GEMINI_MODELS must name at least one model")
     return settings

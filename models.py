@@ -32,6 +32,27 @@ class Metric(db.Model):
     max_output_tokens: Mapped[Optional[int]]
 
 
+class ApiClient(db.Model):
+    """A proxy-issued client key: only its hash is stored; the secret is shown once."""
+
+    __tablename__ = "api_clients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the key
+    key_prefix: Mapped[str] = mapped_column(String(12))  # enough to recognise a key in a list
+    source: Mapped[str] = mapped_column(String(10), default="cli")  # cli | env | admin
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    rotated_at: Mapped[Optional[datetime]]
+    revoked_at: Mapped[Optional[datetime]]
+    rate_limit: Mapped[Optional[str]] = mapped_column(String(100))  # Flask-Limiter syntax; None: default
+    daily_token_quota: Mapped[Optional[int]]  # None: the default; 0: unlimited
+
+    @property
+    def active(self):
+        return self.revoked_at is None
+
+
 class RequestLog(db.Model):
     """Every request the proxy answered, failures included (timestamps are naive UTC)."""
 
@@ -42,7 +63,7 @@ class RequestLog(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     route: Mapped[str] = mapped_column(String(200))
     method: Mapped[str] = mapped_column(String(10), default="POST")
-    client_id: Mapped[Optional[int]]  # proxy-issued client key, once clients exist
+    client_id: Mapped[Optional[int]] = mapped_column(ForeignKey("api_clients.id", ondelete="SET NULL"))
     model_requested: Mapped[Optional[str]] = mapped_column(String(100))
     model_used: Mapped[Optional[str]] = mapped_column(String(100))
     status_code: Mapped[int]

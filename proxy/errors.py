@@ -76,3 +76,44 @@ class NoApiKey(ProxyError):
 
 class DeadlineExceeded(ProxyError):
     status, code = 504, "DEADLINE_EXCEEDED"
+
+
+class PromptTooLong(InvalidRequest):
+    code = "PROMPT_TOO_LONG"
+
+
+class Unauthorized(ProxyError):
+    status, code = 401, "UNAUTHORIZED"
+
+    def __init__(self, message, **kwargs):
+        super().__init__(message, **kwargs)
+        self.headers["WWW-Authenticate"] = 'Bearer realm="gemini-proxy"'
+
+
+class AdminDisabled(ProxyError):
+    status, code = 403, "ADMIN_DISABLED"
+
+
+class UpstreamModelNotFound(ProxyError):
+    status, code = 404, "MODEL_NOT_FOUND"
+
+
+class RateLimited(ProxyError):
+    status, code = 429, "RATE_LIMITED"
+
+
+class TokenQuotaExceeded(ProxyError):
+    status, code = 429, "TOKEN_QUOTA_EXCEEDED"
+
+    def __init__(self, message, *, retry_after, **kwargs):
+        super().__init__(message, **kwargs)
+        self.headers["Retry-After"] = str(max(1, int(retry_after)))
+
+
+def require_unicode(value, field):
+    """Text must be encodable as UTF-8: JSON can carry lone surrogates that Gemini cannot take."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(f"{field} is not valid Unicode text (it holds a lone surrogate).") from None
+    return value

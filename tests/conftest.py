@@ -17,7 +17,8 @@ MODELS = ["gemini-2.5-flash", "gemini-2.5-flash-lite"]
 def clean_environ(monkeypatch):
     """No shell variable leaks into a test."""
     for name in list(os.environ):
-        if name.startswith(("GEMINI_", "DATABASE_", "RETRY_", "REQUEST_", "UPSTREAM_", "QUOTA_", "MAX_")):
+        if name.startswith(("GEMINI_", "DATABASE_", "RETRY_", "REQUEST_", "UPSTREAM_", "QUOTA_", "MAX_", "API_KEYS",
+                            "ADMIN_", "RATE_LIMIT", "REQUIRE_", "CORS_", "DAILY_", "ALLOWED_", "LOG_BODY")):
             monkeypatch.delenv(name)
 
 
@@ -98,6 +99,18 @@ def app(make_app):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    process = processes.start_redis(str(tmp_path_factory.mktemp("redis")))
+    yield process
+    process.stop()
 
 
 def rows(database_url, sql):

@@ -88,3 +88,28 @@ def start_gunicorn(tmp_dir, **settings):
     process.url = f"http://127.0.0.1:{port}"
     process.workers = workers
     return process
+
+
+def start_redis(tmp_dir):
+    """A throwaway Redis on a free loopback port (Debian's redis-server; .ci/run installs it)."""
+    import shutil
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed: apt-get install redis-server (.ci/run does)")
+    port = free_port()
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", tmp_dir]
+    process = Process("redis", argv, base_env(), tmp_dir, None, os.path.join(tmp_dir, "redis.log"))
+    process.url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return process
+        except OSError:
+            time.sleep(0.1)
+    process.stop()
+    raise RuntimeError(f"redis not ready:\n{process.output()}")

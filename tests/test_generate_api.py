@@ -63,6 +63,7 @@ INVALID_BODIES = [
     ({"prompt": {"text": "hi"}, "generation_config": {"max_output_tokens": "100"}}, "generation_config.max_output_tokens"),
     ({"prompt": {"text": "hi"}, "generation_config": {"top_p": 1.5}}, "generation_config.top_p"),
     ({"prompt": {"text": "hi"}, "generation_config": {"top_k": 0}}, "generation_config.top_k"),
+    ({"prompt": {"text": "hi"}, "generation_config": {"top_k": 2**40}}, "generation_config.top_k"),
     ({"prompt": {"text": "hi"}, "generation_config": {"stop_sequences": ["a"] * 6}}, "generation_config.stop_sequences"),
     ({"prompt": {"text": "hi"}, "generation_config": {"stop_sequences": "END"}}, "generation_config.stop_sequences"),
     ({"prompt": {"text": "hi"}, "generation_config": {"tempurature": 0.5}}, "generation_config"),
@@ -85,9 +86,12 @@ def test_invalid_bodies_get_400_naming_the_field(client, emulator, body, field):
 @pytest.mark.parametrize("body,code", [
     ({"prompt": {"text": "   \n"}}, "INVALID_REQUEST"),
     ({"prompt": {"text": "hi"}, "model": "gemini-1.0-ultra-secret"}, "MODEL_NOT_ALLOWED"),
-    ({"prompt": {"text": "hi"}, "generation_config": {"max_output_tokens": 10**9}}, "INVALID_REQUEST"),
+    ({"prompt": {"text": "hi"}, "generation_config": {"max_output_tokens": 65536}}, "INVALID_REQUEST"),
+    ({"prompt": {"text": "lone \ud83d surrogate"}}, "INVALID_REQUEST"),
+    ({"prompt": {"text": "hi"}, "system_instruction": "\udc00"}, "INVALID_REQUEST"),
 ])
-def test_checks_beyond_the_schema(client, emulator, body, code):
+def test_checks_beyond_the_schema(make_app, emulator, body, code):
+    client = make_app(MAX_OUTPUT_TOKENS_LIMIT=8192).test_client()
     response = client.post("/gemini/generate", json=body)
     assert response.status_code == 400
     assert response.json["error"]["code"] == code

@@ -1,4 +1,4 @@
-"""One JSON error shape for the whole API, and the mapping of every failure onto it."""
+"""Every failure mapped to a typed error, and answered in the shape its API's clients expect."""
 import logging
 
 from flask import g, has_request_context, jsonify, request
@@ -34,6 +34,8 @@ def from_http_exception(exc):
         return errors.UnsupportedContentType("Send the body as JSON with Content-Type: application/json.")
     if exc.code == 413:
         return errors.PayloadTooLarge("The request body is larger than this server accepts.")
+    if exc.code == 429:
+        return errors.RateLimited(f"Rate limit exceeded ({exc.description}).")
     kind = _BY_STATUS.get(exc.code)
     if kind is not None:
         return kind(data.get("message") or exc.description or kind.code)
@@ -53,6 +55,17 @@ def to_proxy_error(exc):
     return errors.ProxyError("The server hit an unexpected error; it has been logged.")
 
 
+_GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+                  405: "UNIMPLEMENTED", 413: "INVALID_ARGUMENT", 422: "FAILED_PRECONDITION",
+                  429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 502: "UNAVAILABLE", 503: "UNAVAILABLE",
+                  504: "DEADLINE_EXCEEDED"}
+# The codes of the Flask service /gemini-proxy users migrate from.
+_COMPAT_CODES = {"UNAUTHORIZED": "UNAUTHORIZED", "PROMPT_TOO_LONG": "PROMPT_TOO_LONG",
+                 "MODEL_NOT_ALLOWED": "MODEL_NOT_FOUND", "MODEL_NOT_FOUND": "MODEL_NOT_FOUND",
+                 "QUOTA_EXHAUSTED": "QUOTA_ERROR", "RATE_LIMITED": "QUOTA_ERROR",
+                 "TOKEN_QUOTA_EXCEEDED": "QUOTA_ERROR"}
+
+
 def error_body(error):
     body = {"code": error.code, "message": error.message}
     if error.details is not None:
@@ -60,10 +73,35 @@ def error_body(error):
     return {"error": body, "request_id": g.get("request_id")}
 
 
+def google_body(error):
+    """Google's shape on the native pass-through, so SDKs raise what they would raise against Gemini."""
+    return {"error": {"code": error.status, "message": error.message,
+                      "status": _GOOGLE_STATUS.get(error.status, "UNKNOWN")}}
+
+
+def compat_code(error):
+    if error.code in _COMPAT_CODES:
+        return _COMPAT_CODES[error.code]
+    return "INVALID_REQUEST" if error.status < 500 and error.status != 422 else "UPSTREAM_ERROR"
+
+
+def compat_body(error):
+    return {"result": "Failed", "errors": [{"code": compat_code(error), "message": error.message}]}
+
+
+def _shape_for_path(path):
+    if path.startswith(("/v1beta/", "/v1/")):
+        return google_body
+    if path.startswith("/gemini-proxy"):
+        return compat_body
+    return error_body
+
+
 def error_response(exc):
     error = to_proxy_error(exc)
     g.error = error  # the request log reads it
-    response = jsonify(error_body(error))
+    shape = _shape_for_path(request.path) if has_request_context() else error_body
+    response = jsonify(shape(error))
     response.status_code = error.status
     response.headers.update(error.headers)
     return response

@@ -2,7 +2,7 @@
 from flask import current_app, g
 from flask_restx import Namespace, Resource, fields
 
-from ..errors import InvalidRequest, ModelNotAllowed
+from ..errors import InvalidRequest, ModelNotAllowed, require_unicode
 from ..upstream.messages import GenerationRequest
 from .models import document_errors, error_detail, error_model
 
@@ -11,15 +11,16 @@ ns.add_model("ErrorDetail", error_detail)
 ns.add_model("Error", error_model)
 
 prompt_model = ns.model("Prompt", {
-    "text": fields.String(required=True, min_length=1, description="The prompt text",
+    "text": fields.String(required=True, min_length=1, pattern=r"\S", description="The prompt text (not blank)",
                           example="Write a haiku about proxies."),
 }, strict=True)
 
 config_model = ns.model("GenerationConfig", {
     "temperature": fields.Float(min=0, max=2, description="Sampling temperature, 0 to 2", example=0.7),
-    "max_output_tokens": fields.Integer(min=1, description="Upper bound on generated tokens", example=100),
+    "max_output_tokens": fields.Integer(min=1, max=65536, example=100,
+                                        description="Upper bound on generated tokens (the operator may lower it)"),
     "top_p": fields.Float(min=0, max=1, description="Nucleus sampling probability mass", example=0.95),
-    "top_k": fields.Integer(min=1, description="Sample from the k most likely tokens", example=40),
+    "top_k": fields.Integer(min=1, max=2**31 - 1, description="Sample from the k most likely tokens", example=40),
     "stop_sequences": fields.List(fields.String(min_length=1), max_items=5,
                                   description="Up to 5 sequences that end generation", example=["\n\n"]),
 }, strict=True)
@@ -55,7 +56,10 @@ response_model = ns.model("GenerateResponse", {
 
 def parse_generate(payload, config):
     """Checks the schema cannot express, then the service's request object."""
-    text = payload["prompt"]["text"]
+    text = require_unicode(payload["prompt"]["text"], "prompt.text")
+    require_unicode(payload.get("system_instruction") or "", "system_instruction")
+    for sequence in (payload.get("generation_config") or {}).get("stop_sequences") or ():
+        require_unicode(sequence, "generation_config.stop_sequences")
     if not text.strip():
         raise InvalidRequest("prompt.text must not be empty or only whitespace.")
     if len(text) > config["MAX_PROMPT_CHARS"]:
@@ -65,9 +69,9 @@ def parse_generate(payload, config):
     if settings.get("max_output_tokens") is not None and settings["max_output_tokens"] > limit:
         raise InvalidRequest(f"generation_config.max_output_tokens must be at most {limit}.")
     model = payload.get("model")
-    if model is not None and model not in config["GEMINI_MODELS"]:
-        raise ModelNotAllowed(f"Model {model!r} is not allowed here; choose one of: "
-                              + ", ".join(config["GEMINI_MODELS"]) + ".")
+    allowed = current_app.extensions["gemini"].models
+    if model is not None and model not in allowed:
+        raise ModelNotAllowed(f"Model {model!r} is not allowed here; choose one of: " + ", ".join(allowed) + ".")
     return GenerationRequest(
         prompt=text,
         model=model,
@@ -84,7 +88,7 @@ def parse_generate(payload, config):
 class Generate(Resource):
     @ns.expect(request_model, validate=True)
     @ns.marshal_with(response_model, description="Generated text with its token metrics")
-    @document_errors(ns, 400, 413, 422, 429, 502, 503, 504)
+    @document_errors(ns, 400, 401, 404, 413, 422, 429, 502, 503, 504)
     def post(self):
         """Generate text with Gemini, retrying transient failures and falling back along the model chain."""
         g.model_requested = ns.payload.get("model")

@@ -5,6 +5,7 @@ from flask import current_app
 from flask_restx import Namespace, Resource, fields
 
 from .. import __version__
+from ..access.auth import auth_mode
 from ..storage.database import db_reachable
 
 ns = Namespace("health", description="Liveness and readiness", path="/health")
@@ -27,11 +28,13 @@ health_model = ns.model("Health", {
     "models": fields.List(fields.String, description="The model fallback chain, first is the default",
                           example=["gemini-2.5-flash", "gemini-2.5-flash-lite"]),
     "cooldowns": fields.List(fields.Nested(cooldown_model), description="Key x model pairs resting now"),
+    "auth": fields.String(description="open (no client keys: anyone may call) or keys", example="keys"),
     "message": fields.String(description="What needs the operator's attention, when anything does"),
 })
 
 
 @ns.route("")
+@ns.doc(security=[])
 class Health(Resource):
     @ns.response(200, "Ready to serve", health_model)
     @ns.response(503, "The database is unreachable", health_model)
@@ -48,6 +51,7 @@ class Health(Resource):
             "api_key_configured": bool(len(service.pool)),
             "api_keys": len(service.pool),
             "models": service.models,
+            "auth": auth_mode() if reachable else "unknown",
             "cooldowns": [
                 {"key_id": c.key_id, "model": c.model, "seconds_left": round(c.until - now, 1), "reason": c.reason}
                 for c in service.pool.cooldowns()

@@ -1,5 +1,30 @@
 """Schemas shared by every namespace (the error shape)."""
+from datetime import datetime, timezone
+
 from flask_restx import Model, fields
+
+
+class UtcDateTime(fields.DateTime):
+    """The database keeps naive UTC; the API says so with an offset, as RFC 3339 requires."""
+
+    def format(self, value):
+        if isinstance(value, datetime) and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return super().format(value)
+
+
+def nullable(field_class):
+    """A field that may be null, said the Swagger 2.0 way (x-nullable)."""
+
+    class Nullable(field_class):
+        __schema_type__ = field_class.__schema_type__
+
+        @property
+        def __schema__(self):
+            return {**super().__schema__, "x-nullable": True}
+
+    Nullable.__name__ = f"Nullable{field_class.__name__}"
+    return Nullable
 
 error_detail = Model("ErrorDetail", {
     "code": fields.String(required=True, description="Stable machine-readable error code",
@@ -21,9 +46,13 @@ def document_errors(ns, *statuses):
     descriptions = {
         400: "Invalid input: missing or wrong-typed fields, out-of-range values, malformed JSON, "
              "wrong content type, or a model the operator does not allow",
+        401: "Missing, wrong or revoked API key (UNAUTHORIZED)",
+        403: "Operator endpoints are off: ADMIN_API_KEY is not set (ADMIN_DISABLED)",
+        404: "No such resource (NOT_FOUND) or Gemini does not know the model (MODEL_NOT_FOUND)",
         413: "Request body too large",
         422: "Gemini blocked the prompt or withheld the answer (PROMPT_BLOCKED, RESPONSE_BLOCKED)",
-        429: "Every model and key is out of quota (QUOTA_EXHAUSTED); see Retry-After",
+        429: "Rate limit (RATE_LIMITED), daily token quota (TOKEN_QUOTA_EXCEEDED) or every model and key "
+             "out of quota (QUOTA_EXHAUSTED); see Retry-After",
         502: "Gemini failed after retries and fallback (UPSTREAM_ERROR)",
         503: "No Gemini API key is configured (NO_API_KEY), or the database is unreachable",
         504: "No answer within the request deadline (DEADLINE_EXCEEDED)",

@@ -77,6 +77,12 @@ def parse_model_path(path):
     return None, action or None
 
 
+def native_route(version, path):
+    """The route analytics group by: the model replaced by a placeholder."""
+    model, action = parse_model_path(path)
+    return f"/{version}/" + (f"models/{{model}}:{action}" if model else path.split("/")[0])
+
+
 class Forwarder:
     def __init__(self, base_url, pool, models, policy, *, connect_timeout, read_timeout, deadline, pool_size,
                  fallback_scope=(), max_attempts=1, quota_cooldown=60.0, sleep=time.sleep, clock=time.monotonic):

@@ -4,13 +4,14 @@ import logging
 import time
 
 from flask import Blueprint, Response, current_app, g, request
-from werkzeug.exceptions import HTTPException
 
 from ..storage.exchanges import record_exchange
 from .capture import Capture
-from .forwarder import NativeCall, NativeError, parse_model_path
+from ..errors import ModelNotAllowed, PromptTooLong
+from .capture import iter_json_objects
+from .forwarder import NativeCall, NativeError, native_route, parse_model_path
 from .headers import client_headers, query_without_key, upstream_headers
-from .keys import choose_key
+from .keys import SERVER, KeyChoice, choose_key
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,8 @@ def _call_from_request(version, path):
         query=query_without_key(request.query_string),
         body=request.get_data(cache=False),
         headers=upstream_headers(request.headers),
-        key=choose_key(request),
+        # A proxy key sent where Gemini expects its own is swapped for a server key.
+        key=KeyChoice(SERVER) if g.get("proxy_key_slot") else choose_key(request),
         client_headers=dict(request.headers),
         model=model,
         action=action,
@@ -50,10 +52,12 @@ def forward(version, path):
     config = current_app.config
     call = _call_from_request(version, path)
     g.model_requested = call.model
+    _check_limits(call, config)
     stream = Stream(config["LOG_BODY_MAX_BYTES"] if config["LOG_BODIES"] else 0)
     app = current_app._get_current_object()
     context = {"request_id": g.request_id, "started_at": g.started_at, "elapsed_ms": g.elapsed_ms,
-               "route": f"/{version}/" + (f"models/{{model}}:{call.action}" if call.model else path.split("/")[0])}
+               "route": native_route(version, path), "client_id": g.client.id if g.get("client") else None}
+    g.native_recorded = True  # recorded when the response closes, not by the after_request hook
     try:
         reply = current_app.extensions["forwarder"].open(call)
     except NativeError as error:
@@ -70,6 +74,26 @@ def forward(version, path):
     response.headers["X-Accel-Buffering"] = "no"  # nginx must pass streams on as they come
     response.call_on_close(lambda: record_exchange(app, context, call, reply, stream, None))
     return response
+
+
+def _prompt_chars(body):
+    try:
+        payload = next(iter_json_objects(body.decode("utf-8", errors="replace")), {})
+    except ValueError:
+        return 0
+    contents = payload.get("contents") or []
+    return sum(len(part.get("text") or "") for content in contents if isinstance(content, dict)
+               for part in content.get("parts") or [] if isinstance(part, dict))
+
+
+def _check_limits(call, config):
+    """The operator's input limits, checked before any upstream call."""
+    allowed = config["ALLOWED_MODELS"]
+    if allowed and call.model and call.model not in allowed:
+        raise ModelNotAllowed(f"Model {call.model!r} is not allowed here; choose one of: {', '.join(allowed)}.")
+    limit = config["NATIVE_MAX_PROMPT_CHARS"]
+    if limit and call.body and _prompt_chars(call.body) > limit:
+        raise PromptTooLong(f"The prompt is longer than {limit} characters.")
 
 
 def _failed(error, app, context, call, stream):
@@ -112,11 +136,3 @@ def _relay(reply, stream, started, elapsed_ms):
             upstream.release_conn()
         else:
             upstream.close()  # a half-read connection must not go back to the pool
-
-
-@bp.errorhandler(HTTPException)
-def _google_shaped(exc):
-    """Errors on the native path keep Google's shape, so SDKs raise what they expect."""
-    names = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 405: "INVALID_ARGUMENT", 413: "INVALID_ARGUMENT"}
-    body = {"error": {"code": exc.code, "message": exc.description, "status": names.get(exc.code, "UNKNOWN")}}
-    return Response(json.dumps(body), status=exc.code, mimetype="application/json")

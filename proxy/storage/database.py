@@ -57,3 +57,13 @@ def db_reachable():
         log.warning("database unreachable", exc_info=True)
         db.session.rollback()
         return False
+
+
+def release_connection():
+    """before_request, last: give the connection back before the upstream call.
+
+    Auth and quota lookups check a connection out of the pool; held across a generation of
+    many seconds, the pool's size would cap how many requests a worker holds in flight.
+    Objects already loaded (g.client) stay readable after close().
+    """
+    db.session.close()

@@ -44,6 +44,7 @@ def build_rows(context, call, reply, stream, error, secrets):
     attempts = error.attempts if error else reply.attempts
     entry = RequestLog(
         request_id=context["request_id"], created_at=context["started_at"], route=context["route"],
+        client_id=context["client_id"],
         method=call.method, model_requested=call.model,
         model_used=(reply.model if reply else None) or summary["model_version"],
         status_code=status, latency_ms=context["elapsed_ms"](), ttfb_ms=stream.ttfb_ms,

@@ -8,12 +8,19 @@ from models import Attempt, Metric, RequestLog, db
 
 log = logging.getLogger(__name__)
 
-# Paths whose requests are generations worth recording.
-RECORDED_PREFIXES = ("/gemini/",)
+from ..passthrough.forwarder import native_route
 
 
 def should_record():
-    return request.path.startswith(RECORDED_PREFIXES) and request.method != "OPTIONS"
+    """Generation APIs; native calls record themselves unless they failed before forwarding."""
+    return g.get("area") in ("api", "native") and request.method != "OPTIONS" and not g.get("native_recorded")
+
+
+def _route():
+    if g.get("area") == "native":
+        version, _, path = request.path.lstrip("/").partition("/")
+        return native_route(version, path)
+    return request.url_rule.rule if request.url_rule else request.path
 
 
 def build_entry(response):
@@ -24,7 +31,8 @@ def build_entry(response):
     attempts = generation.attempts if generation else (error.attempts if error else [])
     entry = RequestLog(
         request_id=g.request_id,
-        route=request.url_rule.rule if request.url_rule else request.path,
+        route=_route(),
+        client_id=g.client.id if g.get("client") else None,
         method=request.method,
         model_requested=g.get("model_requested"),
         model_used=generation.model if generation else (attempts[-1].model if attempts else None),

@@ -1,6 +1,7 @@
 """The only module that touches google-generativeai: one REST client per key, no SDK retries."""
 import threading
 import warnings
+from collections import OrderedDict
 
 with warnings.catch_warnings():
     # The SDK announces its own deprecation on import; the operator cannot act on it, we can (see README).
@@ -13,11 +14,13 @@ from google.api_core.gapic_v1.client_info import ClientInfo
 from google.protobuf import json_format
 from requests.adapters import HTTPAdapter
 
-from .failures import TIMEOUT, TRANSIENT, UpstreamFailure, from_google_error
+from .failures import REJECTED, TIMEOUT, TRANSIENT, UpstreamFailure, from_google_error
 from .messages import Completion
 
 # Many greenlets share one client per key; the default pool of 10 would churn connections.
 _POOL_SIZE = 256
+# Clients kept for keys callers bring themselves (/gemini-proxy's api_key); the least recently used go.
+_MAX_CLIENTS = 128
 # Finish reasons that mean the answer was withheld rather than merely cut short.
 BLOCKING_FINISH_REASONS = {
     "SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "LANGUAGE", "OTHER",
@@ -35,15 +38,20 @@ class GeminiSdk:
     def __init__(self, base_url, user_agent="gemini-proxy"):
         self.base_url = base_url
         self.user_agent = user_agent
-        self._clients = {}
+        self._clients = OrderedDict()
         self._lock = threading.Lock()
 
     def client_for(self, key):
-        client = self._clients.get(key)
-        if client is None:
-            with self._lock:
-                client = self._clients.get(key) or self._build(key)
-                self._clients[key] = client
+        with self._lock:
+            client = self._clients.get(key)
+            if client is not None:
+                self._clients.move_to_end(key)
+                return client
+        client = self._build(key)
+        with self._lock:
+            client = self._clients.setdefault(key, client)
+            while len(self._clients) > _MAX_CLIENTS:
+                self._clients.popitem(last=False)
         return client
 
     def _build(self, key):
@@ -102,12 +110,18 @@ class GeminiSdk:
             return function(*args, **kwargs)
         except api_exceptions.GoogleAPICallError as exc:
             raise from_google_error(exc.code, exc.details, _google_message(exc)) from None
+        except UnicodeError as exc:
+            # Raised building the request (a lone surrogate, say): the input, not Gemini, is at fault.
+            raise UpstreamFailure(REJECTED, f"the request cannot be encoded: {type(exc).__name__}") from None
         except requests.exceptions.Timeout:
             raise UpstreamFailure(TIMEOUT, "Gemini did not answer in time") from None
         except requests.exceptions.RequestException as exc:
             raise UpstreamFailure(TRANSIENT, f"Gemini unreachable: {type(exc).__name__}") from None
-        except (json_format.ParseError, ValueError) as exc:
+        except json_format.ParseError as exc:
             raise UpstreamFailure(TRANSIENT, f"Gemini sent a malformed response: {type(exc).__name__}") from None
+        except ValueError as exc:
+            # The SDK could not build the request from what was asked (a value out of range, say).
+            raise UpstreamFailure(REJECTED, f"the request cannot be sent: {exc}") from None
 
 
 def _google_message(exc):

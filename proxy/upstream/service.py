@@ -6,10 +6,11 @@ from datetime import datetime, timezone
 
 from ..errors import (
     DeadlineExceeded, NoApiKey, PromptBlocked, QuotaExhausted, ResponseBlocked, UpstreamFailed,
-    UpstreamRejected,
+    UpstreamModelNotFound, UpstreamRejected,
 )
 from .failures import KEY_REJECTED, NOT_FOUND, QUOTA, REJECTED, UpstreamFailure
 from .gemini_sdk import BLOCKING_FINISH_REASONS
+from .keypool import KeyPool
 from .messages import AttemptRecord, Generation
 from .retry import backoff, delay_for, is_retryable
 
@@ -54,15 +55,17 @@ class GenerationService:
             return [first]
         return [first] + [m for m in self.models if m != first]
 
-    def generate(self, request):
-        if not len(self.pool):
+    def generate(self, request, api_key=None):
+        """Answer `request`; with a client's own `api_key`, only with that key and the model it named."""
+        pool = KeyPool([api_key], clock=self.pool.clock) if api_key else self.pool
+        if not len(pool):
             raise NoApiKey("No Gemini API key is configured: set GEMINI_API_KEY.")
         deadline = self.clock() + self.deadline
         attempts, failures = [], {}
-        chain = self.chain_for(request.model)
+        chain = [request.model] if api_key else self.chain_for(request.model)
         for model in chain:
             try:
-                completion = self._generate_with(model, request, deadline, attempts)
+                completion = self._generate_with(model, request, deadline, attempts, pool)
             except _ModelUnavailable as exc:
                 failures[model] = exc.failure
                 log.warning("model %s unavailable (%s): %s", model, exc.failure.kind, exc.failure.message)
@@ -74,16 +77,20 @@ class GenerationService:
             except UpstreamFailure as failure:
                 raise UpstreamRejected(f"Gemini rejected the request: {failure.message}", attempts=attempts) from None
             return self._checked(Generation(completion, model, attempts))
-        raise self._exhausted(chain, failures, attempts)
+        if api_key and any(f.kind == KEY_REJECTED for f in failures.values()):
+            raise UpstreamRejected("Gemini rejected the API key that was sent.", attempts=attempts)
+        raise self._exhausted(chain, failures, attempts, pool)
 
-    def _generate_with(self, model, request, deadline, attempts):
+    def _generate_with(self, model, request, deadline, attempts, pool):
         """Try one model until it answers, proves unavailable, or the deadline passes."""
         delays = backoff(self.policy, self.rng)
         transient_failures = 0
+        last_failure = None
         while True:
-            keys = self.pool.candidates(model)
+            keys = pool.candidates(model)
             if not keys:
-                raise _ModelUnavailable(UpstreamFailure(QUOTA, f"every key is cooling down for {model}"))
+                # Name what put the last key to rest, when this request saw it happen.
+                raise _ModelUnavailable(last_failure or UpstreamFailure(QUOTA, f"every key is cooling down for {model}"))
             key = keys[0]
             remaining = deadline - self.clock()
             if remaining <= 0:
@@ -92,10 +99,11 @@ class GenerationService:
             try:
                 completion = self.sdk.generate(key, model, request, min(self.upstream_timeout, remaining))
             except UpstreamFailure as failure:
+                last_failure = failure
                 attempts.append(self._attempt(attempts, model, key, started, started_at, failure))
                 log.info("attempt %d on %s with %s failed: %s %s", len(attempts), model,
-                         self.pool.key_id(key), failure.kind, failure.status or "")
-                self._react(failure, key, model)
+                         pool.key_id(key), failure.kind, failure.status or "")
+                self._react(failure, key, model, pool)
                 if not is_retryable(failure):
                     continue  # another key for the same model, if one is left
                 transient_failures += 1
@@ -109,13 +117,13 @@ class GenerationService:
             attempts.append(self._attempt(attempts, model, key, started, started_at))
             return completion
 
-    def _react(self, failure, key, model):
+    def _react(self, failure, key, model, pool):
         """Rest what failed, or stop trying this model or request altogether."""
         if failure.kind == QUOTA:
-            self.pool.rest_for_quota(key, model, failure, self.quota_cooldown)
+            pool.rest_for_quota(key, model, failure, self.quota_cooldown)
         elif failure.kind == KEY_REJECTED:
             for each in self.models + [model]:
-                self.pool.rest(key, each, _REJECTED_KEY_REST, "key_rejected")
+                pool.rest(key, each, _REJECTED_KEY_REST, "key_rejected")
         elif failure.kind == NOT_FOUND:
             raise _ModelUnavailable(failure)
         elif failure.kind == REJECTED:
@@ -125,7 +133,7 @@ class GenerationService:
         return AttemptRecord(
             number=len(attempts) + 1,
             model=model,
-            key_id=self.pool.key_id(key),
+            key_id=self.pool.key_id(key),  # a fingerprint: the same function for any key
             outcome=failure.kind if failure else "ok",
             latency_ms=(self.clock() - started) * 1000,
             started_at=started_at,
@@ -134,12 +142,14 @@ class GenerationService:
             error_message=failure.message[:500] if failure else None,
         )
 
-    def _exhausted(self, chain, failures, attempts):
+    def _exhausted(self, chain, failures, attempts, pool):
         tried = "; ".join(f"{model}: {failure.message}" for model, failure in failures.items())
+        if failures and all(f.kind == NOT_FOUND for f in failures.values()):
+            return UpstreamModelNotFound(f"Gemini does not know the model ({tried}).", attempts=attempts)
         if failures and all(f.kind in (QUOTA, KEY_REJECTED) for f in failures.values()) and any(
             f.kind == QUOTA for f in failures.values()
         ):
-            retry_after = min(self.pool.seconds_until_available(model) for model in chain)
+            retry_after = min(pool.seconds_until_available(model) for model in chain)
             return QuotaExhausted(
                 f"Every model and key is out of quota ({tried}).", retry_after=retry_after, attempts=attempts
             )

@@ -1,0 +1,97 @@
+"""Operator endpoints under /admin: client key management, guarded by ADMIN_API_KEY."""
+from flask_restx import Namespace, Resource, fields
+
+from ..access import clients
+from ..errors import InvalidRequest, NotFound
+from .models import UtcDateTime, document_errors, error_detail, error_model, nullable
+
+ns = Namespace("admin", description="Client keys (send ADMIN_API_KEY as X-API-KEY)", path="/admin")
+ns.add_model("ErrorDetail", error_detail)
+ns.add_model("Error", error_model)
+
+client_model = ns.model("Client", {
+    "id": fields.Integer(description="Client id", example=3),
+    "name": fields.String(description="Who the key is for", example="ci-pipeline"),
+    "key_prefix": fields.String(description="The key's first characters, to recognise it", example="gp_Xk3f9aQ"),
+    "source": fields.String(description="cli, admin or env (API_KEYS)", example="admin"),
+    "active": fields.Boolean(description="False once revoked"),
+    "rate_limit": nullable(fields.String)(description="Override of RATE_LIMIT, Flask-Limiter syntax",
+                                          example="10/minute"),
+    "daily_token_quota": nullable(fields.Integer)(description="Tokens a day (UTC); 0 unlimited; empty: default"),
+    "created_at": UtcDateTime(description="When it was issued (UTC)"),
+    "rotated_at": nullable(UtcDateTime)(description="When its secret last changed (UTC)"),
+    "revoked_at": nullable(UtcDateTime)(description="When it was revoked (UTC)"),
+})
+
+issued_model = ns.inherit("IssuedClient", client_model, {
+    "api_key": fields.String(description="The secret: shown this once, only its hash is kept",
+                             example="gp_Xk3f9aQ..."),
+})
+
+_UNIT = r"\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day|month|year)s?\s*"
+RATE_LIMIT_PATTERN = rf"^{_UNIT}([;,]{_UNIT})*$"
+
+create_model = ns.model("CreateClient", {
+    "name": fields.String(required=True, min_length=1, max_length=100, description="Who the key is for",
+                          example="ci-pipeline"),
+    "rate_limit": fields.String(description="Override of RATE_LIMIT", example="10/minute;1000/day",
+                                pattern=RATE_LIMIT_PATTERN),
+    "daily_token_quota": fields.Integer(min=0, description="Tokens a day (UTC); 0 unlimited", example=200000),
+}, strict=True)
+
+
+def _find(client_id):
+    try:
+        return clients.resolve(client_id)
+    except clients.ClientNotFound:
+        raise NotFound(f"No client with id {client_id}.") from None
+
+
+@ns.route("/clients")
+class ClientList(Resource):
+    @ns.marshal_list_with(client_model, description="Every client, revoked ones included")
+    @document_errors(ns, 401, 403)
+    def get(self):
+        """List client keys (never their secrets)."""
+        return clients.all_clients()
+
+    @ns.expect(create_model, validate=True)
+    @ns.marshal_with(issued_model, code=201, description="Issued; the secret is in api_key, shown once")
+    @document_errors(ns, 400, 401, 403)
+    def post(self):
+        """Issue a client key."""
+        payload = ns.payload
+        limit = payload.get("rate_limit")
+        if limit:
+            from limits import parse_many
+
+            try:
+                parse_many(limit)
+            except ValueError:
+                raise InvalidRequest(f"rate_limit {limit!r} is not a limit such as 10/minute;1000/day.") from None
+        client, secret = clients.create(payload["name"], limit, payload.get("daily_token_quota"), source="admin")
+        client.api_key = secret
+        return client, 201
+
+
+@ns.route("/clients/<int:client_id>/revoke")
+class ClientRevoke(Resource):
+    @ns.marshal_with(client_model, description="Revoked: the key stops working at once")
+    @document_errors(ns, 401, 403, 404)
+    def post(self, client_id):
+        """Revoke a client key."""
+        _find(client_id)
+        return clients.revoke(client_id)
+
+
+@ns.route("/clients/<int:client_id>/rotate")
+class ClientRotate(Resource):
+    @ns.marshal_with(issued_model, description="A new secret in api_key; the old one stops at once")
+    @document_errors(ns, 400, 401, 403, 404)
+    def post(self, client_id):
+        """Give a client a new secret, keeping its history."""
+        if not _find(client_id).active:
+            raise InvalidRequest(f"Client {client_id} is revoked.")
+        client, secret = clients.rotate(client_id)
+        client.api_key = secret
+        return client

@@ -1,0 +1,88 @@
+"""POST /gemini-proxy: the API of the Flask proxy service users migrate from, on this gateway."""
+from flask import current_app, g
+from flask_restx import Namespace, Resource, fields
+
+from ..errors import InvalidRequest, ModelNotAllowed, PromptTooLong, require_unicode
+from ..upstream.messages import GenerationRequest
+
+ns = Namespace("gemini-proxy", description="Compatible API of the legacy Flask Gemini proxy", path="/gemini-proxy")
+
+request_model = ns.model("CompatRequest", {
+    "prompt": fields.String(required=True, min_length=1, pattern=r"\S", example="Hello!",
+                            description="The prompt text (not blank; at most PROXY_MAX_PROMPT_CHARS)"),
+    "model": fields.String(description="A model to use with your own api_key (give both or neither)",
+                           example="gemini-2.5-flash"),
+    "api_key": fields.String(description="Your own Gemini API key (give both or neither); never stored"),
+})
+
+data_model = ns.model("CompatData", {
+    "response": fields.String(description="The generated text", example="Hi! How can I help?"),
+    "model": fields.String(description="The model that answered", example="gemini-2.5-flash"),
+    "time": fields.Integer(description="Time taken, in milliseconds", example=1250),
+})
+
+success_model = ns.model("CompatSuccess", {
+    "result": fields.String(description="Always OK on success", example="OK"),
+    "data": fields.Nested(data_model, description="The answer"),
+})
+
+compat_error = ns.model("CompatError", {
+    "code": fields.String(description="QUOTA_ERROR, MODEL_NOT_FOUND, INVALID_REQUEST, UNAUTHORIZED, "
+                                      "PROMPT_TOO_LONG or UPSTREAM_ERROR", example="QUOTA_ERROR"),
+    "message": fields.String(description="What went wrong", example="Every model and key is out of quota."),
+})
+
+failure_model = ns.model("CompatFailure", {
+    "result": fields.String(description="Always Failed on failure", example="Failed"),
+    "errors": fields.List(fields.Nested(compat_error), description="What went wrong"),
+})
+
+_FAILURES = {
+    400: "INVALID_REQUEST, PROMPT_TOO_LONG or MODEL_NOT_FOUND (a model the operator does not allow)",
+    401: "UNAUTHORIZED: missing, wrong or revoked X-API-KEY",
+    404: "MODEL_NOT_FOUND: Gemini does not know the model",
+    413: "INVALID_REQUEST: body too large",
+    422: "UPSTREAM_ERROR: Gemini blocked the prompt or withheld the answer",
+    429: "QUOTA_ERROR: rate limit, token quota or Gemini quota exhausted; see Retry-After",
+    502: "UPSTREAM_ERROR: Gemini failed after retries",
+    503: "UPSTREAM_ERROR: no Gemini API key configured",
+    504: "UPSTREAM_ERROR: no answer within the deadline",
+}
+
+
+def parse_compat(payload, config):
+    prompt = require_unicode(payload["prompt"], "prompt")
+    if not prompt.strip():
+        raise InvalidRequest("prompt must not be empty or only whitespace.")
+    if len(prompt) > config["PROXY_MAX_PROMPT_CHARS"]:
+        raise PromptTooLong(f"prompt is longer than {config['PROXY_MAX_PROMPT_CHARS']} characters.")
+    model, api_key = payload.get("model"), payload.get("api_key")
+    if bool(model) != bool(api_key):
+        raise InvalidRequest("model and api_key go together: send both, or neither to use the server's.")
+    allowed = config["ALLOWED_MODELS"] or config["GEMINI_MODELS"]
+    if model and model not in allowed:
+        raise ModelNotAllowed(f"Model {model!r} is not available here; choose one of: {', '.join(allowed)}.")
+    return GenerationRequest(prompt=prompt, model=model), api_key
+
+
+def _document_failures(func):
+    for status, description in _FAILURES.items():
+        func = ns.response(status, description, failure_model)(func)
+    return func
+
+
+@ns.route("")
+class GeminiProxy(Resource):
+    @ns.expect(request_model, validate=True)
+    @ns.response(200, "Generated", success_model)
+    @_document_failures
+    @ns.doc(security="apikey")
+    def post(self):
+        """Generate text (send X-API-KEY); optionally with your own Gemini key and model."""
+        g.model_requested = ns.payload.get("model")
+        request, api_key = parse_compat(ns.payload, current_app.config)
+        g.generation_request = request
+        generation = current_app.extensions["gemini"].generate(request, api_key=api_key)
+        g.generation = generation
+        return {"result": "OK", "data": {"response": generation.completion.text or "", "model": generation.model,
+                                          "time": int(round(g.elapsed_ms()))}}
