@@ -10,6 +10,7 @@ from proxy.access.auth import authenticate
 from proxy.access.cli import cli as keys_cli
 from proxy.access.limits import check_token_quota, init_limits
 from proxy.access.security import init_security
+from proxy.analytics.cli import cli as ops_cli
 from proxy.api import api, document_models
 from proxy.api.errors import register as register_errors
 from proxy.logsetup import configure_logging
@@ -81,6 +82,7 @@ def create_app(config=None):
     document_models(chain)
     app.register_blueprint(passthrough)
     app.register_blueprint(keys_cli)
+    app.register_blueprint(ops_cli)
     return app
 
 

@@ -81,6 +81,21 @@ def _rate_limit(env, name):
     return value
 
 
+def _prices(env, name):
+    """MODEL_PRICES=model=input/output,... in USD per million tokens, over the built-in table."""
+    prices = {}
+    for item in _list(env, name):
+        model, _, pair = item.partition("=")
+        try:
+            price_in, price_out = (float(x) for x in pair.split("/"))
+        except ValueError:
+            raise ConfigError(f"{name}: {item!r} is not model=input/output (USD per million tokens)") from None
+        if price_in < 0 or price_out < 0 or not model.strip():
+            raise ConfigError(f"{name}: {item!r} is not model=input/output (USD per million tokens)")
+        prices[model.strip()] = (price_in, price_out)
+    return prices
+
+
 def load_settings(env=None):
     """Return the Flask config mapping for `env` (default: the process environment)."""
     if env is None:
@@ -124,6 +139,8 @@ def load_settings(env=None):
         "RATE_LIMIT_STORAGE_URL": _text(env, "RATE_LIMIT_STORAGE_URL", "memory://"),
         "DAILY_TOKEN_QUOTA": _number(env, "DAILY_TOKEN_QUOTA", 0, int, minimum=0),
         "CORS_ORIGINS": _list(env, "CORS_ORIGINS"),
+        # Analytics
+        "MODEL_PRICES": _prices(env, "MODEL_PRICES"),
         # Input bounds; ALLOWED_MODELS empty: the chain on /gemini APIs, any model on the pass-through
         "ALLOWED_MODELS": _list(env, "ALLOWED_MODELS"),
         "MAX_PROMPT_CHARS": _number(env, "MAX_PROMPT_CHARS", 1_000_000, int, minimum=1),

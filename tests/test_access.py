@@ -276,6 +276,7 @@ def test_compat_with_the_clients_own_key_and_model(app, client, emulator, tmp_pa
     ({"prompt": 5}, 400, "INVALID_REQUEST"),
     ({"prompt": "x" * 10_001}, 400, "PROMPT_TOO_LONG"),
     ({"prompt": "Hi", "model": "gemini-ultra-9", "api_key": KEYS[2]}, 400, "MODEL_NOT_FOUND"),
+    ({"prompt": "Hi", "model": MODELS[0], "api_key": "key with\nnewline"}, 400, "INVALID_REQUEST"),
 ])
 def test_compat_rules(client, emulator, body, status, code):
     response = client.post("/gemini-proxy", json=body)

@@ -7,7 +7,8 @@ from ..errors import AdminDisabled, Unauthorized
 from . import clients
 
 API, NATIVE, ADMIN = "api", "native", "admin"
-_AREAS = (("/gemini/", API), ("/gemini-proxy", API), ("/v1beta/", NATIVE), ("/v1/", NATIVE), ("/admin/", ADMIN))
+_AREAS = (("/gemini/", API), ("/gemini-proxy", API), ("/v1beta/", NATIVE), ("/v1/", NATIVE), ("/admin/", ADMIN),
+          ("/analytics/", ADMIN), ("/metrics", ADMIN))
 
 
 def area_of(path):

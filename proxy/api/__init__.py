@@ -4,6 +4,7 @@ from flask_restx import Api
 
 from .. import __version__
 from .admin import ns as admin_ns
+from .analytics import ns as analytics_ns
 from .compat import ns as compat_ns
 from .errors import error_response
 from .generate import ns as generate_ns
@@ -45,3 +46,4 @@ api.add_namespace(generate_ns)
 api.add_namespace(compat_ns)
 api.add_namespace(health_ns)
 api.add_namespace(admin_ns)
+api.add_namespace(analytics_ns)

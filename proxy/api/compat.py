@@ -12,7 +12,8 @@ request_model = ns.model("CompatRequest", {
                             description="The prompt text (not blank; at most PROXY_MAX_PROMPT_CHARS)"),
     "model": fields.String(description="A model to use with your own api_key (give both or neither)",
                            example="gemini-2.5-flash"),
-    "api_key": fields.String(description="Your own Gemini API key (give both or neither); never stored"),
+    "api_key": fields.String(description="Your own Gemini API key (give both or neither); never stored",
+                             pattern=r"^[\x21-\x7e]{1,256}$"),
 })
 
 data_model = ns.model("CompatData", {

@@ -44,6 +44,11 @@ def init_database(app):
             event.listen(db.engine, "connect", lambda conn, rec: _tune_sqlite(conn, rec, busy * 1000))
         try:
             db.create_all()
+            if db.engine.dialect.name == "sqlite":
+                # Refresh the planner's statistics where they are stale: without them SQLite picks
+                # the wrong index for windowed reports (seen: 770 ms instead of 100 ms on 1M rows).
+                with db.engine.begin() as connection:
+                    connection.exec_driver_sql("PRAGMA optimize=0x10002")
         except SQLAlchemyError:
             # Start anyway: /health reports the database, and a later issue's spool keeps records.
             log.exception("could not create the database tables at start-up")

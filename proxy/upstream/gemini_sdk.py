@@ -113,6 +113,8 @@ class GeminiSdk:
         except UnicodeError as exc:
             # Raised building the request (a lone surrogate, say): the input, not Gemini, is at fault.
             raise UpstreamFailure(REJECTED, f"the request cannot be encoded: {type(exc).__name__}") from None
+        except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL) as exc:
+            raise UpstreamFailure(REJECTED, f"the request cannot be sent: {type(exc).__name__}") from None
         except requests.exceptions.Timeout:
             raise UpstreamFailure(TIMEOUT, "Gemini did not answer in time") from None
         except requests.exceptions.RequestException as exc:

@@ -1,0 +1,1 @@
+"""Analytics: reports over the request log, prices, and the operations commands."""

@@ -1,0 +1,74 @@
+"""The time window and filters every report takes, parsed from the query string."""
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Optional
+
+from models import RequestLog
+
+from ..errors import InvalidRequest
+
+MAX_SPAN = timedelta(days=400)
+
+
+def parse_time(value, name):
+    """ISO 8601, with Z or an offset; a time without one is UTC. Returns naive UTC."""
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidRequest(f"{name}={value!r} is not an ISO 8601 time such as 2026-11-23T08:00:00Z.") from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment
+
+
+def _int(args, name, minimum=None, maximum=None):
+    raw = args.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name}={raw!r} is not an integer.") from None
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise InvalidRequest(f"{name}={raw!r} is out of range.")
+    return value
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime
+    end: datetime
+    model: Optional[str] = None
+    route: Optional[str] = None
+    status: Optional[int] = None
+    client: Optional[int] = None
+
+    def conditions(self):
+        clauses = [RequestLog.created_at >= self.start, RequestLog.created_at < self.end]
+        if self.model:
+            clauses.append(RequestLog.model_used == self.model)
+        if self.route:
+            clauses.append(RequestLog.route == self.route)
+        if self.status is not None:
+            clauses.append(RequestLog.status_code == self.status)
+        if self.client is not None:
+            clauses.append(RequestLog.client_id == self.client)
+        return clauses
+
+    def describe(self):
+        stamp = lambda moment: moment.replace(tzinfo=timezone.utc).isoformat()  # noqa: E731
+        filters = {k: v for k, v in (("model", self.model), ("route", self.route), ("status", self.status),
+                                     ("client", self.client)) if v is not None}
+        return {"from": stamp(self.start), "to": stamp(self.end), "filters": filters}
+
+
+def parse_window(args, now=None):
+    now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+    end = parse_time(args["to"], "to") if args.get("to") else now
+    start = parse_time(args["from"], "from") if args.get("from") else end - timedelta(hours=24)
+    if start >= end:
+        raise InvalidRequest("from must be earlier than to.")
+    if end - start > MAX_SPAN:
+        raise InvalidRequest(f"The window may span at most {MAX_SPAN.days} days.")
+    return Window(start, end, model=args.get("model") or None, route=args.get("route") or None,
+                  status=_int(args, "status", 100, 599), client=_int(args, "client", 1, 2**63 - 1))
