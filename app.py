@@ -13,6 +13,9 @@ from proxy.access.security import init_security
 from proxy.analytics.cli import cli as ops_cli
 from proxy.api import api, document_models
 from proxy.api.errors import register as register_errors
+from proxy.cache.cli import cli as cache_cli
+from proxy.cache.service import ResponseCache
+from proxy.cache.store import make_store
 from proxy.logsetup import configure_logging
 from proxy.passthrough.forwarder import Forwarder
 from proxy.passthrough.views import bp as passthrough
@@ -57,6 +60,7 @@ def create_app(config=None):
         quota_cooldown=app.config["QUOTA_COOLDOWN_SECONDS"],
         fallback=app.config["FALLBACK_ENABLED"],
     )
+    app.extensions["cache"] = ResponseCache(make_store(app.config), app.config)
     app.extensions["forwarder"] = Forwarder(
         app.config["GEMINI_BASE_URL"], pool, chain, policy,
         connect_timeout=app.config["UPSTREAM_CONNECT_TIMEOUT_SECONDS"],
@@ -83,6 +87,7 @@ def create_app(config=None):
     app.register_blueprint(passthrough)
     app.register_blueprint(keys_cli)
     app.register_blueprint(ops_cli)
+    app.register_blueprint(cache_cli)
     return app
 
 

@@ -44,6 +44,13 @@ def _flag(env, name, default):
     raise ConfigError(f"{name}={raw!r} must be true or false")
 
 
+def _choice(env, name, allowed, default):
+    value = _text(env, name, default).lower()
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} must be one of: {', '.join(allowed)}")
+    return value
+
+
 def _url(env, name, default):
     value = _text(env, name, default).rstrip("/")
     parsed = urlparse(value)
@@ -139,6 +146,13 @@ def load_settings(env=None):
         "RATE_LIMIT_STORAGE_URL": _text(env, "RATE_LIMIT_STORAGE_URL", "memory://"),
         "DAILY_TOKEN_QUOTA": _number(env, "DAILY_TOKEN_QUOTA", 0, int, minimum=0),
         "CORS_ORIGINS": _list(env, "CORS_ORIGINS"),
+        # Response cache
+        "CACHE_ENABLED": _flag(env, "CACHE_ENABLED", False),
+        "CACHE_TTL_SECONDS": _number(env, "CACHE_TTL_SECONDS", 3600.0, minimum=1),
+        "CACHE_MAX_ENTRIES": _number(env, "CACHE_MAX_ENTRIES", 10_000, int, minimum=1),
+        "CACHE_MODE": _choice(env, "CACHE_MODE", ("deterministic", "all"), "deterministic"),
+        "CACHE_STORAGE_URL": _text(env, "CACHE_STORAGE_URL", "database"),
+        "CACHE_MAX_BODY_BYTES": _number(env, "CACHE_MAX_BODY_BYTES", 4 * 1024 * 1024, int, minimum=1024),
         # Analytics
         "MODEL_PRICES": _prices(env, "MODEL_PRICES"),
         # Input bounds; ALLOWED_MODELS empty: the chain on /gemini APIs, any model on the pass-through

@@ -78,6 +78,7 @@ class RequestLog(db.Model):
     completion_tokens: Mapped[Optional[int]]
     total_tokens: Mapped[Optional[int]]
     token_source: Mapped[Optional[str]] = mapped_column(String(20))  # usage_metadata | count_tokens | estimate
+    cache_status: Mapped[Optional[str]] = mapped_column(String(10))  # HIT | MISS, when the cache was consulted
     finish_reason: Mapped[Optional[str]] = mapped_column(String(40))
     temperature: Mapped[Optional[float]]
     max_output_tokens: Mapped[Optional[int]]
@@ -165,3 +166,18 @@ class ExchangeBody(db.Model):
     response_truncated: Mapped[bool] = mapped_column(default=False)
 
     exchange: Mapped[Exchange] = relationship(back_populates="body")
+
+
+class CacheEntry(db.Model):
+    """A complete answer (a GenerateContentResponse, zlib-compressed) under its request's hash."""
+
+    __tablename__ = "cache_entries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of what determines the answer
+    model: Mapped[str] = mapped_column(String(100))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    last_used_at: Mapped[datetime] = mapped_column(index=True)
+    hits: Mapped[int] = mapped_column(default=0)

@@ -55,7 +55,9 @@ def seconds_until_utc_midnight(now=None):
 def tokens_used_today(client_id):
     start = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
     query = select(func.coalesce(func.sum(RequestLog.total_tokens), 0)).where(
-        RequestLog.client_id == client_id, RequestLog.created_at >= start)
+        RequestLog.client_id == client_id, RequestLog.created_at >= start,
+        # Answers from the cache cost Gemini nothing, so they spend no quota.
+        (RequestLog.cache_status.is_(None)) | (RequestLog.cache_status != "HIT"))
     return db.session.execute(query).scalar_one()
 
 

@@ -10,11 +10,18 @@ from models import ApiClient, Attempt, RequestLog, db
 
 PERCENTILES = (50, 95, 99)
 _ERROR = RequestLog.status_code >= 400
+_HIT = RequestLog.cache_status == "HIT"
+# Tokens and cost count Gemini's work: an answer from the cache is a saving, not usage.
+_NOT_HIT = RequestLog.cache_status.is_(None) | (RequestLog.cache_status != "HIT")
+
+
+def _gemini(column):
+    return func.sum(case((_HIT, 0), else_=column))
 
 
 def _count_rows(window):
-    return select(func.count(), func.sum(case((_ERROR, 1), else_=0)), func.sum(RequestLog.prompt_tokens),
-                  func.sum(RequestLog.completion_tokens), func.sum(RequestLog.total_tokens),
+    return select(func.count(), func.sum(case((_ERROR, 1), else_=0)), _gemini(RequestLog.prompt_tokens),
+                  _gemini(RequestLog.completion_tokens), _gemini(RequestLog.total_tokens),
                   func.avg(RequestLog.latency_ms)).where(*window.conditions())
 
 
@@ -33,10 +40,20 @@ def percentiles(window, column=RequestLog.latency_ms, points=PERCENTILES):
     return result
 
 
-def _tokens_by_model(window):
+def _tokens_by_model(window, hits=False):
     query = select(RequestLog.model_used, func.sum(RequestLog.prompt_tokens), func.sum(RequestLog.completion_tokens),
-                   func.count()).where(*window.conditions()).group_by(RequestLog.model_used)
+                   func.count()).where(*window.conditions(), _HIT if hits else _NOT_HIT).group_by(RequestLog.model_used)
     return db.session.execute(query).all()
+
+
+def cache_savings(window, prices):
+    hits = _tokens_by_model(window, hits=True)
+    consulted = db.session.execute(select(func.count()).where(
+        *window.conditions(), RequestLog.cache_status.isnot(None))).scalar_one()
+    count = sum(n for *_, n in hits)
+    return {"lookups": consulted, "hits": count, "hit_rate": round(count / consulted, 6) if consulted else 0.0,
+            "tokens_saved": sum((p or 0) + (c or 0) for _, p, c, _ in hits),
+            "cost_saved_usd": round(sum(prices.cost(m, p, c) for m, p, c, _ in hits), 6)}
 
 
 def summary(window, prices):
@@ -53,6 +70,7 @@ def summary(window, prices):
         "total_tokens": total or 0,
         "latency_ms": {"avg": round(average, 3) if average is not None else None, **percentiles(window)},
         "cost_usd": round(cost, 6),
+        "cache": cache_savings(window, prices),
     }
 
 

@@ -44,6 +44,13 @@ summary_model = ns.model("Summary", {
     "total_tokens": fields.Integer(description="All tokens", example=212000),
     "latency_ms": fields.Nested(percentiles_model, description="Latency: mean and nearest-rank percentiles"),
     "cost_usd": fields.Float(description="Estimated cost from the price table", example=0.41),
+    "cache": fields.Nested(ns.model("CacheSavings", {
+        "lookups": fields.Integer(description="Requests that consulted the response cache"),
+        "hits": fields.Integer(description="Answered from it"),
+        "hit_rate": fields.Float(description="hits / lookups"),
+        "tokens_saved": fields.Integer(description="Tokens Gemini did not have to produce"),
+        "cost_saved_usd": fields.Float(description="What those tokens would have cost"),
+    }), description="The response cache's hits and savings (tokens and cost above exclude them)"),
 })
 usage_row = ns.model("UsageRow", {
     "key": fields.String(description="The group: model, route, client id:name, or bucket start (UTC)"),

@@ -1,9 +1,10 @@
 """POST /gemini/generate: text generation with retry and model fallback."""
-from flask import current_app, g
+from flask import current_app, g, request as http_request
 from flask_restx import Namespace, Resource, fields
 
 from ..errors import InvalidRequest, ModelNotAllowed, require_unicode
-from ..upstream.messages import GenerationRequest
+from ..cache.answers import from_completion, usage_of
+from ..upstream.messages import Completion, Generation, GenerationRequest
 from .models import document_errors, error_detail, error_model
 
 ns = Namespace("gemini", description="Text generation through Gemini", path="/gemini")
@@ -51,6 +52,7 @@ response_model = ns.model("GenerateResponse", {
                                 example="4f9c2b7e1a0d4c8e9b3f6a2d5e7c1b0a"),
     "token_source": fields.String(description="Where the counts came from: usage_metadata, count_tokens "
                                               "or estimate", example="usage_metadata"),
+    "cache": fields.String(description="HIT (answered from the response cache), MISS, or OFF", example="MISS"),
 })
 
 
@@ -94,7 +96,7 @@ class Generate(Resource):
         g.model_requested = ns.payload.get("model")
         request = parse_generate(ns.payload, current_app.config)
         g.generation_request = request
-        generation = current_app.extensions["gemini"].generate(request)
+        generation = _generate_cached(request)
         g.generation = generation
         completion = generation.completion
         return {
@@ -109,4 +111,26 @@ class Generate(Resource):
             "latency_ms": g.elapsed_ms(),
             "request_id": g.request_id,
             "token_source": completion.token_source,
+            "cache": g.get("cache_status") or "OFF",
         }
+
+
+def _generate_cached(request):
+    """Answer from the response cache when allowed and present; otherwise generate, and maybe keep it."""
+    service, cache = current_app.extensions["gemini"], current_app.extensions["cache"]
+    model = request.model or service.models[0]
+    body = request.native_body()
+    decision = cache.decision(http_request.headers, body)
+    key, answer = cache.lookup(decision, model, body)
+    if decision.used:
+        g.cache_status = "HIT" if answer else "MISS"
+    if answer:
+        prompt, completion, total = usage_of(answer)
+        candidate = answer["candidates"][0]
+        text = "".join(part.get("text", "") for part in candidate["content"]["parts"])
+        return Generation(Completion(text=text, finish_reason=candidate.get("finishReason"), prompt_tokens=prompt,
+                                     completion_tokens=completion, total_tokens=total), model, [])
+    generation = service.generate(request)
+    if generation.completion.text is not None:
+        cache.keep(decision, key, model, generation.model, from_completion(generation.completion, generation.model))
+    return generation

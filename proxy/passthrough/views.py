@@ -7,9 +7,11 @@ from flask import Blueprint, Response, current_app, g, request
 
 from ..storage.exchanges import record_exchange
 from .capture import Capture
+from ..cache.answers import fold_body, replay
+from ..cache.policy import OFF
 from ..errors import ModelNotAllowed, PromptTooLong
 from .capture import iter_json_objects
-from .forwarder import NativeCall, NativeError, native_route, parse_model_path
+from .forwarder import GENERATION_ACTIONS, NativeCall, NativeError, Reply, native_route, parse_model_path
 from .headers import client_headers, query_without_key, upstream_headers
 from .keys import SERVER, KeyChoice, choose_key
 
@@ -23,8 +25,11 @@ _READ_SIZE = 64 * 1024  # bytes per read of a body that is not chunked
 class Stream:
     """What one exchange carried, filled in as the body flows through."""
 
-    def __init__(self, cap):
+    def __init__(self, cap, cache_limit=0):
         self.capture = Capture(cap)
+        self.whole = [] if cache_limit else None  # the full body, kept only for the cache, and bounded
+        self.whole_bytes = 0
+        self.cache_limit = cache_limit
         self.ttfb_ms = None
         self.finished = False
         self.upstream_broke = False
@@ -53,15 +58,22 @@ def forward(version, path):
     call = _call_from_request(version, path)
     g.model_requested = call.model
     _check_limits(call, config)
-    stream = Stream(config["LOG_BODY_MAX_BYTES"] if config["LOG_BODIES"] else 0)
+    decision, key, cached = _consult_cache(call)
+    stream = Stream(config["LOG_BODY_MAX_BYTES"] if config["LOG_BODIES"] else 0,
+                    config["CACHE_MAX_BODY_BYTES"] if decision.write and not cached else 0)
     app = current_app._get_current_object()
     context = {"request_id": g.request_id, "started_at": g.started_at, "elapsed_ms": g.elapsed_ms,
-               "route": native_route(version, path), "client_id": g.client.id if g.get("client") else None}
+               "route": native_route(version, path), "client_id": g.client.id if g.get("client") else None,
+               "cache_status": g.get("cache_status")}
     g.native_recorded = True  # recorded when the response closes, not by the after_request hook
-    try:
-        reply = current_app.extensions["forwarder"].open(call)
-    except NativeError as error:
-        return _failed(error, app, context, call, stream)
+    if cached is not None:
+        body, content_type = replay(cached, call.streaming, "alt=sse" in call.query)
+        reply = Reply(200, {"Content-Type": content_type, "Content-Length": str(len(body))}, call.model, [], body=body)
+    else:
+        try:
+            reply = current_app.extensions["forwarder"].open(call)
+        except NativeError as error:
+            return _failed(error, app, context, call, stream)
 
     started = time.perf_counter()
     body = _relay(reply, stream, started, g.elapsed_ms)
@@ -73,8 +85,34 @@ def forward(version, path):
         response.headers["X-Gemini-Model"] = reply.model
     response.headers["X-Accel-Buffering"] = "no"  # nginx must pass streams on as they come
     response.call_on_close(lambda: record_exchange(app, context, call, reply, stream, None))
+    if stream.whole is not None:
+        response.call_on_close(lambda: _keep_in_cache(app, decision, key, call, reply, stream))
     return response
 
+
+def _consult_cache(call):
+    """(decision, key, cached answer) for a generation call; the cache is off for anything else."""
+    if call.action not in GENERATION_ACTIONS or not call.model or call.method != "POST":
+        return OFF, None, None
+    try:
+        body = json.loads(call.body or b"{}")
+    except ValueError:
+        return OFF, None, None
+    cache = current_app.extensions["cache"]
+    decision = cache.decision(request.headers, body)
+    key, cached = cache.lookup(decision, call.model, body)
+    if decision.used:
+        g.cache_status = "HIT" if cached is not None else "MISS"
+    return decision, key, cached
+
+
+def _keep_in_cache(app, decision, key, call, reply, stream):
+    """After the client has its answer: keep it if it came whole, unaltered, from the model asked."""
+    if reply.status != 200 or not stream.finished or stream.whole is None:
+        return
+    with app.app_context():
+        answer = fold_body(b"".join(stream.whole))
+        app.extensions["cache"].keep(decision, key, call.model, reply.model, answer)
 
 def _prompt_chars(body):
     try:
@@ -105,11 +143,22 @@ def _failed(error, app, context, call, stream):
     return response
 
 
+def _keep_whole(stream, chunk):
+    if stream.whole is None:
+        return
+    stream.whole_bytes += len(chunk)
+    if stream.whole_bytes > stream.cache_limit:
+        stream.whole = None  # too large to cache; forwarding goes on untouched
+    else:
+        stream.whole.append(chunk)
+
+
 def _relay(reply, stream, started, elapsed_ms):
     """Yield the upstream body as it arrives, capturing a copy; mark how it ended."""
     if reply.live is None:
         stream.ttfb_ms = elapsed_ms()
         stream.capture.add(reply.body)
+        _keep_whole(stream, reply.body)
         yield reply.body
         stream.finished = True
         return
@@ -123,6 +172,7 @@ def _relay(reply, stream, started, elapsed_ms):
             if stream.ttfb_ms is None:
                 stream.ttfb_ms = elapsed_ms()
             stream.capture.add(chunk)
+            _keep_whole(stream, chunk)
             yield chunk
         stream.finished = True
     except Exception:

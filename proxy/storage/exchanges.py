@@ -44,7 +44,7 @@ def build_rows(context, call, reply, stream, error, secrets):
     attempts = error.attempts if error else reply.attempts
     entry = RequestLog(
         request_id=context["request_id"], created_at=context["started_at"], route=context["route"],
-        client_id=context["client_id"],
+        client_id=context["client_id"], cache_status=context.get("cache_status"),
         method=call.method, model_requested=call.model,
         model_used=(reply.model if reply else None) or summary["model_version"],
         status_code=status, latency_ms=context["elapsed_ms"](), ttfb_ms=stream.ttfb_ms,
@@ -86,7 +86,9 @@ def build_rows(context, call, reply, stream, error, secrets):
             request_truncated=len(call.body) > cap, response_truncated=stream.capture.truncated,
         )
     entry.exchange = exchange
-    if status == 200 and not aborted and usage and call.action in ("generateContent", "streamGenerateContent"):
+    served_by_gemini = context.get("cache_status") != "HIT"  # metrics count Gemini's work
+    if status == 200 and not aborted and usage and served_by_gemini and \
+            call.action in ("generateContent", "streamGenerateContent"):
         entry.metric = Metric(
             timestamp=context["started_at"], prompt_tokens=usage.get("promptTokenCount", 0),
             completion_tokens=usage.get("candidatesTokenCount", 0), total_tokens=usage.get("totalTokenCount", 0),

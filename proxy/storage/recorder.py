@@ -42,6 +42,7 @@ def build_entry(response):
         latency_ms=g.elapsed_ms(),
         upstream_latency_ms=sum(a.latency_ms for a in attempts) if attempts else None,
         attempt_count=len(attempts),
+        cache_status=g.get("cache_status"),
         temperature=request_.temperature if request_ else None,
         max_output_tokens=request_.max_output_tokens if request_ else None,
     )
@@ -58,7 +59,7 @@ def build_entry(response):
         entry.total_tokens = completion.total_tokens
         entry.token_source = completion.token_source
         entry.finish_reason = completion.finish_reason
-        if response.status_code == 200:
+        if response.status_code == 200 and g.get("cache_status") != "HIT":  # metrics count Gemini's work
             entry.metric = Metric(
                 timestamp=entry.created_at,
                 prompt_tokens=completion.prompt_tokens or 0,

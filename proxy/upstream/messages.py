@@ -25,6 +25,18 @@ class GenerationRequest:
         }
         return {name: value for name, value in settings.items() if value is not None}
 
+    def native_body(self):
+        """The same request as Gemini's own generateContent body, so both APIs share cache entries."""
+        names = {"temperature": "temperature", "max_output_tokens": "maxOutputTokens", "top_p": "topP",
+                 "top_k": "topK", "stop_sequences": "stopSequences"}
+        body = {"contents": [{"role": "user", "parts": [{"text": self.prompt}]}]}
+        config = {names[k]: v for k, v in self.generation_config().items()}
+        if config:
+            body["generationConfig"] = config
+        if self.system_instruction:
+            body["systemInstruction"] = {"parts": [{"text": self.system_instruction}]}
+        return body
+
 
 @dataclass
 class Completion:

@@ -1,0 +1,1 @@
+"""The response cache: identical deterministic generations answered from storage."""
