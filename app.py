@@ -17,6 +17,8 @@ from proxy.cache.cli import cli as cache_cli
 from proxy.cache.service import ResponseCache
 from proxy.cache.store import make_store
 from proxy.logsetup import configure_logging
+from proxy.observability.prometheus import count_cooldown, release_in_flight, track_in_flight
+from proxy.observability.views import bp as metrics_bp
 from proxy.passthrough.forwarder import Forwarder
 from proxy.passthrough.views import bp as passthrough
 from proxy.requestctx import begin, finish
@@ -48,7 +50,7 @@ def create_app(config=None):
             clients.sync_env_keys(app.config["API_KEYS"])
     app.extensions["started_at"] = time.monotonic()
     # One key pool for both APIs: a key resting after a 429 rests for every caller.
-    pool = KeyPool(app.config["GEMINI_API_KEYS"])
+    pool = KeyPool(app.config["GEMINI_API_KEYS"], on_rest=count_cooldown)
     policy = RetryPolicy.from_config(app.config)
     app.extensions["gemini"] = GenerationService(
         sdk=GeminiSdk(app.config["GEMINI_BASE_URL"]),
@@ -78,13 +80,21 @@ def create_app(config=None):
     init_limits(app)
     app.before_request(check_token_quota)
     app.before_request(release_connection)
+    app.before_request(track_in_flight)
+    app.after_request(release_in_flight)
     app.after_request(record)
     app.after_request(finish)
     init_security(app)
     register_errors(app)
+    if app.config["RETENTION_INTERVAL_SECONDS"] and not app.testing:
+        from proxy.analytics.operations import start_periodic_prune
+
+        start_periodic_prune(app, app.config["RETENTION_INTERVAL_SECONDS"], app.config["RETENTION_DAYS"],
+                             app.config["BODY_RETENTION_DAYS"])
     api.init_app(app)
     document_models(chain)
     app.register_blueprint(passthrough)
+    app.register_blueprint(metrics_bp)
     app.register_blueprint(keys_cli)
     app.register_blueprint(ops_cli)
     app.register_blueprint(cache_cli)

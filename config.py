@@ -153,8 +153,11 @@ def load_settings(env=None):
         "CACHE_MODE": _choice(env, "CACHE_MODE", ("deterministic", "all"), "deterministic"),
         "CACHE_STORAGE_URL": _text(env, "CACHE_STORAGE_URL", "database"),
         "CACHE_MAX_BODY_BYTES": _number(env, "CACHE_MAX_BODY_BYTES", 4 * 1024 * 1024, int, minimum=1024),
-        # Analytics
+        # Analytics and retention (days; 0 keeps forever)
         "MODEL_PRICES": _prices(env, "MODEL_PRICES"),
+        "RETENTION_DAYS": _number(env, "RETENTION_DAYS", 0, int, minimum=0),
+        "BODY_RETENTION_DAYS": _number(env, "BODY_RETENTION_DAYS", 0, int, minimum=0),
+        "RETENTION_INTERVAL_SECONDS": _number(env, "RETENTION_INTERVAL_SECONDS", 0, int, minimum=0),
         # Input bounds; ALLOWED_MODELS empty: the chain on /gemini APIs, any model on the pass-through
         "ALLOWED_MODELS": _list(env, "ALLOWED_MODELS"),
         "MAX_PROMPT_CHARS": _number(env, "MAX_PROMPT_CHARS", 1_000_000, int, minimum=1),

@@ -26,6 +26,14 @@ preload_app = False
 max_requests = _env_number("MAX_REQUESTS", 0)  # 0: workers are not recycled
 max_requests_jitter = _env_number("MAX_REQUESTS_JITTER", 0)
 
+# --- metrics ------------------------------------------------------------------------------
+# Prometheus' multiprocess mode: each worker writes its samples here and /metrics sums them.
+# Set before any worker imports prometheus_client; emptied when the server starts.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    import tempfile
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gemini-proxy-metrics-")
+
 # --- timeouts (seconds) -------------------------------------------------------------------
 _deadline = _env_number("REQUEST_DEADLINE_SECONDS", 30.0, float)
 # A gevent worker's heartbeat is not tied to one request, but keep it above the request
@@ -54,6 +62,21 @@ control_socket_disable = True
 
 
 # --- hooks --------------------------------------------------------------------------------
+def on_starting(server):
+    # Samples left by an earlier run would be summed into this one's.
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(directory):
+        if name.endswith(".db"):
+            os.remove(os.path.join(directory, name))
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # its live gauges stop counting
+
+
 def post_worker_init(worker):
     # Marks the moment a worker has loaded the app and can serve; deploy scripts and the
     # end-to-end tests wait for it (a SIGTERM that lands while a worker is still importing is

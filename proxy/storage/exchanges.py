@@ -8,6 +8,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from models import Attempt, Exchange, ExchangeBody, Metric, RequestLog, db
 
 from ..passthrough.capture import iter_json_objects, summarize
+from ..observability.prometheus import observe
 from ..passthrough.headers import redacted
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,9 @@ def record_exchange(app, context, call, reply, stream, error):
     with app.app_context():
         try:
             secrets = list(app.config["GEMINI_API_KEYS"]) + ([call.key.key] if call.key.key else [])
-            db.session.add(build_rows(context, call, reply, stream, error, secrets))
+            entry = build_rows(context, call, reply, stream, error, secrets)
+            observe(entry)
+            db.session.add(entry)
             db.session.commit()
         except SQLAlchemyError:
             db.session.rollback()

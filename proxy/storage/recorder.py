@@ -6,6 +6,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models import Attempt, Metric, RequestLog, db
 
+from ..observability.prometheus import observe
 log = logging.getLogger(__name__)
 
 from ..passthrough.forwarder import native_route
@@ -80,6 +81,7 @@ def record(response):
         entry.created_at = g.started_at
         if entry.metric is not None:
             entry.metric.timestamp = g.started_at
+        observe(entry)
         db.session.add(entry)
         db.session.commit()
     except SQLAlchemyError:

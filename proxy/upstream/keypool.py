@@ -33,9 +33,10 @@ class CoolDown:
 class KeyPool:
     """Hands out keys round-robin, skipping any key resting for the model asked for."""
 
-    def __init__(self, keys, clock=time.time):
+    def __init__(self, keys, clock=time.time, on_rest=None):
         self.keys = list(dict.fromkeys(keys))
         self.clock = clock
+        self.on_rest = on_rest  # told (model, reason) whenever a pair is put to rest
         self._ids = {key: fingerprint(key) for key in self.keys}
         self._resting = {}  # (key, model) -> CoolDown
         self._turn = itertools.count()
@@ -61,6 +62,8 @@ class KeyPool:
         until = self.clock() + max(0.0, seconds)
         with self._lock:
             self._resting[(key, model)] = CoolDown(self.key_id(key), model, until, reason)
+        if self.on_rest is not None:
+            self.on_rest(model, reason)
 
     def rest_for_quota(self, key, model, failure, default_seconds):
         """Rest until the daily reset for a per-day quota, else for RetryInfo's delay."""

@@ -1,0 +1,1 @@
+"""Observability: Prometheus metrics, aggregated across Gunicorn workers."""

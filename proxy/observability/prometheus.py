@@ -1,0 +1,76 @@
+"""Prometheus metrics; with PROMETHEUS_MULTIPROC_DIR set (gunicorn.conf.py does) they sum over workers."""
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess,
+)
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
+
+REQUESTS = Counter("gemini_proxy_requests_total", "Requests served", ["route", "model", "status"])
+LATENCY = Histogram("gemini_proxy_request_duration_seconds", "Time to serve a request", ["route"],
+                    buckets=_LATENCY_BUCKETS)
+UPSTREAM_LATENCY = Histogram("gemini_proxy_upstream_duration_seconds", "Time spent in upstream calls per request",
+                             ["model"], buckets=_LATENCY_BUCKETS)
+TOKENS = Counter("gemini_proxy_tokens_total", "Tokens Gemini processed", ["model", "kind"])
+ATTEMPTS = Counter("gemini_proxy_upstream_attempts_total", "Upstream calls by outcome", ["model", "outcome"])
+RETRIES = Counter("gemini_proxy_retries_total", "Upstream calls beyond a request's first", ["route"])
+FALLBACKS = Counter("gemini_proxy_fallbacks_total", "Requests answered by another model than the first tried",
+                    ["from_model", "to_model"])
+COOLDOWNS = Counter("gemini_proxy_cooldowns_total", "Key x model pairs put to rest", ["model", "reason"])
+CACHE = Counter("gemini_proxy_cache_lookups_total", "Response cache lookups", ["result"])
+IN_FLIGHT = Gauge("gemini_proxy_in_flight_requests", "Requests being served now", multiprocess_mode="livesum")
+
+
+def observe(entry):
+    """Count one finished request from its request-log row (both APIs build one)."""
+    route, model = entry.route or "-", entry.model_used or "-"
+    REQUESTS.labels(route, model, str(entry.status_code)).inc()
+    LATENCY.labels(route).observe((entry.latency_ms or 0) / 1000)
+    if entry.cache_status:
+        CACHE.labels(entry.cache_status.lower()).inc()
+    attempts = list(entry.attempts or [])
+    if not attempts:
+        return
+    UPSTREAM_LATENCY.labels(model).observe(sum(a.latency_ms for a in attempts) / 1000)
+    for attempt in attempts:
+        ATTEMPTS.labels(attempt.model, attempt.outcome).inc()
+    if len(attempts) > 1:
+        RETRIES.labels(route).inc(len(attempts) - 1)
+    if entry.model_used and attempts[0].model != entry.model_used:
+        FALLBACKS.labels(attempts[0].model, entry.model_used).inc()
+    if entry.cache_status != "HIT":
+        TOKENS.labels(model, "prompt").inc(entry.prompt_tokens or 0)
+        TOKENS.labels(model, "completion").inc(entry.completion_tokens or 0)
+
+
+def exposition():
+    """The text format, summed over every worker when running multi-process."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def count_cooldown(model, reason):
+    COOLDOWNS.labels(model, reason).inc()
+
+
+def track_in_flight():
+    """before_request: count generation requests in flight until their response closes."""
+    from flask import g
+
+    if g.get("area") in ("api", "native"):
+        IN_FLIGHT.inc()
+        g.in_flight = True
+
+
+def release_in_flight(response):
+    from flask import g
+
+    if g.get("in_flight"):
+        response.call_on_close(IN_FLIGHT.dec)  # after a stream's last byte, not when its headers leave
+    return response
