@@ -16,6 +16,7 @@ from proxy.api.errors import register as register_errors
 from proxy.cache.cli import cli as cache_cli
 from proxy.cache.service import ResponseCache
 from proxy.cache.store import make_store
+from proxy.dashboard import bp as dashboard_bp
 from proxy.logsetup import configure_logging
 from proxy.observability.prometheus import count_cooldown, release_in_flight, track_in_flight
 from proxy.observability.views import bp as metrics_bp
@@ -95,6 +96,7 @@ def create_app(config=None):
     document_models(chain)
     app.register_blueprint(passthrough)
     app.register_blueprint(metrics_bp)
+    app.register_blueprint(dashboard_bp)
     app.register_blueprint(keys_cli)
     app.register_blueprint(ops_cli)
     app.register_blueprint(cache_cli)

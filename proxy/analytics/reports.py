@@ -315,7 +315,7 @@ def _brief(entry):
         "error_message": entry.error_message, "latency_ms": entry.latency_ms, "ttfb_ms": entry.ttfb_ms,
         "prompt_tokens": entry.prompt_tokens, "completion_tokens": entry.completion_tokens,
         "total_tokens": entry.total_tokens, "attempt_count": entry.attempt_count, "streamed": entry.streamed,
-        "finish_reason": entry.finish_reason,
+        "finish_reason": entry.finish_reason, "cache_status": entry.cache_status,
     }
 
 

@@ -90,6 +90,7 @@ brief_model = ns.model("RequestBrief", {
     "prompt_tokens": NInt(description="Prompt tokens"), "completion_tokens": NInt(description="Completion tokens"),
     "total_tokens": NInt(description="All tokens"), "attempt_count": fields.Integer(description="Upstream calls"),
     "streamed": fields.Boolean(description="A streamed exchange"), "finish_reason": NString(description="Finish"),
+    "cache_status": NString(description="HIT or MISS when the response cache was consulted"),
 })
 errors_model = ns.model("Errors", {
     "window": fields.Nested(window_model, description="The window"),
