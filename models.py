@@ -94,7 +94,7 @@ class RequestLog(db.Model):
     # columns the summary reads, so a window's totals never touch the table itself.
     __table_args__ = (
         Index("ix_request_log_created_at", "created_at", "status_code", "latency_ms", "prompt_tokens",
-              "completion_tokens", "total_tokens", "model_used"),
+              "completion_tokens", "total_tokens", "model_used", "cache_status"),
         Index("ix_request_log_model_created", "model_used", "created_at"),
         Index("ix_request_log_route_created", "route", "created_at"),
         Index("ix_request_log_status_created", "status_code", "created_at"),
