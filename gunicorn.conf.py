@@ -2,6 +2,11 @@
 import multiprocessing
 import os
 
+from dotenv import load_dotenv
+
+# The same .env the app reads, so HOST, PORT, WEB_CONCURRENCY... set there apply here too.
+load_dotenv(os.path.join(os.getcwd(), ".env"))
+
 
 def _env_number(name, default, kind=int):
     raw = os.environ.get(name, "").strip()

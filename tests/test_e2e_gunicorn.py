@@ -99,3 +99,10 @@ def test_no_secret_reaches_logs_or_database(gunicorn, emulator, tmp_path):
     for path in files:
         data = path.read_bytes()
         assert not any(key.encode() in data for key in KEYS), path.name
+
+
+def test_first_start_of_several_workers_on_a_new_database_is_clean(gunicorn, tmp_path):
+    server = gunicorn(WEB_CONCURRENCY=4, DATABASE_URL=f"sqlite:///{tmp_path / 'brand-new.db'}")
+    assert requests.get(f"{server.url}/health", timeout=10).json()["database"] == {"reachable": True}
+    output = server.output()
+    assert "Traceback" not in output and "could not create" not in output

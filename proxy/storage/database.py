@@ -3,7 +3,7 @@ import logging
 import os
 
 from sqlalchemy import event, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from models import db
 
@@ -43,12 +43,23 @@ def init_database(app):
         if db.engine.dialect.name == "sqlite":
             event.listen(db.engine, "connect", lambda conn, rec: _tune_sqlite(conn, rec, busy * 1000))
         try:
-            db.create_all()
+            _create_tables()
             if db.engine.dialect.name == "sqlite":
                 refresh_statistics()
         except SQLAlchemyError:
             # Start anyway: /health reports the database, and a later issue's spool keeps records.
             log.exception("could not create the database tables at start-up")
+
+
+def _create_tables(tries=3):
+    """Workers start together: when another one created a table first, look again and go on."""
+    for attempt in range(tries):
+        try:
+            db.create_all()
+            return
+        except OperationalError as exc:
+            if "already exists" not in str(exc) or attempt == tries - 1:
+                raise
 
 
 def refresh_statistics():
