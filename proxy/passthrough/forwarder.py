@@ -3,6 +3,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timezone
 from typing import Optional
 
@@ -49,6 +50,15 @@ class NativeCall:
     @property
     def streaming(self):
         return self.action == "streamGenerateContent"
+
+    @cached_property
+    def payload(self):
+        """The JSON body as a dict, parsed once and only when something asks (None if it is not one)."""
+        try:
+            value = json.loads(self.body) if self.body else None
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
 
     def with_model(self, model):
         if not self.model or model == self.model:

@@ -1,16 +1,14 @@
 """The routes under /v1beta and /v1: forward, stream back chunk by chunk, record when done."""
 import json
 import logging
-import time
 
 from flask import Blueprint, Response, current_app, g, request
 
-from ..storage.exchanges import record_exchange
-from .capture import Capture
 from ..cache.answers import fold_body, replay
 from ..cache.policy import OFF
 from ..errors import ModelNotAllowed, PromptTooLong
-from .capture import iter_json_objects
+from ..storage.exchanges import record_exchange
+from .capture import Capture
 from .forwarder import GENERATION_ACTIONS, NativeCall, NativeError, Reply, native_route, parse_model_path
 from .headers import client_headers, query_without_key, upstream_headers
 from .keys import SERVER, KeyChoice, choose_key
@@ -75,8 +73,7 @@ def forward(version, path):
         except NativeError as error:
             return _failed(error, app, context, call, stream)
 
-    started = time.perf_counter()
-    body = _relay(reply, stream, started, g.elapsed_ms)
+    body = _relay(reply, stream, g.elapsed_ms)
     response = Response(body, status=reply.status, headers=client_headers(reply.headers))
     length = reply.headers.get("Content-Length") or reply.headers.get("content-length")
     if length and not reply.headers.get("Transfer-Encoding"):
@@ -92,15 +89,12 @@ def forward(version, path):
 
 def _consult_cache(call):
     """(decision, key, cached answer) for a generation call; the cache is off for anything else."""
-    if call.action not in GENERATION_ACTIONS or not call.model or call.method != "POST":
-        return OFF, None, None
-    try:
-        body = json.loads(call.body or b"{}")
-    except ValueError:
-        return OFF, None, None
     cache = current_app.extensions["cache"]
-    decision = cache.decision(request.headers, body)
-    key, cached = cache.lookup(decision, call.model, body)
+    if not cache.config["CACHE_ENABLED"] or call.action not in GENERATION_ACTIONS or not call.model \
+            or call.method != "POST" or call.payload is None:
+        return OFF, None, None
+    decision = cache.decision(request.headers, call.payload)
+    key, cached = cache.lookup(decision, call.model, call.payload)
     if decision.used:
         g.cache_status = "HIT" if cached is not None else "MISS"
     return decision, key, cached
@@ -114,12 +108,9 @@ def _keep_in_cache(app, decision, key, call, reply, stream):
         answer = fold_body(b"".join(stream.whole))
         app.extensions["cache"].keep(decision, key, call.model, reply.model, answer)
 
-def _prompt_chars(body):
-    try:
-        payload = next(iter_json_objects(body.decode("utf-8", errors="replace")), {})
-    except ValueError:
-        return 0
-    contents = payload.get("contents") or []
+
+def _prompt_chars(payload):
+    contents = (payload or {}).get("contents") or []
     return sum(len(part.get("text") or "") for content in contents if isinstance(content, dict)
                for part in content.get("parts") or [] if isinstance(part, dict))
 
@@ -130,7 +121,7 @@ def _check_limits(call, config):
     if allowed and call.model and call.model not in allowed:
         raise ModelNotAllowed(f"Model {call.model!r} is not allowed here; choose one of: {', '.join(allowed)}.")
     limit = config["NATIVE_MAX_PROMPT_CHARS"]
-    if limit and call.body and _prompt_chars(call.body) > limit:
+    if limit and _prompt_chars(call.payload) > limit:
         raise PromptTooLong(f"The prompt is longer than {limit} characters.")
 
 
@@ -153,7 +144,7 @@ def _keep_whole(stream, chunk):
         stream.whole.append(chunk)
 
 
-def _relay(reply, stream, started, elapsed_ms):
+def _relay(reply, stream, elapsed_ms):
     """Yield the upstream body as it arrives, capturing a copy; mark how it ended."""
     if reply.live is None:
         stream.ttfb_ms = elapsed_ms()

@@ -5,11 +5,12 @@ import zlib
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from models import Attempt, Exchange, ExchangeBody, Metric, RequestLog, db
+from models import Exchange, ExchangeBody, Metric, RequestLog, db
 
-from ..passthrough.capture import iter_json_objects, summarize
 from ..observability.prometheus import observe
+from ..passthrough.capture import iter_json_objects, summarize
 from ..passthrough.headers import redacted
+from .recorder import attempt_rows
 
 log = logging.getLogger(__name__)
 
@@ -19,14 +20,10 @@ def _compress(data):
 
 
 def _generation_settings(call):
-    if call.action not in ("generateContent", "streamGenerateContent") or not call.body:
+    if call.action not in ("generateContent", "streamGenerateContent") or call.payload is None:
         return {}
-    try:
-        payload = json.loads(call.body)
-        config = payload.get("generationConfig") or payload.get("generation_config") or {}
-        return config if isinstance(config, dict) else {}
-    except (ValueError, AttributeError):
-        return {}
+    config = call.payload.get("generationConfig") or call.payload.get("generation_config") or {}
+    return config if isinstance(config, dict) else {}
 
 
 def _scrub(data, secrets):
@@ -64,11 +61,7 @@ def build_rows(context, call, reply, stream, error, secrets):
     elif summary["error"]:
         entry.error_code = str(summary["error"].get("status") or summary["error"].get("code"))
         entry.error_message = str(summary["error"].get("message", ""))[:2000]
-    entry.attempts = [
-        Attempt(number=a.number, started_at=a.started_at, model=a.model, key_id=a.key_id, outcome=a.outcome,
-                status_code=a.status_code, error_message=a.error_message, latency_ms=a.latency_ms)
-        for a in attempts
-    ]
+    entry.attempts = attempt_rows(attempts)
     exchange = Exchange(
         path=f"/{call.version}/{call.path}", query=call.query or None, action=call.action,
         stream_format=("sse" if "alt=sse" in call.query else "json") if call.streaming else None,

@@ -24,6 +24,13 @@ def _route():
     return request.url_rule.rule if request.url_rule else request.path
 
 
+def attempt_rows(attempts):
+    """Database rows for the service's attempt records, on either API."""
+    return [Attempt(number=a.number, started_at=a.started_at, model=a.model, key_id=a.key_id, outcome=a.outcome,
+                    status_code=a.status_code, error_code=a.error_code, error_message=a.error_message,
+                    latency_ms=a.latency_ms) for a in attempts]
+
+
 def build_entry(response):
     """The request log row for this request, from what the resource and error handler left in `g`."""
     generation = g.get("generation")
@@ -47,12 +54,7 @@ def build_entry(response):
         temperature=request_.temperature if request_ else None,
         max_output_tokens=request_.max_output_tokens if request_ else None,
     )
-    entry.attempts = [
-        Attempt(number=a.number, started_at=a.started_at, model=a.model, key_id=a.key_id, outcome=a.outcome,
-                status_code=a.status_code, error_code=a.error_code, error_message=a.error_message,
-                latency_ms=a.latency_ms)
-        for a in attempts
-    ]
+    entry.attempts = attempt_rows(attempts)
     if generation:
         completion = generation.completion
         entry.prompt_tokens = completion.prompt_tokens
