@@ -76,15 +76,21 @@ def _fallback_scope(env, name):
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+def valid_rate_limit(value):
+    """Whether `value` is a Flask-Limiter limit such as 60/minute;5000/day."""
+    from limits import parse_many
+
+    try:
+        parse_many(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _rate_limit(env, name):
     value = _text(env, name, "")
-    if value:
-        from limits import parse_many
-
-        try:
-            parse_many(value)
-        except ValueError:
-            raise ConfigError(f"{name}={value!r} is not a rate limit such as 60/minute;5000/day") from None
+    if value and not valid_rate_limit(value):
+        raise ConfigError(f"{name}={value!r} is not a rate limit such as 60/minute;5000/day")
     return value
 
 

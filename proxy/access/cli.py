@@ -2,6 +2,8 @@
 import click
 from flask import Blueprint
 
+from config import valid_rate_limit
+
 from . import clients
 
 cli = Blueprint("keys", __name__, cli_group="keys")
@@ -19,13 +21,8 @@ def _show(client):
 @click.option("--token-quota", type=click.IntRange(min=0), help="Tokens a day (UTC); 0 for unlimited")
 def create_command(name, rate_limit, token_quota):
     """Issue a key for NAME; the secret is printed once."""
-    if rate_limit:
-        from limits import parse_many
-
-        try:
-            parse_many(rate_limit)
-        except ValueError:
-            raise click.BadParameter(f"{rate_limit!r} is not a limit such as 10/minute;1000/day") from None
+    if rate_limit and not valid_rate_limit(rate_limit):
+        raise click.BadParameter(f"{rate_limit!r} is not a limit such as 10/minute;1000/day")
     client, secret = clients.create(name, rate_limit, token_quota)
     click.echo(f"Created client {client.id} ({client.name}). Its key, shown only now:\n{secret}")
 

@@ -21,10 +21,11 @@ def parse_time(value, name):
     return moment
 
 
-def _int(args, name, minimum=None, maximum=None):
+def int_arg(args, name, minimum=None, maximum=None, default=None):
+    """An integer query parameter within bounds, or `default` when it is absent; 400 otherwise."""
     raw = args.get(name)
     if raw in (None, ""):
-        return None
+        return default
     try:
         value = int(raw)
     except ValueError:
@@ -71,4 +72,4 @@ def parse_window(args, now=None):
     if end - start > MAX_SPAN:
         raise InvalidRequest(f"The window may span at most {MAX_SPAN.days} days.")
     return Window(start, end, model=args.get("model") or None, route=args.get("route") or None,
-                  status=_int(args, "status", 100, 599), client=_int(args, "client", 1, 2**63 - 1))
+                  status=int_arg(args, "status", 100, 599), client=int_arg(args, "client", 1, 2**63 - 1))

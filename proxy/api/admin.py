@@ -1,6 +1,8 @@
 """Operator endpoints under /admin: client key management, guarded by ADMIN_API_KEY."""
 from flask_restx import Namespace, Resource, fields
 
+from config import valid_rate_limit
+
 from ..access import clients
 from ..errors import InvalidRequest, NotFound
 from .models import UtcDateTime, document_errors, error_detail, error_model, nullable
@@ -62,13 +64,8 @@ class ClientList(Resource):
         """Issue a client key."""
         payload = ns.payload
         limit = payload.get("rate_limit")
-        if limit:
-            from limits import parse_many
-
-            try:
-                parse_many(limit)
-            except ValueError:
-                raise InvalidRequest(f"rate_limit {limit!r} is not a limit such as 10/minute;1000/day.") from None
+        if limit and not valid_rate_limit(limit):
+            raise InvalidRequest(f"rate_limit {limit!r} is not a limit such as 10/minute;1000/day.")
         client, secret = clients.create(payload["name"], limit, payload.get("daily_token_quota"), source="admin")
         client.api_key = secret
         return client, 201

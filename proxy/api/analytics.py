@@ -4,7 +4,7 @@ from flask_restx import Namespace, Resource, fields
 
 from ..analytics import reports
 from ..analytics.pricing import PriceTable
-from ..analytics.window import parse_window
+from ..analytics.window import int_arg, parse_window
 from ..errors import InvalidRequest, NotFound
 from .models import UtcDateTime, document_errors, error_detail, error_model, nullable
 
@@ -246,8 +246,8 @@ class Requests(Resource):
     @document_errors(ns, 400, 401, 403)
     def get(self):
         """The request log, newest first, filterable and paged."""
-        page = _positive("page", 1, 10**9)
-        size = _positive("page_size", 50, 200)
+        page = int_arg(request.args, "page", 1, 10**9, default=1)
+        size = int_arg(request.args, "page_size", 1, 200, default=50)
         return reports.request_page(_window(), page, size, request.args.get("error_code") or None)
 
 
@@ -262,11 +262,3 @@ class RequestDetail(Resource):
             raise NotFound(f"No request {request_id!r} in the log.")
         return detail
 
-
-def _positive(name, default, maximum):
-    raw = request.args.get(name)
-    if raw in (None, ""):
-        return default
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
-        raise InvalidRequest(f"{name} must be an integer from 1 to {maximum}.")
-    return int(raw)
