@@ -166,7 +166,7 @@ def test_exchanges_are_logged_in_full_without_secrets(native, emulator):
                           f"WHERE l.request_id = '{request_id}'")
     route, model, status, prompt, completion, total, temperature, max_tokens, streamed, ttfb, query, fmt, \
         source, top_k, headers, metric_id, exchange_id = row
-    assert (route, model, status, streamed) == (f"/v1beta/models/{{model}}:streamGenerateContent", MODEL, 200, 1)
+    assert (route, model, status, streamed) == ("/v1beta/models/{model}:streamGenerateContent", MODEL, 200, 1)
     assert prompt > 0 and completion > 0 and total == prompt + completion
     assert (temperature, max_tokens, top_k) == (0.25, 50, 5)
     assert query == "alt=sse" and fmt == "sse" and source == "client" and ttfb > 0

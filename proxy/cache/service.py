@@ -1,6 +1,6 @@
 """The cache as the APIs use it: decide, look up, and store only complete answers from the model asked."""
 from .answers import COMPLETE
-from .policy import OFF, cache_key, decide
+from .policy import cache_key, decide
 
 
 class ResponseCache:
@@ -24,6 +24,3 @@ class ResponseCache:
         if answer["candidates"][0].get("finishReason") not in COMPLETE:
             return
         self.store.put(key, requested_model, answer)
-
-
-__all__ = ["ResponseCache", "OFF"]
