@@ -11,6 +11,7 @@ from proxy.access.cli import cli as keys_cli
 from proxy.access.limits import check_token_quota, init_limits
 from proxy.access.security import init_security
 from proxy.analytics.cli import cli as ops_cli
+from proxy.analytics.rollups import start_periodic_rollups, watch_late_records
 from proxy.api import api, document_models
 from proxy.api.errors import register as register_errors
 from proxy.cache.cli import cli as cache_cli
@@ -92,6 +93,9 @@ def create_app(config=None):
 
         start_periodic_prune(app, app.config["RETENTION_INTERVAL_SECONDS"], app.config["RETENTION_DAYS"],
                              app.config["BODY_RETENTION_DAYS"])
+    watch_late_records()
+    if app.config["ROLLUP_INTERVAL_SECONDS"] and not app.testing:
+        start_periodic_rollups(app, app.config["ROLLUP_INTERVAL_SECONDS"])
     api.init_app(app)
     document_models(chain)
     app.register_blueprint(passthrough)

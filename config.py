@@ -164,6 +164,7 @@ def load_settings(env=None):
         "RETENTION_DAYS": _number(env, "RETENTION_DAYS", 0, int, minimum=0),
         "BODY_RETENTION_DAYS": _number(env, "BODY_RETENTION_DAYS", 0, int, minimum=0),
         "RETENTION_INTERVAL_SECONDS": _number(env, "RETENTION_INTERVAL_SECONDS", 0, int, minimum=0),
+        "ROLLUP_INTERVAL_SECONDS": _number(env, "ROLLUP_INTERVAL_SECONDS", 60, int, minimum=0),
         # Input bounds; ALLOWED_MODELS empty: the chain on /gemini APIs, any model on the pass-through
         "ALLOWED_MODELS": _list(env, "ALLOWED_MODELS"),
         "MAX_PROMPT_CHARS": _number(env, "MAX_PROMPT_CHARS", 1_000_000, int, minimum=1),

@@ -181,3 +181,78 @@ class CacheEntry(db.Model):
     expires_at: Mapped[datetime]
     last_used_at: Mapped[datetime] = mapped_column(index=True)
     hits: Mapped[int] = mapped_column(default=0)
+
+
+class RolledHour(db.Model):
+    """An hour of the request log that the rollup tables below hold, aggregated (hours as text, UTC)."""
+
+    __tablename__ = "rolled_hours"
+
+    hour: Mapped[str] = mapped_column(String(19), primary_key=True)  # "YYYY-MM-DD HH:00:00"
+    built_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class HourlyRollup(db.Model):
+    """Counts and sums of one hour's requests per combination of the dimensions reports filter and group by."""
+
+    __tablename__ = "hourly_rollups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hour: Mapped[str] = mapped_column(String(19))
+    route: Mapped[str] = mapped_column(String(200))
+    model_used: Mapped[Optional[str]] = mapped_column(String(100))
+    status_code: Mapped[int]
+    error_code: Mapped[Optional[str]] = mapped_column(String(64))
+    client_id: Mapped[Optional[int]]
+    cache_status: Mapped[Optional[str]] = mapped_column(String(10))
+    first_model: Mapped[Optional[str]] = mapped_column(String(100))  # the model of attempt 1, if any
+    requests: Mapped[int]
+    prompt_tokens: Mapped[int]
+    completion_tokens: Mapped[int]
+    total_tokens: Mapped[int]
+    latency_sum: Mapped[float]
+    upstream_sum: Mapped[float]
+    upstream_count: Mapped[int]
+    overhead_sum: Mapped[float]  # latency beyond upstream time, over rows that have an upstream time
+    ttfb_sum: Mapped[float]
+    ttfb_count: Mapped[int]
+    retried: Mapped[int]
+    retries: Mapped[int]
+
+    __table_args__ = (Index("ix_hourly_rollups_hour", "hour"),)
+
+
+class HourlyAttempts(db.Model):
+    """Upstream attempts per hour, by outcome and status, under the dimensions of their request."""
+
+    __tablename__ = "hourly_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hour: Mapped[str] = mapped_column(String(19))
+    route: Mapped[str] = mapped_column(String(200))
+    model_used: Mapped[Optional[str]] = mapped_column(String(100))
+    status_code: Mapped[int]
+    client_id: Mapped[Optional[int]]
+    outcome: Mapped[str] = mapped_column(String(20))
+    attempt_status: Mapped[Optional[int]]
+    attempts: Mapped[int]
+
+    __table_args__ = (Index("ix_hourly_attempts_hour", "hour"),)
+
+
+class HourlyHistogram(db.Model):
+    """Latency (or time to first byte) counts per log-scale bucket, per hour and scope.
+
+    A scope is "" for all requests or one filter ("model:gemini-2.5-flash", "route:...", "status:200",
+    "client:3"), so a filtered percentile reads only its own rows."""
+
+    __tablename__ = "hourly_histograms"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(220))
+    metric: Mapped[str] = mapped_column(String(10))  # latency | ttfb
+    hour: Mapped[str] = mapped_column(String(19))
+    bucket: Mapped[int]
+    count: Mapped[int]
+
+    __table_args__ = (Index("ix_hourly_histograms_scope", "scope", "metric", "hour"),)

@@ -6,7 +6,7 @@ from flask import Blueprint
 
 from models import db
 
-from . import synthetic
+from . import rollups, synthetic
 
 cli = Blueprint("ops", __name__, cli_group="ops")
 
@@ -21,6 +21,22 @@ def seed_command(rows, days, seed_value):
     inserted = synthetic.seed(rows, days, seed_value,
                               progress=lambda n: click.echo(f"  {n:,} rows", err=True) if n % 200_000 == 0 else None)
     click.echo(f"Inserted {inserted:,} requests over {days} days in {time.perf_counter() - started:.1f} s.")
+    started = time.perf_counter()
+    hours = rollups.roll_up()
+    click.echo(f"Rolled up {hours:,} settled hours in {time.perf_counter() - started:.1f} s.")
+
+
+@cli.cli.command("rollup")
+@click.option("--rebuild", is_flag=True, help="Drop every rollup first and build them all again")
+def rollup_command(rebuild):
+    """Roll settled hours of the request log up into hourly aggregates (the server does this by itself
+    every ROLLUP_INTERVAL_SECONDS)."""
+    if rebuild:
+        rollups.forget("9999")
+        db.session.commit()
+    started = time.perf_counter()
+    hours = rollups.roll_up()
+    click.echo(f"Rolled up {hours:,} hours in {time.perf_counter() - started:.1f} s.")
 
 
 def _window(since, until, model):

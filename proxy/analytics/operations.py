@@ -12,6 +12,8 @@ from sqlalchemy import delete, select
 from models import Exchange, ExchangeBody, Metric, RequestLog, db
 
 from ..cache.answers import fold_body
+from .facts import floor_hour, hour_text
+from .rollups import forget
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,7 @@ def prune(days, body_days, now=None):
         # Foreign keys cascade to attempts, exchanges and their bodies.
         removed["requests"] = db.session.execute(delete(RequestLog).where(RequestLog.created_at < cutoff)).rowcount
         removed["metrics"] = db.session.execute(delete(Metric).where(Metric.timestamp < cutoff)).rowcount
+        forget(hour_text(floor_hour(cutoff)))  # the hour the cutoff falls in is rebuilt from what remains
     db.session.commit()
     return removed
 

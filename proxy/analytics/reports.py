@@ -1,84 +1,65 @@
-"""The reports: exact aggregates over the request log within a window."""
-import math
+"""The reports: aggregates over the request log within a window, read through rollups where they exist."""
 import statistics
 from collections import defaultdict
 from datetime import timedelta
 
-from sqlalchemy import case, func, select
+from sqlalchemy import select
 
-from models import ApiClient, Attempt, RequestLog, db
+from models import ApiClient, RequestLog, db
 
-PERCENTILES = (50, 95, 99)
+from .facts import (PERCENTILES, attempt_facts, day_of, facts, histogram_percentiles, histograms_by_hour,
+                    nearest_rank, percentiles, plan, scope_of, totals)
+
 _ERROR = RequestLog.status_code >= 400
-_HIT = RequestLog.cache_status == "HIT"
-# Tokens and cost count Gemini's work: an answer from the cache is a saving, not usage.
-_NOT_HIT = RequestLog.cache_status.is_(None) | (RequestLog.cache_status != "HIT")
 
 
-def _gemini(column):
-    return func.sum(case((_HIT, 0), else_=column))
-
-
-def _count_rows(window):
-    return select(func.count(), func.sum(case((_ERROR, 1), else_=0)), _gemini(RequestLog.prompt_tokens),
-                  _gemini(RequestLog.completion_tokens), _gemini(RequestLog.total_tokens),
-                  func.avg(RequestLog.latency_ms)).where(*window.conditions())
-
-
-def percentiles(window, column=RequestLog.latency_ms, points=PERCENTILES):
-    """Nearest-rank percentiles of `column` in the window, each one indexed ORDER BY ... OFFSET."""
-    conditions = [*window.conditions(), column.isnot(None)]
-    count = db.session.execute(select(func.count()).where(*conditions)).scalar_one()
-    result = {}
-    for point in points:
-        if not count:
-            result[f"p{point}"] = None
-            continue
-        rank = max(1, math.ceil(point / 100 * count))
-        value = db.session.execute(select(column).where(*conditions).order_by(column).offset(rank - 1).limit(1))
-        result[f"p{point}"] = round(value.scalar_one(), 3)
+def _by_model(rows, hits):
+    """{model: [prompt, completion, requests]} over Gemini's work (hits=False) or the cache's answers."""
+    result = defaultdict(lambda: [0, 0, 0])
+    for row in rows:
+        if (row["cache_status"] == "HIT") == hits:
+            entry = result[row["model_used"]]
+            entry[0] += row["prompt_tokens"] or 0
+            entry[1] += row["completion_tokens"] or 0
+            entry[2] += row["requests"] or 0
     return result
 
 
-def _tokens_by_model(window, hits=False):
-    query = select(RequestLog.model_used, func.sum(RequestLog.prompt_tokens), func.sum(RequestLog.completion_tokens),
-                   func.count()).where(*window.conditions(), _HIT if hits else _NOT_HIT).group_by(RequestLog.model_used)
-    return db.session.execute(query).all()
+def _model_rows(window, plan_):
+    source = facts(window, plan_)
+    return totals(source, source.c.model_used, source.c.cache_status)
 
 
-def cache_savings(window, prices):
-    hits = _tokens_by_model(window, hits=True)
-    consulted = db.session.execute(select(func.count()).where(
-        *window.conditions(), RequestLog.cache_status.isnot(None))).scalar_one()
-    count = sum(n for *_, n in hits)
+def cache_savings(rows, prices):
+    hits = _by_model(rows, hits=True)
+    consulted = sum(row["requests"] for row in rows if row["cache_status"] is not None)
+    count = sum(n for _, _, n in hits.values())
     return {"lookups": consulted, "hits": count, "hit_rate": round(count / consulted, 6) if consulted else 0.0,
-            "tokens_saved": sum((p or 0) + (c or 0) for _, p, c, _ in hits),
-            "cost_saved_usd": round(sum(prices.cost(m, p, c) for m, p, c, _ in hits), 6)}
+            "tokens_saved": sum(p + c for p, c, _ in hits.values()),
+            "cost_saved_usd": round(sum(prices.cost(m, p, c) for m, (p, c, _) in hits.items()), 6)}
 
 
 def summary(window, prices):
-    requests, errors, prompt, completion, total, average = db.session.execute(_count_rows(window)).one()
-    cost = sum(prices.cost(model, p, c) for model, p, c, _ in _tokens_by_model(window))
+    plan_ = plan(window)
+    rows = _model_rows(window, plan_)
+    served = [row for row in rows if row["cache_status"] != "HIT"]  # tokens and cost count Gemini's work
+    requests = sum(row["requests"] for row in rows)
+    errors = sum(row["errors"] for row in rows)
+    latency_sum = sum(row["latency_sum"] for row in rows)
+    points, exact = percentiles(window, plan_)
     return {
         "window": window.describe(),
         "requests": requests,
-        "successes": requests - (errors or 0),
-        "errors": errors or 0,
-        "error_rate": round((errors or 0) / requests, 6) if requests else 0.0,
-        "prompt_tokens": prompt or 0,
-        "completion_tokens": completion or 0,
-        "total_tokens": total or 0,
-        "latency_ms": {"avg": round(average, 3) if average is not None else None, **percentiles(window)},
-        "cost_usd": round(cost, 6),
-        "cache": cache_savings(window, prices),
+        "successes": requests - errors,
+        "errors": errors,
+        "error_rate": round(errors / requests, 6) if requests else 0.0,
+        "prompt_tokens": sum(row["prompt_tokens"] for row in served),
+        "completion_tokens": sum(row["completion_tokens"] for row in served),
+        "total_tokens": sum(row["total_tokens"] for row in served),
+        "latency_ms": {"avg": round(latency_sum / requests, 3) if requests else None, **points, "exact": exact},
+        "cost_usd": round(sum(prices.cost(m, p, c) for m, (p, c, _) in _by_model(rows, hits=False).items()), 6),
+        "cache": cache_savings(rows, prices),
     }
-
-
-def bucket_expression(unit):
-    """The start of a row's hour or day, as text, in the database's own dialect."""
-    if db.engine.dialect.name == "postgresql":
-        return func.to_char(func.date_trunc(unit, RequestLog.created_at), "YYYY-MM-DD HH24:00:00")
-    return func.strftime("%Y-%m-%d %H:00:00" if unit == "hour" else "%Y-%m-%d 00:00:00", RequestLog.created_at)
 
 
 def buckets(window, unit):
@@ -92,26 +73,24 @@ def buckets(window, unit):
         moment += step
 
 
+def _group_key(source, group_by):
+    if group_by == "hour":
+        return source.c.hour
+    if group_by == "day":
+        return day_of(source.c.hour)
+    return source.c[{"client": "client_id", "model": "model_used", "route": "route"}[group_by]]
+
+
 def usage(window, group_by, prices):
-    if group_by in ("hour", "day"):
-        key = bucket_expression(group_by)
-    elif group_by == "client":
-        key = RequestLog.client_id
-    else:
-        key = {"model": RequestLog.model_used, "route": RequestLog.route}[group_by]
-    query = select(key, RequestLog.model_used, func.count(), func.sum(case((_ERROR, 1), else_=0)),
-                   func.sum(RequestLog.prompt_tokens), func.sum(RequestLog.completion_tokens),
-                   func.sum(RequestLog.total_tokens)).where(*window.conditions()).group_by(key, RequestLog.model_used)
+    source = facts(window, plan(window))
+    key = _group_key(source, group_by).label("key")
     groups = defaultdict(lambda: {"requests": 0, "errors": 0, "prompt_tokens": 0, "completion_tokens": 0,
                                   "total_tokens": 0, "cost_usd": 0.0})
-    for value, model, count, errors, prompt, completion, total in db.session.execute(query):
-        group = groups[value]
-        group["requests"] += count
-        group["errors"] += errors or 0
-        group["prompt_tokens"] += prompt or 0
-        group["completion_tokens"] += completion or 0
-        group["total_tokens"] += total or 0
-        group["cost_usd"] += prices.cost(model, prompt, completion)
+    for row in totals(source, key, source.c.model_used):
+        group = groups[row["key"]]
+        for name in ("requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens"):
+            group[name] += row[name] or 0
+        group["cost_usd"] += prices.cost(row["model_used"], row["prompt_tokens"], row["completion_tokens"])
     if group_by in ("hour", "day"):
         keys = list(buckets(window, group_by))
     else:
@@ -142,74 +121,95 @@ def _label(value, group_by, names):
     return str(value)
 
 
-def _nearest_rank(values, point):
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[max(1, math.ceil(point / 100 * len(ordered))) - 1], 3)
+def _day(hour):
+    return hour[:10] + " 00:00:00"
 
 
-def performance(window, unit):
-    key = bucket_expression(unit)
-    query = select(key, RequestLog.latency_ms, RequestLog.ttfb_ms, RequestLog.upstream_latency_ms).where(
-        *window.conditions())
-    series = defaultdict(lambda: {"latency": [], "ttfb": [], "upstream": [], "overhead": []})
-    for bucket, latency, ttfb, upstream in db.session.execute(query):
-        entry = series[bucket]
+def _exact_series(window, unit):
+    """Per bucket, the exact nearest-rank percentiles of latency and time to first byte."""
+    from .facts import hour_expression
+
+    series = defaultdict(lambda: {"latency": [], "ttfb": []})
+    for hour, latency, ttfb in db.session.execute(
+            select(hour_expression(), RequestLog.latency_ms, RequestLog.ttfb_ms).where(*window.conditions())):
+        entry = series[hour if unit == "hour" else _day(hour)]
         entry["latency"].append(latency)
         if ttfb is not None:
             entry["ttfb"].append(ttfb)
-        if upstream is not None:
-            entry["upstream"].append(upstream)
-            entry["overhead"].append(max(0.0, latency - upstream))
+    return {bucket: {"latency": {f"p{p}": nearest_rank(entry["latency"], p) for p in PERCENTILES},
+                     "ttfb": {f"p{p}": nearest_rank(entry["ttfb"], p) for p in PERCENTILES}}
+            for bucket, entry in series.items()}
+
+
+def _histogram_series(window, plan_, unit, scope):
+    result = defaultdict(dict)
+    for metric in ("latency", "ttfb"):
+        merged = defaultdict(lambda: defaultdict(int))
+        for hour, counts in histograms_by_hour(window, plan_, metric, scope).items():
+            target = merged[hour if unit == "hour" else _day(hour)]
+            for bucket, count in counts.items():
+                target[bucket] += count
+        for bucket_start, counts in merged.items():
+            result[bucket_start][metric] = histogram_percentiles(counts)
+    return result
+
+
+def performance(window, unit):
+    plan_ = plan(window)
+    source = facts(window, plan_)
+    key = (source.c.hour if unit == "hour" else day_of(source.c.hour)).label("key")
+    sums = {row["key"]: row for row in totals(source, key)}
+    scope = scope_of(window)
+    exact = plan_.exact or scope is None
+    points = _exact_series(window, unit) if exact else _histogram_series(window, plan_, unit, scope)
+    empty = {f"p{p}": None for p in PERCENTILES}
     rows = []
     for bucket in buckets(window, unit):
-        entry = series.get(bucket, {"latency": [], "ttfb": [], "upstream": [], "overhead": []})
-        mean = lambda values: round(statistics.fmean(values), 3) if values else None  # noqa: E731
+        row = sums.get(bucket) or {"requests": 0, "upstream_count": 0}
+        counted = row["upstream_count"] or 0
         rows.append({
             "bucket": bucket.replace(" ", "T") + "Z",
-            "requests": len(entry["latency"]),
-            "latency_ms": {f"p{p}": _nearest_rank(entry["latency"], p) for p in PERCENTILES},
-            "ttfb_ms": {f"p{p}": _nearest_rank(entry["ttfb"], p) for p in PERCENTILES},
-            "upstream_ms_avg": mean(entry["upstream"]),
-            "overhead_ms_avg": mean(entry["overhead"]),
+            "requests": row["requests"] or 0,
+            "latency_ms": points.get(bucket, {}).get("latency", empty),
+            "ttfb_ms": points.get(bucket, {}).get("ttfb", empty),
+            "upstream_ms_avg": round(row["upstream_sum"] / counted, 3) if counted else None,
+            "overhead_ms_avg": round(row["overhead_sum"] / counted, 3) if counted else None,
         })
-    return {"window": window.describe(), "bucket": unit, "series": rows}
+    return {"window": window.describe(), "bucket": unit, "exact": exact, "series": rows}
 
 
 def errors(window, latest=10):
-    by_code = db.session.execute(
-        select(RequestLog.error_code, RequestLog.status_code, func.count()).where(*window.conditions(), _ERROR)
-        .group_by(RequestLog.error_code, RequestLog.status_code).order_by(func.count().desc())).all()
+    plan_ = plan(window)
+    source = facts(window, plan_)
+    by_code = totals(source, source.c.error_code, source.c.status_code, where=[source.c.status_code >= 400])
+    attempts = attempt_facts(window, plan_)
     by_upstream = db.session.execute(
-        select(Attempt.status_code, func.count()).join(RequestLog, Attempt.request_log_id == RequestLog.id)
-        .where(*window.conditions(), Attempt.status_code >= 400).group_by(Attempt.status_code)
-        .order_by(func.count().desc())).all()
+        select(attempts.c.attempt_status, db.func.sum(attempts.c.attempts)).where(attempts.c.attempt_status >= 400)
+        .group_by(attempts.c.attempt_status)).all()
     examples = db.session.execute(
         select(RequestLog).where(*window.conditions(), _ERROR).order_by(RequestLog.created_at.desc())
         .limit(latest)).scalars().all()
     return {
         "window": window.describe(),
-        "by_code": [{"code": code or "(none)", "status": status, "count": count} for code, status, count in by_code],
-        "by_upstream_status": [{"status": status, "count": count} for status, count in by_upstream],
+        "by_code": [{"code": row["error_code"] or "(none)", "status": row["status_code"], "count": row["requests"]}
+                    for row in sorted(by_code, key=lambda r: (-r["requests"], r["error_code"] or "", r["status_code"]))],
+        "by_upstream_status": [{"status": status, "count": count}
+                               for status, count in sorted(by_upstream, key=lambda r: (-r[1], r[0]))],
         "latest": [_brief(entry) for entry in examples],
     }
 
 
 def fallbacks(window, pool, chain):
-    first = select(Attempt.request_log_id, Attempt.model).where(Attempt.number == 1).subquery()
-    pairs = db.session.execute(
-        select(first.c.model, RequestLog.model_used, func.count())
-        .join(first, first.c.request_log_id == RequestLog.id).where(*window.conditions())
-        .group_by(first.c.model, RequestLog.model_used)).all()
+    plan_ = plan(window)
+    source = facts(window, plan_, first_model=True)
+    pairs = [(row["first_model"], row["model_used"], row["requests"]) for row in
+             totals(source, source.c.first_model, source.c.model_used, where=[source.c.first_model.isnot(None)])]
+    everything = totals(source)[0]
     attempted = sum(count for _, _, count in pairs)
     moved = [(a, b, n) for a, b, n in pairs if b is not None and a != b]
-    retries, retried = db.session.execute(
-        select(func.sum(RequestLog.attempt_count - 1), func.count())
-        .where(*window.conditions(), RequestLog.attempt_count > 1)).one()
-    outcomes = db.session.execute(
-        select(Attempt.outcome, func.count()).join(RequestLog, Attempt.request_log_id == RequestLog.id)
-        .where(*window.conditions()).group_by(Attempt.outcome)).all()
+    attempts = attempt_facts(window, plan_)
+    outcomes = db.session.execute(select(attempts.c.outcome, db.func.sum(attempts.c.attempts))
+                                  .group_by(attempts.c.outcome)).all()
     now = pool.clock()
     answered = defaultdict(int)
     for _, model, count in moved:
@@ -219,10 +219,10 @@ def fallbacks(window, pool, chain):
         "requests_with_attempts": attempted,
         "first_model_failed": sum(n for _, _, n in moved),
         "first_model_failure_rate": round(sum(n for _, _, n in moved) / attempted, 6) if attempted else 0.0,
-        "fallbacks": [{"from": a, "to": b, "count": n} for a, b, n in sorted(moved, key=lambda r: -r[2])],
-        "answered_by": [{"model": m, "count": n} for m, n in sorted(answered.items(), key=lambda r: -r[1])],
-        "retried_requests": retried or 0,
-        "retries": retries or 0,
+        "fallbacks": [{"from": a, "to": b, "count": n} for a, b, n in sorted(moved, key=lambda r: (-r[2], r[0], r[1]))],
+        "answered_by": [{"model": m, "count": n} for m, n in sorted(answered.items(), key=lambda r: (-r[1], r[0]))],
+        "retried_requests": everything["retried"] or 0,
+        "retries": everything["retries"] or 0,
         "attempts_by_outcome": {outcome: count for outcome, count in outcomes},
         "cooldowns_now": [{"key_id": c.key_id, "model": c.model, "reason": c.reason,
                            "seconds_left": round(c.until - now, 1)} for c in pool.cooldowns()],
@@ -231,16 +231,16 @@ def fallbacks(window, pool, chain):
 
 
 def costs(window, prices, chain):
-    per_model = _tokens_by_model(window)
+    per_model = _by_model(_model_rows(window, plan(window)), hits=False)
     cheapest = prices.cheapest(chain)
     models, actual_total, cheapest_total = [], 0.0, 0.0
-    for model, prompt, completion, count in sorted(per_model, key=lambda r: str(r[0])):
+    for model, (prompt, completion, count) in sorted(per_model.items(), key=lambda r: str(r[0])):
         actual = prices.cost(model, prompt, completion)
         at_cheapest = prices.cost(cheapest, prompt, completion) if cheapest and model in chain else actual
         actual_total, cheapest_total = actual_total + actual, cheapest_total + at_cheapest
         price_in, price_out = prices.price(model)
-        models.append({"model": model or "(none)", "requests": count, "prompt_tokens": prompt or 0,
-                       "completion_tokens": completion or 0, "cost_usd": round(actual, 6),
+        models.append({"model": model or "(none)", "requests": count, "prompt_tokens": prompt,
+                       "completion_tokens": completion, "cost_usd": round(actual, 6),
                        "price_per_million": {"input": price_in, "output": price_out},
                        "priced": prices.known(model), "cost_at_cheapest_usd": round(at_cheapest, 6)})
     daily = usage(window, "day", prices)["groups"]
@@ -260,11 +260,9 @@ def anomalies(window, baseline_hours=24, threshold=3.0):
 
     widened = Window(window.start - timedelta(hours=baseline_hours), window.end, window.model, window.route,
                      window.status, window.client)
-    key = bucket_expression("hour")
-    query = select(key, func.count(), func.sum(case((_ERROR, 1), else_=0)), func.avg(RequestLog.latency_ms),
-                   func.sum(RequestLog.total_tokens)).where(*widened.conditions()).group_by(key)
-    stats = {bucket: (count, errs or 0, latency, tokens or 0) for bucket, count, errs, latency, tokens
-             in db.session.execute(query)}
+    source = facts(widened, plan(widened))
+    stats = {row["hour"]: (row["requests"], row["errors"] or 0, row["latency_sum"] / row["requests"],
+                           row["total_tokens"] or 0) for row in totals(source, source.c.hour)}
     hours = list(buckets(widened, "hour"))
     found = []
     for position, hour in enumerate(hours):
@@ -323,7 +321,8 @@ def request_page(window, page, page_size, error_code=None):
     conditions = list(window.conditions())
     if error_code:
         conditions.append(RequestLog.error_code == error_code)
-    total = db.session.execute(select(func.count()).where(*conditions)).scalar_one()
+    source = facts(window, plan(window))
+    total = totals(source, where=[source.c.error_code == error_code] if error_code else [])[0]["requests"] or 0
     entries = db.session.execute(select(RequestLog).where(*conditions).order_by(
         RequestLog.created_at.desc(), RequestLog.id.desc()).offset((page - 1) * page_size).limit(page_size)).scalars()
     return {"window": window.describe(), "page": page, "page_size": page_size, "total": total,

@@ -6,6 +6,9 @@ from datetime import datetime, timedelta, timezone
 
 from models import Attempt, Metric, RequestLog, db
 
+from .facts import ONE_HOUR, hour_text
+from .rollups import forget
+
 _MODELS = [("gemini-2.5-flash", 0.70), ("gemini-2.5-flash-lite", 0.22), ("gemini-2.5-pro", 0.08)]
 _ROUTES = [("/gemini/generate", 0.45), ("/v1beta/models/{model}:generateContent", 0.25),
            ("/v1beta/models/{model}:streamGenerateContent", 0.25), ("/gemini-proxy", 0.05)]
@@ -72,6 +75,8 @@ def seed(count, days=30, seed_value=42, end=None, progress=None):
             if progress:
                 progress(inserted)
     inserted += _flush(connection, batch)
+    # Hours that already had rollups now have more rows than their rollups say.
+    forget(hour_text(end - timedelta(days=days) - ONE_HOUR), hour_text(end + ONE_HOUR))
     db.session.commit()
     db.session.execute(db.text("ANALYZE"))  # statistics for the planner, as a long-running server would have
     db.session.commit()

@@ -32,6 +32,8 @@ window_model = ns.model("Window", {
 percentiles_model = ns.model("Percentiles", {
     "avg": NFloat(description="Mean"), "p50": NFloat(description="Median"),
     "p95": NFloat(description="95th percentile"), "p99": NFloat(description="99th percentile"),
+    "exact": fields.Boolean(description="True when read from every request; false when hours come from "
+                                        "the hourly rollups, whose histograms put percentiles within 2.2%"),
 })
 summary_model = ns.model("Summary", {
     "window": fields.Nested(window_model, description="The window reported on"),
@@ -78,6 +80,8 @@ performance_row = ns.model("PerformanceRow", {
 performance_model = ns.model("Performance", {
     "window": fields.Nested(window_model, description="The window"),
     "bucket": fields.String(description="hour or day"),
+    "exact": fields.Boolean(description="Percentiles read from every request (true) or from the hourly "
+                                        "rollups' histograms, within 2.2% (false)"),
     "series": fields.List(fields.Nested(performance_row), description="One row per bucket"),
 })
 brief_model = ns.model("RequestBrief", {

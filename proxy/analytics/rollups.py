@@ -1,0 +1,156 @@
+"""Keeps the hourly rollups: aggregates settled hours, and forgets an hour when a late record lands in it."""
+import logging
+import threading
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import delete, event, func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models import Attempt, HourlyAttempts, HourlyHistogram, HourlyRollup, RequestLog, RolledHour, db
+
+from .facts import (DIMENSIONS, MEASURES, ONE_HOUR, bucket_of, floor_hour, hour_expression, hour_text, raw_facts,
+                    scopes_of)
+
+log = logging.getLogger(__name__)
+
+# No request runs this long, so an hour that ended this long ago has all of its records. A record that
+# still arrives later (a spool replay, a backfill) makes the hour be rolled up again.
+SETTLE = timedelta(minutes=30)
+_TABLES = (HourlyRollup, HourlyAttempts, HourlyHistogram, RolledHour)
+
+
+def _utcnow():
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def settled_before(now):
+    return floor_hour(now - SETTLE)
+
+
+def forget(start_text, end_text=None):
+    """Drop the rollups of the hours in [start, end), or of every hour up to and including `start`
+    when `end` is None, so that reports read those hours from raw rows until they are rebuilt."""
+    for table in _TABLES:
+        clause = (table.hour <= start_text) if end_text is None else (table.hour >= start_text) & (table.hour < end_text)
+        db.session.execute(delete(table).where(clause))
+
+
+def _forget_late_records(session, _context, _instances):
+    late = None
+    for instance in session.new:
+        if isinstance(instance, RequestLog) and instance.created_at is not None:
+            late = late or (set(), settled_before(_utcnow()))
+            if instance.created_at < late[1]:
+                late[0].add(hour_text(floor_hour(instance.created_at)))
+    if late and late[0]:
+        session.execute(delete(RolledHour).where(RolledHour.hour.in_(sorted(late[0]))))
+
+
+def watch_late_records():
+    """Every session forgets an hour's rollup when it writes a record into that hour after it settled."""
+    if not event.contains(Session, "before_flush", _forget_late_records):
+        event.listen(Session, "before_flush", _forget_late_records)
+
+
+def missing_hours(now):
+    """Settled hours, from the first record on, that have no rollup yet."""
+    earliest = db.session.execute(select(func.min(RequestLog.created_at))).scalar()
+    limit = settled_before(now)
+    if earliest is None or floor_hour(earliest) >= limit:
+        return []
+    moment = floor_hour(earliest)
+    done = set(db.session.execute(select(RolledHour.hour).where(RolledHour.hour >= hour_text(moment))).scalars())
+    missing = []
+    while moment < limit:
+        if hour_text(moment) not in done:
+            missing.append(moment)
+        moment += ONE_HOUR
+    return missing
+
+
+def _runs(hours, longest):
+    """Contiguous runs of at most `longest` hours."""
+    run = []
+    for hour in hours:
+        if run and (hour != run[-1] + ONE_HOUR or len(run) >= longest):
+            yield run[0], run[-1] + ONE_HOUR
+            run = []
+        run.append(hour)
+    if run:
+        yield run[0], run[-1] + ONE_HOUR
+
+
+def build(start, end):
+    """Roll up the hours in [start, end) in one transaction; returns how many hours, 0 if another
+    process holds or built them."""
+    range_ = [RequestLog.created_at >= start, RequestLog.created_at < end]
+    first, last = hour_text(start), hour_text(end)
+    hours, moment = [], start
+    while moment < end:
+        hours.append({"hour": hour_text(moment), "built_at": _utcnow()})
+        moment += ONE_HOUR
+    try:
+        # Claiming the hours first makes a second builder fail here, before it does the work again.
+        db.session.execute(insert(RolledHour), hours)
+        for table in _TABLES[:-1]:
+            db.session.execute(delete(table).where(table.hour >= first, table.hour < last))
+        rows = raw_facts(range_, first_model=True).subquery()
+        dims = [rows.c[name] for name in DIMENSIONS]
+        db.session.execute(insert(HourlyRollup).from_select(
+            list(DIMENSIONS + MEASURES), select(*dims, *[func.sum(rows.c[name]) for name in MEASURES]).group_by(*dims)))
+        attempt_dims = [hour_expression(), RequestLog.route, RequestLog.model_used, RequestLog.status_code,
+                        RequestLog.client_id, Attempt.outcome, Attempt.status_code]
+        db.session.execute(insert(HourlyAttempts).from_select(
+            ["hour", "route", "model_used", "status_code", "client_id", "outcome", "attempt_status", "attempts"],
+            select(*attempt_dims, func.count()).select_from(Attempt)
+            .join(RequestLog, Attempt.request_log_id == RequestLog.id).where(*range_).group_by(*attempt_dims)))
+        histogram = Counter()
+        for hour, route, model, status, client, latency, ttfb in db.session.execute(select(
+                hour_expression(), RequestLog.route, RequestLog.model_used, RequestLog.status_code,
+                RequestLog.client_id, RequestLog.latency_ms, RequestLog.ttfb_ms).where(*range_)):
+            for scope in scopes_of(route, model, status, client):
+                histogram[scope, "latency", hour, bucket_of(latency)] += 1
+                if ttfb is not None:
+                    histogram[scope, "ttfb", hour, bucket_of(ttfb)] += 1
+        if histogram:
+            db.session.execute(insert(HourlyHistogram), [
+                {"scope": s, "metric": m, "hour": h, "bucket": b, "count": n} for (s, m, h, b), n in histogram.items()])
+        db.session.commit()
+        return len(hours)
+    except IntegrityError:
+        db.session.rollback()
+        return 0
+
+
+def roll_up(now=None, longest_run=6, pause=None):
+    """Roll up every settled hour that has no rollup yet; returns how many hours were built.
+    `pause`, called between runs, lets a worker serve requests meanwhile, and stops early by returning True."""
+    built = 0
+    for start, end in list(_runs(missing_hours(now or _utcnow()), longest_run)):
+        built += build(start, end)
+        if pause and pause():
+            break
+    return built
+
+
+def start_periodic_rollups(app, interval, stop=None):
+    """Roll up settled hours every `interval` seconds in the background until `stop` is set; every
+    worker may run it: a run another worker already did is skipped."""
+    stop = stop or threading.Event()
+
+    def loop():
+        while not stop.wait(interval):
+            with app.app_context():
+                try:
+                    built = roll_up(pause=lambda: stop.wait(0.01))
+                    if built:
+                        log.info("rolled up %d hour(s) of the request log", built)
+                except Exception:
+                    db.session.rollback()
+                    log.exception("rollup run failed; the next one will try again")
+
+    thread = threading.Thread(target=loop, name="rollups", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,160 @@
+"""Hourly rollups: reports read through them agree with reports over every row, and stay right when
+late records arrive, when retention prunes, and when two builders race."""
+import threading
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from models import HourlyRollup, RequestLog, RolledHour, db
+from proxy.analytics import rollups, synthetic
+from proxy.analytics.facts import hour_text
+from proxy.analytics.operations import prune
+
+ADMIN_KEY = "admin-key-for-rollups-0123456789"
+END = datetime(2026, 6, 1, 12, 30, 0)
+WINDOW = {"from": "2026-05-30T09:15:00Z", "to": "2026-06-01T12:30:00Z"}  # partial hours at both ends
+REPORTS = ["summary", "usage?group_by=model", "usage?group_by=route", "usage?group_by=hour", "usage?group_by=day",
+           "performance", "performance?bucket=day", "errors", "fallbacks", "costs", "anomalies", "requests",
+           "summary?model=gemini-2.5-flash", "summary?status=502", "performance?route=/gemini/generate",
+           "summary?model=gemini-2.5-pro&route=/gemini/generate"]
+PERCENTILE_KEYS = {"p50", "p95", "p99"}
+
+
+@pytest.fixture
+def app(make_app):
+    app = make_app(ADMIN_API_KEY=ADMIN_KEY)
+    with app.app_context():
+        synthetic.seed(4000, days=3, end=END)
+    return app
+
+
+@pytest.fixture
+def client(app):
+    client = app.test_client()
+    client.environ_base["HTTP_X_API_KEY"] = ADMIN_KEY
+    return client
+
+
+def report(client, path):
+    name, _, query = path.partition("?")
+    params = dict(pair.split("=", 1) for pair in query.split("&") if pair)
+    response = client.get(f"/analytics/{name}", query_string={**WINDOW, **params})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.json
+
+
+def assert_agrees(raw, rolled, path=""):
+    """Counts, sums and costs equal; percentiles within the histograms' 2.2%; `exact` may differ."""
+    if isinstance(raw, dict):
+        assert raw.keys() == rolled.keys(), path
+        for key in raw:
+            if key == "exact":
+                continue
+            if key in PERCENTILE_KEYS and raw[key] is not None:
+                assert rolled[key] == pytest.approx(raw[key], rel=0.022), f"{path}.{key}"
+            else:
+                assert_agrees(raw[key], rolled[key], f"{path}.{key}")
+    elif isinstance(raw, list):
+        assert len(raw) == len(rolled), path
+        for n, (a, b) in enumerate(zip(raw, rolled)):
+            assert_agrees(a, b, f"{path}[{n}]")
+    elif isinstance(raw, float):
+        assert rolled == pytest.approx(raw, rel=1e-9, abs=1e-6), path
+    else:
+        assert rolled == raw, path
+
+
+def roll_up(app, now=END + timedelta(hours=2)):
+    with app.app_context():
+        return rollups.roll_up(now=now)
+
+
+def test_every_report_agrees_with_the_raw_rows(app, client):
+    raw = {path: report(client, path) for path in REPORTS}
+    assert raw["summary"]["latency_ms"]["exact"] is True and raw["summary"]["requests"] > 1000
+
+    built = roll_up(app)
+    assert built >= 72  # three days of settled hours
+    rolled = {path: report(client, path) for path in REPORTS}
+
+    for path in REPORTS:
+        assert_agrees(raw[path], rolled[path], path)
+    assert rolled["summary"]["latency_ms"]["exact"] is False
+    assert rolled["performance"]["exact"] is False
+    # Two filters have no histogram of their own: that report reads every row, and says so.
+    assert rolled["summary?model=gemini-2.5-pro&route=/gemini/generate"]["latency_ms"]["exact"] is True
+    with app.app_context():
+        assert db.session.execute(select(func.sum(HourlyRollup.requests))).scalar() == 4000
+
+
+def test_a_second_run_builds_nothing_and_the_hour_still_open_is_left_alone(app):
+    assert roll_up(app) > 0
+    assert roll_up(app) == 0
+    with app.app_context():
+        newest = db.session.execute(select(func.max(RolledHour.hour))).scalar()
+    # END + 2 h minus the settling time: 14:00 - 0:30 floors to 14:00, so the last hour built is 13:00.
+    assert newest == "2026-06-01 13:00:00"
+
+
+def test_a_late_record_sends_its_hour_back_to_raw_rows_until_rebuilt(app, client):
+    roll_up(app)
+    before = report(client, "summary")["requests"]
+    late = datetime(2026, 5, 31, 3, 20)
+    with app.app_context():
+        db.session.add(RequestLog(request_id="late-one", created_at=late, route="/gemini/generate",
+                                  model_used="gemini-2.5-flash", status_code=200, latency_ms=5.0,
+                                  prompt_tokens=7, completion_tokens=3, total_tokens=10))
+        db.session.commit()
+        assert db.session.get(RolledHour, hour_text(late.replace(minute=0))) is None
+    assert report(client, "summary")["requests"] == before + 1
+    assert roll_up(app) == 1
+    assert report(client, "summary")["requests"] == before + 1
+
+
+def test_prune_takes_the_rollups_of_the_hours_it_deletes(app, client):
+    roll_up(app)
+    with app.app_context():
+        prune(days=1, body_days=0, now=END)
+        kept = db.session.execute(select(func.count()).select_from(RequestLog)).scalar()
+    assert report(client, "summary")["requests"] == kept
+    roll_up(app)
+    assert report(client, "summary")["requests"] == kept
+
+
+def test_two_builders_at_once_build_each_hour_once(app):
+    results, errors = [], []
+
+    def run():
+        try:
+            results.append(roll_up(app))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors
+    with app.app_context():
+        hours = db.session.execute(select(func.count()).select_from(RolledHour)).scalar()
+        total = db.session.execute(select(func.sum(HourlyRollup.requests))).scalar()
+    assert sum(results) == hours and total == 4000
+
+
+def test_the_background_builder_catches_up_and_stops(app):
+    stop = threading.Event()
+    thread = rollups.start_periodic_rollups(app, 0.05, stop=stop)
+    try:
+        for _ in range(200):
+            with app.app_context():
+                if db.session.execute(select(func.count()).select_from(RolledHour)).scalar() >= 72:
+                    break
+            threading.Event().wait(0.05)
+        else:
+            pytest.fail("the background builder did not roll up the settled hours")
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
