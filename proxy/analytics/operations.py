@@ -3,7 +3,6 @@ import csv
 import json
 import logging
 import sqlite3
-import threading
 import zlib
 from datetime import datetime, timedelta, timezone
 
@@ -12,6 +11,7 @@ from sqlalchemy import delete, select
 from models import Exchange, ExchangeBody, Metric, RequestLog, db
 
 from ..cache.answers import fold_body
+from ..periodic import run_every
 from .facts import floor_hour, hour_text
 from .rollups import forget
 
@@ -90,22 +90,11 @@ def prune(days, body_days, now=None):
 def start_periodic_prune(app, interval, days, body_days, stop=None):
     """Prune every `interval` seconds in the background until `stop` is set; every worker may run it,
     and it is idempotent."""
-    stop = stop or threading.Event()
+    def job(_stop):
+        removed = prune(days, body_days)
+        return f"pruned {removed}" if any(removed.values()) else None
 
-    def loop():
-        while not stop.wait(interval):
-            with app.app_context():
-                try:
-                    removed = prune(days, body_days)
-                    if any(removed.values()):
-                        log.info("retention pruned %s", removed)
-                except Exception:
-                    db.session.rollback()
-                    log.exception("retention run failed; the next one will try again")
-
-    thread = threading.Thread(target=loop, name="retention", daemon=True)
-    thread.start()
-    return thread
+    return run_every(app, "retention", interval, job, stop)
 
 
 def backup_sqlite(database_path, target_path, pages_per_step=1024):

@@ -1,6 +1,4 @@
 """Keeps the hourly rollups: aggregates settled hours, and forgets an hour when a late record lands in it."""
-import logging
-import threading
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
@@ -10,10 +8,9 @@ from sqlalchemy.orm import Session
 
 from models import Attempt, HourlyAttempts, HourlyHistogram, HourlyRollup, RequestLog, RolledHour, db
 
+from ..periodic import run_every
 from .facts import (DIMENSIONS, MEASURES, ONE_HOUR, bucket_of, floor_hour, hour_expression, hour_text, raw_facts,
                     scopes_of)
-
-log = logging.getLogger(__name__)
 
 # No request runs this long, so an hour that ended this long ago has all of its records. A record that
 # still arrives later (a spool replay, a backfill) makes the hour be rolled up again.
@@ -137,20 +134,9 @@ def roll_up(now=None, longest_run=6, pause=None):
 
 def start_periodic_rollups(app, interval, stop=None):
     """Roll up settled hours every `interval` seconds in the background until `stop` is set; every
-    worker may run it: a run another worker already did is skipped."""
-    stop = stop or threading.Event()
+    worker may run it: hours another worker claimed are skipped."""
+    def job(stop):
+        built = roll_up(pause=lambda: stop.wait(0.01))
+        return f"rolled up {built} hour(s) of the request log" if built else None
 
-    def loop():
-        while not stop.wait(interval):
-            with app.app_context():
-                try:
-                    built = roll_up(pause=lambda: stop.wait(0.01))
-                    if built:
-                        log.info("rolled up %d hour(s) of the request log", built)
-                except Exception:
-                    db.session.rollback()
-                    log.exception("rollup run failed; the next one will try again")
-
-    thread = threading.Thread(target=loop, name="rollups", daemon=True)
-    thread.start()
-    return thread
+    return run_every(app, "rollups", interval, job, stop)
