@@ -1,7 +1,6 @@
 """Exports, retention and backups of what the proxy recorded."""
 import csv
 import json
-import logging
 import sqlite3
 import zlib
 from datetime import datetime, timedelta, timezone
@@ -15,7 +14,6 @@ from ..periodic import run_every
 from .facts import floor_hour, hour_text
 from .rollups import forget
 
-log = logging.getLogger(__name__)
 
 CSV_COLUMNS = ["request_id", "created_at", "route", "method", "client_id", "model_requested", "model_used",
                "status_code", "error_code", "latency_ms", "ttfb_ms", "upstream_latency_ms", "attempt_count",
