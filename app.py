@@ -24,8 +24,11 @@ from proxy.observability.views import bp as metrics_bp
 from proxy.passthrough.forwarder import Forwarder
 from proxy.passthrough.views import bp as passthrough
 from proxy.requestctx import begin, finish
-from proxy.storage.database import init_database, release_connection
+from proxy.periodic import run_every
+from proxy.storage.database import default_spool_dir, init_database, release_connection
 from proxy.storage.recorder import record
+from proxy.storage.spool import Spool
+from proxy.storage.writer import replay_spool
 from proxy.upstream.gemini_sdk import GeminiSdk
 from proxy.upstream.keypool import KeyPool
 from proxy.upstream.retry import RetryPolicy
@@ -47,6 +50,7 @@ def create_app(config=None):
     if not chain:
         raise ConfigError("ALLOWED_MODELS allows none of GEMINI_MODELS")
     init_database(app)
+    app.extensions["spool"] = Spool(app.config["SPOOL_DIR"] or default_spool_dir(app))
     if app.config["API_KEYS"]:
         with app.app_context():
             clients.sync_env_keys(app.config["API_KEYS"])
@@ -94,6 +98,8 @@ def create_app(config=None):
         start_periodic_prune(app, app.config["RETENTION_INTERVAL_SECONDS"], app.config["RETENTION_DAYS"],
                              app.config["BODY_RETENTION_DAYS"])
     watch_late_records()
+    if not app.testing:
+        run_every(app, "spool", app.config["SPOOL_REPLAY_SECONDS"], replay_spool)
     if app.config["ROLLUP_INTERVAL_SECONDS"] and not app.testing:
         start_periodic_rollups(app, app.config["ROLLUP_INTERVAL_SECONDS"])
     api.init_app(app)

@@ -123,6 +123,9 @@ def load_settings(env=None):
         # Storage; None means a SQLite file in the instance folder, resolved by the factory.
         "SQLALCHEMY_DATABASE_URI": _text(env, "DATABASE_URL", None),
         "SQLITE_BUSY_TIMEOUT_SECONDS": _number(env, "SQLITE_BUSY_TIMEOUT_SECONDS", 15.0, minimum=0.1),
+        # None: a folder beside the SQLite file (or in the instance folder for a networked database).
+        "SPOOL_DIR": _text(env, "SPOOL_DIR", None),
+        "SPOOL_REPLAY_SECONDS": _number(env, "SPOOL_REPLAY_SECONDS", 5.0, minimum=0.1),
         # Serving
         "PORT": _number(env, "PORT", 8000, int, minimum=1, maximum=65535),
         "LOG_LEVEL": _log_level(env, "LOG_LEVEL", "INFO"),

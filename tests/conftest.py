@@ -4,6 +4,7 @@ import time
 
 import pytest
 import requests
+from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 
 from app import create_app
@@ -62,6 +63,18 @@ def emulator(emulator_process):
     emulator_process.reset()
 
 
+class ClosingClient(FlaskClient):
+    """Closes a response whose length is known, as a real server does once the body is sent (that is
+    when records are written); a streamed one stays open until the test reads and closes it."""
+
+    def open(self, *args, **kwargs):
+        response = super().open(*args, **kwargs)
+        if "Content-Length" in response.headers:
+            response.get_data()
+            response.close()
+        return response
+
+
 class Sleeps(list):
     """Records the sleeps the service asks for instead of sleeping."""
 
@@ -81,6 +94,7 @@ def make_app(tmp_path, emulator):
         }
         config.update(overrides)
         app = create_app(config)
+        app.test_client_class = ClosingClient
         service = app.extensions["gemini"]
         app.sleeps = Sleeps()
         service.sleep = app.sleeps

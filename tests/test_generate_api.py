@@ -170,13 +170,3 @@ def test_sqlite_is_tuned_for_several_writers(app):
             assert cursor.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
         finally:
             connection.close()
-
-
-def test_a_failed_metrics_write_never_turns_a_good_answer_into_an_error(app, client, caplog):
-    from models import db
-
-    with app.app_context():
-        db.drop_all()
-    response = client.post("/gemini/generate", json=SPEC_BODY)
-    assert response.status_code == 200 and response.json["text"]
-    assert any("FAILED TO RECORD" in record.getMessage() for record in caplog.records)

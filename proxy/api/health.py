@@ -18,11 +18,13 @@ cooldown_model = ns.model("CoolDown", {
 })
 
 health_model = ns.model("Health", {
-    "status": fields.String(description="ok, degraded (no API key) or unavailable (no database)",
-                            example="ok"),
+    "status": fields.String(description="ok, or degraded: no API key, or the database refuses records "
+                                        "(they are spooled and replayed; nothing is lost)", example="ok"),
     "version": fields.String(description="Proxy version", example=__version__),
     "uptime_seconds": fields.Float(description="Seconds since this worker started", example=3600.0),
     "database": fields.Raw(description="Whether the database answers", example={"reachable": True}),
+    "spool": fields.Raw(description="Records waiting in the local spool for the database to take them",
+                        example={"depth": 0}),
     "api_key_configured": fields.Boolean(description="Whether a Gemini API key is set (never the key)"),
     "api_keys": fields.Integer(description="How many keys the pool holds", example=2),
     "models": fields.List(fields.String, description="The model fallback chain, first is the default",
@@ -37,9 +39,11 @@ health_model = ns.model("Health", {
 @ns.doc(security=[])
 class Health(Resource):
     @ns.response(200, "Ready to serve", health_model)
-    @ns.response(503, "The database is unreachable", health_model)
     def get(self):
-        """Report status, version, uptime, database reachability and upstream configuration."""
+        """Report status, version, uptime, database reachability, spool depth and upstream configuration.
+
+        The proxy keeps serving while the database is away (records are spooled), so that is a
+        degraded state, not a reason for a load balancer to take the instance out."""
         service = current_app.extensions["gemini"]
         reachable = db_reachable()
         now = service.pool.clock()
@@ -48,6 +52,7 @@ class Health(Resource):
             "version": __version__,
             "uptime_seconds": round(time.monotonic() - current_app.extensions["started_at"], 3),
             "database": {"reachable": reachable},
+            "spool": {"depth": current_app.extensions["spool"].depth()},
             "api_key_configured": bool(len(service.pool)),
             "api_keys": len(service.pool),
             "models": service.models,
@@ -59,7 +64,9 @@ class Health(Resource):
         }
         if not len(service.pool):
             body["message"] = "No Gemini API key is configured: set GEMINI_API_KEY."
-        if not reachable:
-            body["status"] = "unavailable"
-            return body, 503
+        if not reachable or body["spool"]["depth"]:
+            body["status"] = "degraded"
+            body["message"] = " ".join(filter(None, (body.get("message"), (
+                "The database is not answering" if not reachable else "The database refused records") +
+                f"; {body['spool']['depth']} record(s) wait in the spool and will be written when it takes them.")))
         return body, 200

@@ -3,7 +3,7 @@ import logging
 import os
 
 from sqlalchemy import event, text
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, OperationalError, SQLAlchemyError
 
 from models import db
 
@@ -13,6 +13,11 @@ log = logging.getLogger(__name__)
 def default_sqlite_url(instance_path):
     os.makedirs(instance_path, exist_ok=True)
     return "sqlite:///" + os.path.join(instance_path, "proxy.db")
+
+
+def default_spool_dir(app):
+    path = _file_of(app.config["SQLALCHEMY_DATABASE_URI"])
+    return path + ".spool" if path else os.path.join(app.instance_path, "spool")
 
 
 def engine_options(url, busy_timeout):
@@ -33,6 +38,31 @@ def _tune_sqlite(dbapi_connection, _record, busy_timeout_ms):
     cursor.close()
 
 
+def _file_of(url):
+    path = url.split("///", 1)[1].split("?", 1)[0] if url.startswith("sqlite") and "///" in url else ""
+    return None if not path or path == ":memory:" else path
+
+
+def _inode(path):
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
+
+
+def _watch_file(engine, path):
+    """A connection keeps writing into a database file that was deleted or replaced, and those
+    writes are lost: check the file on every checkout and open a new connection when it changed."""
+    @event.listens_for(engine, "connect")
+    def remember(_connection, record):
+        record.info["inode"] = _inode(path)
+
+    @event.listens_for(engine, "checkout")
+    def check(_connection, record, _proxy):
+        if _inode(path) != record.info.get("inode"):
+            raise DisconnectionError("the database file was deleted or replaced")
+
+
 def init_database(app):
     url = app.config.get("SQLALCHEMY_DATABASE_URI") or default_sqlite_url(app.instance_path)
     app.config["SQLALCHEMY_DATABASE_URI"] = url
@@ -42,8 +72,10 @@ def init_database(app):
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             event.listen(db.engine, "connect", lambda conn, rec: _tune_sqlite(conn, rec, busy * 1000))
+            if _file_of(url):
+                _watch_file(db.engine, _file_of(url))
         try:
-            _create_tables()
+            create_tables()
             if db.engine.dialect.name == "sqlite":
                 refresh_statistics()
         except SQLAlchemyError:
@@ -51,7 +83,7 @@ def init_database(app):
             log.exception("could not create the database tables at start-up")
 
 
-def _create_tables(tries=3):
+def create_tables(tries=3):
     """Workers start together: when another one created a table first, look again and go on."""
     for attempt in range(tries):
         try:

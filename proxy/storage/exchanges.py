@@ -3,14 +3,13 @@ import json
 import logging
 import zlib
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from models import Exchange, ExchangeBody, Metric, RequestLog, db
 
 from ..observability.prometheus import observe
 from ..passthrough.capture import iter_json_objects, summarize
 from ..passthrough.headers import redacted
 from .recorder import attempt_rows
+from .writer import persist
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +96,9 @@ def record_exchange(app, context, call, reply, stream, error):
         try:
             secrets = list(app.config["GEMINI_API_KEYS"]) + ([call.key.key] if call.key.key else [])
             entry = build_rows(context, call, reply, stream, error, secrets)
-            observe(entry)
-            db.session.add(entry)
-            db.session.commit()
-        except SQLAlchemyError:
-            db.session.rollback()
-            log.error("FAILED TO RECORD native exchange %s", context["request_id"], exc_info=True)
         except Exception:
             db.session.rollback()
             log.exception("could not build the record of native exchange %s", context["request_id"])
+            return
+        observe(entry)
+        persist(entry)

@@ -1,15 +1,11 @@
 """Writes one request-log row per generation request, its attempts, and the spec's metric row."""
-import logging
+from flask import current_app, g, request
 
-from flask import g, request
-from sqlalchemy.exc import SQLAlchemyError
-
-from models import Attempt, Metric, RequestLog, db
+from models import Attempt, Metric, RequestLog
 
 from ..observability.prometheus import observe
-log = logging.getLogger(__name__)
-
 from ..passthrough.forwarder import native_route
+from .writer import persist
 
 
 def should_record():
@@ -75,19 +71,20 @@ def build_entry(response):
 
 
 def record(response):
-    """after_request hook: never lets a storage failure change the client's answer."""
+    """after_request hook: builds the record now and writes it once the client has the response, so
+    the database write is off the request's critical path. Never changes the client's answer."""
     if not should_record():
         return response
-    try:
-        entry = build_entry(response)
-        entry.created_at = g.started_at
-        if entry.metric is not None:
-            entry.metric.timestamp = g.started_at
-        observe(entry)
-        db.session.add(entry)
-        db.session.commit()
-    except SQLAlchemyError:
-        db.session.rollback()
-        log.error("FAILED TO RECORD request %s: the answer was sent but its record is lost",
-                  g.get("request_id"), exc_info=True)
+    app = current_app._get_current_object()
+    entry = build_entry(response)
+    entry.created_at = g.started_at
+    if entry.metric is not None:
+        entry.metric.timestamp = g.started_at
+    observe(entry)
+
+    def write():
+        with app.app_context():
+            persist(entry)
+
+    response.call_on_close(write)
     return response

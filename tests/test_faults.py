@@ -1,0 +1,156 @@
+"""Database faults never fail a request and never lose its record: the spool keeps what the database
+refuses and replays it, once, when the database takes records again. Proved by counting."""
+import json
+import os
+import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from models import db
+from proxy.storage.writer import replay_spool
+from tests.conftest import KEYS, MODELS, rows
+
+GENERATE = {"prompt": {"text": "Say hello"}}
+NATIVE = {"contents": [{"parts": [{"text": "Say hello"}]}]}
+
+
+def native_path(model=MODELS[0]):
+    return f"/v1beta/models/{model}:generateContent"
+
+
+def wait_for(predicate, timeout=30.0, message="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {message}")
+
+
+def spool_depth(app):
+    return app.extensions["spool"].depth()
+
+
+def test_a_refused_record_is_spooled_then_written_once(make_app, tmp_path):
+    app = make_app(SPOOL_DIR=str(tmp_path / "spool"))
+    client = app.test_client()
+    with app.app_context():
+        db.drop_all()  # the database refuses every record now
+    assert client.post("/gemini/generate", json=GENERATE).status_code == 200
+    native = client.post(native_path(), json=NATIVE, headers={"x-goog-api-key": KEYS[0]})
+    assert native.status_code == 200 and native.json["candidates"]
+    health = client.get("/health").json
+    assert health["spool"] == {"depth": 2} and health["status"] == "degraded" and "spool" in health["message"]
+
+    with app.app_context():
+        assert "replayed 2" in replay_spool()
+        assert replay_spool() is None  # nothing left: a second run writes nothing twice
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    assert rows(url, "SELECT count(*), count(DISTINCT request_id) FROM request_log") == [(2, 2)]
+    assert rows(url, "SELECT count(*) FROM exchanges") == [(1,)]
+    assert rows(url, "SELECT count(*) FROM exchange_bodies") == [(1,)]
+    assert rows(url, "SELECT count(*) FROM metrics") == [(2,)]
+    assert rows(url, "SELECT count(*) FROM attempts") == [(2,)]
+    assert client.get("/health").json["spool"] == {"depth": 0}
+
+
+def test_a_record_spooled_twice_is_written_once(make_app, tmp_path):
+    app = make_app(SPOOL_DIR=str(tmp_path / "spool"))
+    client = app.test_client()
+    with app.app_context():
+        db.drop_all()
+    client.post("/gemini/generate", json=GENERATE)
+    spooled = app.extensions["spool"].files()
+    assert len(spooled) == 1
+    with open(spooled[0], "rb") as handle:
+        line = handle.read()
+    with open(os.path.join(str(tmp_path / "spool"), "spool-1.jsonl"), "wb") as handle:
+        handle.write(line + b'{"torn": tru')  # the same record again, and a line a dying process cut short
+    with app.app_context():
+        assert replay_spool() == "replayed 1 spooled record(s) into the database (1 were already there)"
+    assert rows(app.config["SQLALCHEMY_DATABASE_URI"], "SELECT count(*) FROM request_log") == [(1,)]
+    assert app.extensions["spool"].files() == []
+
+
+def test_health_stays_200_and_requests_are_answered_while_the_database_is_unreachable(make_app, tmp_path):
+    app = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/missing-dir/proxy.db",
+                   SPOOL_DIR=str(tmp_path / "spool"))
+    client = app.test_client()
+    assert client.post("/gemini/generate", json=GENERATE).status_code == 200
+    response = client.get("/health")
+    assert response.status_code == 200
+    body = response.json
+    assert body["status"] == "degraded" and body["database"] == {"reachable": False}
+    assert body["spool"] == {"depth": 1}
+
+
+def send(server, count, kind="generate"):
+    def one(n):
+        if kind == "generate":
+            return requests.post(f"{server.url}/gemini/generate", json={"prompt": {"text": f"q{n}"}}, timeout=60)
+        return requests.post(f"{server.url}{native_path()}", json={"contents": [{"parts": [{"text": f"n{n}"}]}]},
+                             headers={"x-goog-api-key": KEYS[0]}, timeout=60)
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def health(server):
+    return requests.get(f"{server.url}/health", timeout=10).json()
+
+
+@pytest.mark.e2e
+def test_a_database_locked_for_seconds_loses_nothing(gunicorn, tmp_path):
+    server = gunicorn(SQLITE_BUSY_TIMEOUT_SECONDS="0.3", SPOOL_REPLAY_SECONDS="0.3")
+    path = server.database_url.split("///", 1)[1]
+    assert all(r.status_code == 200 for r in send(server, 5))
+    wait_for(lambda: rows(server.database_url, "SELECT count(*) FROM request_log") == [(5,)], message="5 rows")
+
+    locker = sqlite3.connect(path, timeout=5)
+    locker.execute("BEGIN EXCLUSIVE")  # another writer holds the database for seconds
+    try:
+        answered = send(server, 20) + send(server, 10, kind="native")
+        assert [r.status_code for r in answered] == [200] * 30
+        wait_for(lambda: health(server)["spool"]["depth"] == 30, message="30 spooled records")
+        assert health(server)["status"] == "degraded"
+    finally:
+        locker.rollback()
+        locker.close()
+
+    wait_for(lambda: health(server)["spool"]["depth"] == 0, message="the spool to drain")
+    ids = {r.headers["X-Request-ID"] for r in answered}
+    logged = rows(server.database_url, "SELECT request_id FROM request_log")
+    assert len(logged) == 35 and len({r for (r,) in logged}) == 35 and ids <= {r for (r,) in logged}
+    assert rows(server.database_url, "SELECT count(*) FROM exchanges") == [(10,)]
+    assert rows(server.database_url, "SELECT count(*) FROM metrics") == [(35,)]
+    assert health(server)["status"] == "ok"
+
+
+@pytest.mark.e2e
+def test_a_deleted_database_file_loses_no_record_made_after_it(gunicorn):
+    server = gunicorn(SPOOL_REPLAY_SECONDS="0.3")
+    path = server.database_url.split("///", 1)[1]
+    assert all(r.status_code == 200 for r in send(server, 5))
+    wait_for(lambda: rows(server.database_url, "SELECT count(*) FROM request_log") == [(5,)], message="5 rows")
+
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
+    after = send(server, 20)
+    assert [r.status_code for r in after] == [200] * 20
+
+    ids = {r.headers["X-Request-ID"] for r in after}
+
+    def recorded():
+        try:
+            return {r for (r,) in rows(server.database_url, "SELECT request_id FROM request_log")}
+        except Exception:  # the new file may not have its tables yet
+            return set()
+
+    wait_for(lambda: recorded() == ids, message="every request after the deletion in the new database")
+    wait_for(lambda: health(server)["spool"]["depth"] == 0, message="the spool to drain")
+    assert "FAILED TO RECORD" not in server.output()
