@@ -18,6 +18,7 @@ from proxy.cache.cli import cli as cache_cli
 from proxy.cache.service import ResponseCache
 from proxy.cache.store import make_store
 from proxy.dashboard import bp as dashboard_bp
+from proxy.forwarded import TrustedForwarded
 from proxy.logsetup import configure_logging
 from proxy.observability.prometheus import count_cooldown, release_in_flight, track_in_flight
 from proxy.observability.views import bp as metrics_bp
@@ -110,6 +111,7 @@ def create_app(config=None):
     app.register_blueprint(keys_cli)
     app.register_blueprint(ops_cli)
     app.register_blueprint(cache_cli)
+    app.wsgi_app = TrustedForwarded(app.wsgi_app, app.config["FORWARDED_ALLOW_IPS"])
     return app
 
 

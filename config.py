@@ -18,6 +18,21 @@ def _list(env, name, default=""):
     return [item.strip() for item in _text(env, name, default).split(",") if item.strip()]
 
 
+def _networks(env, name, default):
+    """Addresses or networks, comma-separated; "*" trusts every peer."""
+    import ipaddress
+
+    entries = _list(env, name, default)
+    if "*" in entries:
+        return ["0.0.0.0/0", "::/0"]
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(f"{name}: {entry!r} is not an IP address or network") from None
+    return entries
+
+
 def _number(env, name, default, kind=float, minimum=None, maximum=None):
     raw = env.get(name, "").strip()
     if not raw:
@@ -128,6 +143,7 @@ def load_settings(env=None):
         "SPOOL_REPLAY_SECONDS": _number(env, "SPOOL_REPLAY_SECONDS", 5.0, minimum=0.1),
         # Serving
         "PORT": _number(env, "PORT", 8000, int, minimum=1, maximum=65535),
+        "FORWARDED_ALLOW_IPS": _networks(env, "FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
         "LOG_LEVEL": _log_level(env, "LOG_LEVEL", "INFO"),
         "MAX_CONTENT_LENGTH": _number(env, "MAX_BODY_BYTES", 32 * 1024 * 1024, int, minimum=1024),
         # Deadlines and retry (seconds unless named otherwise)

@@ -113,3 +113,50 @@ def start_redis(tmp_dir):
             time.sleep(0.1)
     process.stop()
     raise RuntimeError(f"redis not ready:\n{process.output()}")
+
+
+def start_nginx(tmp_dir, upstream_port):
+    """Debian's nginx in front of a Gunicorn port, serving the repo's own site file (deploy/), with only
+    its listen port and upstream address changed (.ci/run installs nginx)."""
+    import shutil
+
+    binary = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if binary is None:
+        raise RuntimeError("nginx is not installed: apt-get install nginx (.ci/run does)")
+    port = free_port()
+    with open(os.path.join(ROOT, "deploy", "nginx-gemini-proxy.conf")) as handle:
+        site = handle.read()
+    site = site.replace("server 127.0.0.1:8000;", f"server 127.0.0.1:{upstream_port};")
+    site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
+    assert str(upstream_port) in site and str(port) in site, "the site file's listen or upstream line changed"
+    temp = os.path.join(tmp_dir, "nginx-temp")
+    os.makedirs(temp, exist_ok=True)
+    config = os.path.join(tmp_dir, "nginx.conf")
+    with open(config, "w") as handle:
+        handle.write(f"""daemon off;
+worker_processes 1;
+pid {tmp_dir}/nginx.pid;
+error_log {tmp_dir}/nginx-error.log info;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {tmp_dir}/nginx-access.log;
+    client_body_temp_path {temp}/body;
+    proxy_temp_path {temp}/proxy;
+    fastcgi_temp_path {temp}/fastcgi;
+    uwsgi_temp_path {temp}/uwsgi;
+    scgi_temp_path {temp}/scgi;
+{site}
+}}
+""")
+    process = Process("nginx", [binary, "-c", config, "-p", tmp_dir], base_env(), tmp_dir, None,
+                      os.path.join(tmp_dir, "nginx.log"))
+    process.url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return process
+        except OSError:
+            time.sleep(0.1)
+    process.stop()
+    raise RuntimeError(f"nginx not ready:\n{process.output()}")
