@@ -150,7 +150,7 @@ def load_settings(env=None):
         "REQUEST_DEADLINE_SECONDS": _number(env, "REQUEST_DEADLINE_SECONDS", 30.0, minimum=1),
         "UPSTREAM_TIMEOUT_SECONDS": _number(env, "UPSTREAM_TIMEOUT_SECONDS", 20.0, minimum=0.1),
         "UPSTREAM_CONNECT_TIMEOUT_SECONDS": _number(env, "UPSTREAM_CONNECT_TIMEOUT_SECONDS", 5.0, minimum=0.1),
-        "UPSTREAM_POOL_SIZE": _number(env, "UPSTREAM_POOL_SIZE", 256, int, minimum=1),
+        "UPSTREAM_POOL_SIZE": _number(env, "UPSTREAM_POOL_SIZE", 1000, int, minimum=1),
         "RETRY_MAX_ATTEMPTS": _number(env, "RETRY_MAX_ATTEMPTS", 3, int, minimum=1, maximum=20),
         "RETRY_INITIAL_DELAY_SECONDS": _number(env, "RETRY_INITIAL_DELAY_SECONDS", 0.5, minimum=0),
         "RETRY_MAX_DELAY_SECONDS": _number(env, "RETRY_MAX_DELAY_SECONDS", 8.0, minimum=0),

@@ -17,8 +17,8 @@ from requests.adapters import HTTPAdapter
 from .failures import REJECTED, TIMEOUT, TRANSIENT, UpstreamFailure, from_google_error
 from .messages import Completion
 
-# Many greenlets share one client per key; the default pool of 10 would churn connections.
-_POOL_SIZE = 256
+# Many greenlets share one client per key; a pool smaller than the requests in flight churns connections.
+_POOL_SIZE = 1000  # as many as a worker holds requests in flight (WORKER_CONNECTIONS)
 # Clients kept for keys callers bring themselves (/gemini-proxy's api_key); the least recently used go.
 _MAX_CLIENTS = 128
 # Finish reasons that mean the answer was withheld rather than merely cut short.

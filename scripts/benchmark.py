@@ -1,0 +1,275 @@
+"""Load benchmark: the proxy (Gunicorn gevent) against calling the Gemini emulator directly, measured in
+the same run by the same client, written to BENCHMARKS.md as ratios and differences.
+
+    .venv/bin/python scripts/benchmark.py [--quick] [--analytics-rows 1000000] [--output BENCHMARKS.md]
+"""
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
+
+import gevent  # noqa: E402
+import requests  # noqa: E402
+from gevent.pool import Pool  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests import processes  # noqa: E402
+
+KEY = "bench-key-0000000001"
+MODEL = "gemini-2.5-flash"
+NATIVE = {"contents": [{"parts": [{"text": "Write one short sentence about the sea."}]}]}
+GENERATE = {"prompt": {"text": "Write one short sentence about the sea."}}
+
+
+def percentile(values, point):
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(point / 100 * len(ordered))) - 1] * 1000 if ordered else float("nan")
+
+
+def session(size):
+    http = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=size)
+    http.mount("http://", adapter)
+    return http
+
+
+def run(url, body, concurrency, total, headers=None):
+    """`total` POSTs, `concurrency` at a time; returns (latencies in s, failures, wall seconds)."""
+    http, latencies, failures = session(concurrency), [], []
+
+    def one(_):
+        started = time.perf_counter()
+        try:
+            response = http.post(url, json=body, headers=headers, timeout=120)
+            response.content
+            if response.status_code != 200:
+                failures.append(response.status_code)
+                return
+        except requests.RequestException as exc:
+            failures.append(type(exc).__name__)
+            return
+        latencies.append(time.perf_counter() - started)
+
+    began = time.perf_counter()
+    Pool(concurrency).map(one, range(total))
+    return latencies, failures, time.perf_counter() - began
+
+
+def stream(url, headers, count=20):
+    """Time to first event and to last byte of `count` SSE streams, one after another."""
+    http, first, last = session(1), [], []
+    for _ in range(count):
+        started = time.perf_counter()
+        with http.post(url, json=NATIVE, headers=headers, stream=True, timeout=120) as response:
+            seen = None
+            for chunk in response.iter_content(chunk_size=None):
+                if seen is None and b"data:" in chunk:
+                    seen = time.perf_counter() - started
+            last.append(time.perf_counter() - started)
+            first.append(seen)
+    return first, last
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def workers_of(master_pid):
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(master_pid)], capture_output=True, text=True).stdout
+    return [int(pid) for pid in out.split()]
+
+
+def control(emulator, what, payload):
+    requests.post(f"{emulator.url}/_emulator/{what}", json=payload, timeout=10).raise_for_status()
+
+
+def machine():
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor())
+    memory = next(int(line.split()[1]) // 1024 // 1024 for line in open("/proc/meminfo") if line.startswith("MemTotal"))
+    return f"{os.cpu_count()} × {cpu}, {memory} GiB, Python {platform.python_version()}, {platform.platform()}"
+
+
+def latency_table(emulator, proxy, levels, totals):
+    direct_url = f"{emulator.url}/v1beta/models/{MODEL}:generateContent"
+    native_url = f"{proxy.url}/v1beta/models/{MODEL}:generateContent"
+    generate_url = f"{proxy.url}/gemini/generate"
+    headers = {"x-goog-api-key": KEY}
+    rows = []
+    for concurrency in levels:
+        total = totals(concurrency)
+        run(direct_url, NATIVE, min(concurrency, 10), 20, headers)  # warm connections
+        direct, d_fail, d_wall = run(direct_url, NATIVE, concurrency, total, headers)
+        native, n_fail, n_wall = run(native_url, NATIVE, concurrency, total, headers)
+        generate, g_fail, g_wall = run(generate_url, GENERATE, concurrency, total)
+        for name, values, failed, wall in (("pass-through", native, n_fail, n_wall),
+                                           ("/gemini/generate", generate, g_fail, g_wall)):
+            rows.append({
+                "concurrency": concurrency, "path": name, "requests": total, "failed": len(failed) + len(d_fail),
+                "direct_p50": percentile(direct, 50), "direct_p99": percentile(direct, 99),
+                "proxy_p50": percentile(values, 50), "proxy_p99": percentile(values, 99),
+                "added_p50": percentile(values, 50) - percentile(direct, 50),
+                "added_p99": percentile(values, 99) - percentile(direct, 99),
+                "throughput_ratio": (total / wall) / (total / d_wall),
+            })
+            print(f"c={concurrency:<4} {name:17} p50 +{rows[-1]['added_p50']:.2f} ms  p99 +{rows[-1]['added_p99']:.2f} ms"
+                  f"  failed {rows[-1]['failed']}", flush=True)
+    return rows
+
+
+def analytics_timings(rows_count):
+    """Seed a fresh SQLite file with `rows_count` requests over 30 days and time every report."""
+    folder = tempfile.mkdtemp(prefix="bench-analytics-")
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{folder}/analytics.db", "GEMINI_API_KEY": KEY}
+    flask = os.path.join(os.path.dirname(sys.executable), "flask")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run([flask, "--app", "wsgi", "ops", "seed", "--rows", str(rows_count), "--days", "30"],
+                   env=env, cwd=root, check=True)
+    script = f"""
+import json, time
+from datetime import datetime, timedelta, timezone
+from app import create_app
+app = create_app({{"SQLALCHEMY_DATABASE_URI": "sqlite:///{folder}/analytics.db", "GEMINI_API_KEY": "x"}})
+client = app.test_client()
+since = (datetime.now(timezone.utc) - timedelta(days=30)).replace(tzinfo=None).isoformat() + "Z"
+out = []
+for path in ["summary", "usage?group_by=model", "usage?group_by=hour", "performance", "errors", "fallbacks",
+             "costs", "anomalies", "requests"]:
+    for label, extra in (("24 h", ""), ("30 days", "from=" + since)):
+        url = "/analytics/" + path + (("&" if "?" in path else "?") + extra if extra else "")
+        best = min((lambda t: (client.get(url), time.perf_counter() - t)[1])(time.perf_counter()) for _ in range(3))
+        out.append([path, label, round(best * 1000, 1)])
+print(json.dumps(out))
+"""
+    result = subprocess.run([sys.executable, "-c", script], env=env, cwd=root, check=True, capture_output=True,
+                            text=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests per level (a smoke run)")
+    parser.add_argument("--analytics-rows", type=int, default=0, help="seed this many rows and time the reports")
+    parser.add_argument("--output", default=os.path.join(processes.ROOT, "BENCHMARKS.md"))
+    args = parser.parse_args()
+    work = tempfile.mkdtemp(prefix="bench-")
+    emulator = processes.start_emulator(work, [KEY])
+    proxy = None
+    try:
+        settings = dict(GEMINI_API_KEY=KEY, GEMINI_BASE_URL=emulator.url, GEMINI_MODELS=MODEL,
+                        DATABASE_URL=f"sqlite:///{work}/proxy.db", ACCESS_LOG="false",
+                        ROLLUP_INTERVAL_SECONDS=0)
+        proxy = processes.start_gunicorn(work, WEB_CONCURRENCY=1, **settings)
+        proxy.wait_ready(log_marker="Worker ready")
+        (worker,) = workers_of(proxy.proc.pid)
+        idle_rss = rss_mib(worker)
+
+        totals = (lambda c: max(50, c * 2)) if args.quick else (lambda c: max(300, c * 4))
+        latency = latency_table(emulator, proxy, (1, 10, 100, 500), totals)
+
+        control(emulator, "config", {"stream_chunk_delay_ms": 20, "stream_chunk_words": 4})
+        headers = {"x-goog-api-key": KEY}
+        path = f"/v1beta/models/{MODEL}:streamGenerateContent?alt=sse"
+        d_first, d_last = stream(emulator.url + path, headers)
+        p_first, p_last = stream(proxy.url + path, headers)
+
+        control(emulator, "config", {"latency_ms": 1000, "stream_chunk_delay_ms": 0})
+        peak_rss = [idle_rss]
+        sampler = gevent.spawn(lambda: [peak_rss.append(rss_mib(worker)) or gevent.sleep(0.1) for _ in range(200)])
+        held, failed, wall = run(f"{proxy.url}/v1beta/models/{MODEL}:generateContent", NATIVE, 500, 500, headers)
+        sampler.kill()
+        stats = requests.get(f"{emulator.url}/_emulator/stats", timeout=10).json()
+        capacity = {"in_flight": 500, "peak_at_upstream": stats.get("peak_in_flight"), "ok": len(held),
+                    "failed": len(failed), "throughput": len(held) / wall, "ideal": 500 / 1.0}
+
+        control(emulator, "config", {"latency_ms": 0})
+        big = {"contents": [{"parts": [{"text": "[[big-chunk:8000000]] tell me"}]}]}
+        stream_rss = [rss_mib(worker)]
+        sampler = gevent.spawn(lambda: [stream_rss.append(rss_mib(worker)) or gevent.sleep(0.05) for _ in range(400)])
+        with requests.post(proxy.url + path, json=big, headers=headers, stream=True, timeout=120) as response:
+            streamed_bytes = sum(len(chunk) for chunk in response.iter_content(chunk_size=65536))
+        sampler.kill()
+
+        analytics = analytics_timings(args.analytics_rows) if args.analytics_rows else None
+    finally:
+        if proxy:
+            proxy.stop()
+        emulator.stop()
+
+    write_report(args, latency, (d_first, d_last, p_first, p_last), capacity,
+                 (idle_rss, max(peak_rss), max(stream_rss), streamed_bytes), analytics)
+
+
+def write_report(args, latency, streams, capacity, memory, analytics):
+    d_first, d_last, p_first, p_last = streams
+    idle, peak, streaming, streamed_bytes = memory
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC with `python scripts/benchmark.py"
+        f"{' --quick' if args.quick else ''}{f' --analytics-rows {args.analytics_rows}' if args.analytics_rows else ''}`"
+        f" on {machine()}. One Gunicorn gevent worker; the emulator on loopback; the same gevent client "
+        "measures the direct path and the proxy in the same run, so the differences are the proxy's cost on "
+        "this machine (a shared, noisy one: the client, the proxy and the emulator share its cores).",
+        "",
+        "## Added latency (proxy minus direct, same client, same run)",
+        "",
+        "| concurrency | path | requests | direct p50 ms | proxy p50 ms | added p50 ms | direct p99 ms | proxy p99 ms "
+        "| added p99 ms | throughput vs direct | failed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in latency:
+        lines.append(f"| {row['concurrency']} | {row['path']} | {row['requests']} | {row['direct_p50']:.2f} | "
+                     f"{row['proxy_p50']:.2f} | **{row['added_p50']:.2f}** | {row['direct_p99']:.2f} | "
+                     f"{row['proxy_p99']:.2f} | **{row['added_p99']:.2f}** | {row['throughput_ratio']:.2f} | "
+                     f"{row['failed']} |")
+    lines += [
+        "",
+        "Targets at concurrency 10: added p50 ≤ 2 ms, added p99 ≤ 10 ms.",
+        "",
+        "## Streaming (SSE, 20 sequential streams, 20 ms between upstream chunks)",
+        "",
+        "| | direct ms | proxy ms | added ms |",
+        "|---|---|---|---|",
+        f"| time to first event, p50 | {percentile(d_first, 50):.2f} | {percentile(p_first, 50):.2f} | "
+        f"{percentile(p_first, 50) - percentile(d_first, 50):.2f} |",
+        f"| time to last byte, p50 | {percentile(d_last, 50):.2f} | {percentile(p_last, 50):.2f} | "
+        f"{percentile(p_last, 50) - percentile(d_last, 50):.2f} |",
+        "",
+        "## Capacity (1 s of upstream latency, 500 requests at once, one worker)",
+        "",
+        f"- answered {capacity['ok']} of 500 ({capacity['failed']} failed); the emulator saw "
+        f"{capacity['peak_at_upstream']} requests in flight at once;",
+        f"- throughput {capacity['throughput']:.0f} requests/s against the ideal {capacity['ideal']:.0f} "
+        f"(concurrency ÷ latency): **{capacity['throughput'] / capacity['ideal']:.0%}** (target ≥ 90%).",
+        "",
+        "## Memory (resident set of the one worker)",
+        "",
+        f"- idle: {idle:.0f} MiB; peak with 500 requests in flight: {peak:.0f} MiB;",
+        f"- peak while streaming a {streamed_bytes / 1e6:.1f} MB response: {streaming:.0f} MiB.",
+    ]
+    if analytics:
+        lines += ["", f"## Analytics over {args.analytics_rows:,} logged requests (30 days, rolled up)", "",
+                  "| report | window | ms (best of 3) |", "|---|---|---|"]
+        lines += [f"| {path} | {label} | {ms} |" for path, label, ms in analytics]
+    with open(args.output, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
