@@ -1,9 +1,7 @@
 """Database faults never fail a request and never lose its record: the spool keeps what the database
 refuses and replays it, once, when the database takes records again. Proved by counting."""
-import json
 import os
 import sqlite3
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
