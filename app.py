@@ -11,6 +11,7 @@ from proxy.access.cli import cli as keys_cli
 from proxy.access.limits import check_token_quota, init_limits
 from proxy.access.security import init_security
 from proxy.analytics.cli import cli as ops_cli
+from proxy.analytics.operations import start_periodic_prune
 from proxy.analytics.rollups import start_periodic_rollups, watch_late_records
 from proxy.api import api, document_models
 from proxy.api.errors import register as register_errors
@@ -93,16 +94,9 @@ def create_app(config=None):
     app.after_request(finish)
     init_security(app)
     register_errors(app)
-    if app.config["RETENTION_INTERVAL_SECONDS"] and not app.testing:
-        from proxy.analytics.operations import start_periodic_prune
-
-        start_periodic_prune(app, app.config["RETENTION_INTERVAL_SECONDS"], app.config["RETENTION_DAYS"],
-                             app.config["BODY_RETENTION_DAYS"])
     watch_late_records()
-    if not app.testing:
-        run_every(app, "spool", app.config["SPOOL_REPLAY_SECONDS"], replay_spool)
-    if app.config["ROLLUP_INTERVAL_SECONDS"] and not app.testing:
-        start_periodic_rollups(app, app.config["ROLLUP_INTERVAL_SECONDS"])
+    if not app.testing:  # tests drive these jobs themselves, with their own clocks
+        start_background_jobs(app)
     api.init_app(app)
     document_models(chain)
     app.register_blueprint(passthrough)
@@ -113,6 +107,17 @@ def create_app(config=None):
     app.register_blueprint(cache_cli)
     app.wsgi_app = TrustedForwarded(app.wsgi_app, app.config["FORWARDED_ALLOW_IPS"])
     return app
+
+
+def start_background_jobs(app):
+    """Each worker's own: the spool's replay always; retention and rollups when configured."""
+    config = app.config
+    run_every(app, "spool", config["SPOOL_REPLAY_SECONDS"], replay_spool)
+    if config["RETENTION_INTERVAL_SECONDS"]:
+        start_periodic_prune(app, config["RETENTION_INTERVAL_SECONDS"], config["RETENTION_DAYS"],
+                             config["BODY_RETENTION_DAYS"])
+    if config["ROLLUP_INTERVAL_SECONDS"]:
+        start_periodic_rollups(app, config["ROLLUP_INTERVAL_SECONDS"])
 
 
 if __name__ == "__main__":

@@ -88,11 +88,6 @@ def rss_mib(pid):
     return float("nan")
 
 
-def workers_of(master_pid):
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(master_pid)], capture_output=True, text=True).stdout
-    return [int(pid) for pid in out.split()]
-
-
 def control(emulator, what, payload):
     requests.post(f"{emulator.url}/_emulator/{what}", json=payload, timeout=10).raise_for_status()
 
@@ -175,7 +170,7 @@ def main():
                         ROLLUP_INTERVAL_SECONDS=0)
         proxy = processes.start_gunicorn(work, WEB_CONCURRENCY=1, **settings)
         proxy.wait_ready(log_marker="Worker ready")
-        (worker,) = workers_of(proxy.proc.pid)
+        (worker,) = processes.workers_of(proxy.proc.pid)
         idle_rss = rss_mib(worker)
 
         totals = (lambda c: max(50, c * 2)) if args.quick else (lambda c: max(300, c * 4))

@@ -127,6 +127,16 @@ def redis_server(tmp_path_factory):
     process.stop()
 
 
+def wait_for(predicate, timeout=30.0, message="condition"):
+    """Poll until `predicate()` holds; fail the test, naming `message`, if it never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {message}")
+
+
 def rows(database_url, sql):
     engine = create_engine(database_url)
     try:

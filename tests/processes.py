@@ -67,6 +67,12 @@ class Process:
         self.log.close()
 
 
+def workers_of(master_pid):
+    """The pids of a Gunicorn master's workers."""
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(master_pid)], capture_output=True, text=True).stdout
+    return sorted(int(pid) for pid in out.split())
+
+
 def start_emulator(tmp_dir, keys):
     port = free_port()
     argv = [PYTHON, "-m", "proxy.emulator", "--port", str(port), "--keys", ",".join(keys)]

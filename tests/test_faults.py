@@ -2,7 +2,6 @@
 refuses and replays it, once, when the database takes records again. Proved by counting."""
 import os
 import sqlite3
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -10,7 +9,7 @@ import requests
 
 from models import db
 from proxy.storage.writer import replay_spool
-from tests.conftest import KEYS, MODELS, rows
+from tests.conftest import KEYS, MODELS, rows, wait_for
 
 GENERATE = {"prompt": {"text": "Say hello"}}
 NATIVE = {"contents": [{"parts": [{"text": "Say hello"}]}]}
@@ -18,15 +17,6 @@ NATIVE = {"contents": [{"parts": [{"text": "Say hello"}]}]}
 
 def native_path(model=MODELS[0]):
     return f"/v1beta/models/{model}:generateContent"
-
-
-def wait_for(predicate, timeout=30.0, message="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {message}")
 
 
 def spool_depth(app):

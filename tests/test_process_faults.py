@@ -3,21 +3,15 @@ killed mid-request is replaced while the others keep serving. Proved by counting
 import json
 import os
 import signal
-import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
-from tests.conftest import KEYS, MODELS, rows
+from tests.conftest import KEYS, MODELS, rows, wait_for
+from tests.processes import workers_of
 
 pytestmark = pytest.mark.e2e
-
-
-def workers_of(master_pid):
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(master_pid)], capture_output=True, text=True).stdout
-    return sorted(int(pid) for pid in out.split())
 
 
 def generate(server, n):
@@ -41,9 +35,7 @@ def test_sigterm_lets_requests_and_streams_in_flight_finish(gunicorn, emulator):
     with ThreadPoolExecutor(max_workers=11) as pool:
         answers = [pool.submit(generate, server, n) for n in range(10)]
         streamed = pool.submit(stream)
-        deadline = time.monotonic() + 20
-        while emulator.stats().get("in_flight", 0) < 11 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: emulator.stats()["in_flight"] >= 11, 20, "11 requests at Gemini")
         assert emulator.stats()["in_flight"] == 11  # every request is at Gemini now
         server.proc.send_signal(signal.SIGTERM)
         statuses = [answer.result().status_code for answer in answers]
@@ -61,9 +53,7 @@ def test_a_worker_killed_mid_request_is_replaced_and_the_others_keep_serving(gun
     emulator.configure(latency_ms=2000)
     with ThreadPoolExecutor(max_workers=20) as pool:
         slow = [pool.submit(generate, server, n) for n in range(20)]
-        deadline = time.monotonic() + 20
-        while emulator.stats().get("in_flight", 0) < 20 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: emulator.stats()["in_flight"] >= 20, 20, "20 requests at Gemini")
         os.kill(before[0], signal.SIGKILL)
         outcomes = []
         for future in slow:
@@ -75,19 +65,15 @@ def test_a_worker_killed_mid_request_is_replaced_and_the_others_keep_serving(gun
     assert answered + outcomes.count("cut") == 20 and answered >= 1 and outcomes.count("cut") >= 1
 
     emulator.configure(latency_ms=0)
-    deadline = time.monotonic() + 30
-    while (len(workers_of(server.proc.pid)) < 2 or before[0] in workers_of(server.proc.pid)) \
-            and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: len(workers_of(server.proc.pid)) == 2 and before[0] not in workers_of(server.proc.pid),
+             30, "Gunicorn to replace the killed worker")
     after = workers_of(server.proc.pid)
     assert len(after) == 2 and before[0] not in after and before[1] in after
     with ThreadPoolExecutor(max_workers=10) as pool:
         later = list(pool.map(lambda n: generate(server, 100 + n), range(30)))
     assert [r.status_code for r in later] == [200] * 30
     # Every answered request is recorded, once; the cut ones never got an answer.
-    deadline = time.monotonic() + 15
-    while rows(server.database_url, "SELECT count(*) FROM request_log") != [(answered + 30,)] \
-            and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: rows(server.database_url, "SELECT count(*) FROM request_log") == [(answered + 30,)],
+             15, "a row per answered request")
     assert rows(server.database_url, "SELECT count(*), count(DISTINCT request_id) FROM request_log") == \
         [(answered + 30, answered + 30)]

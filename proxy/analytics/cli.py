@@ -32,7 +32,7 @@ def rollup_command(rebuild):
     """Roll settled hours of the request log up into hourly aggregates (the server does this by itself
     every ROLLUP_INTERVAL_SECONDS)."""
     if rebuild:
-        rollups.forget("9999")
+        rollups.forget()
         db.session.commit()
     started = time.perf_counter()
     hours = rollups.roll_up()

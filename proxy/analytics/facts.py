@@ -239,13 +239,19 @@ def histograms_by_hour(window, plan_, metric, scope):
             in_ranges(HourlyHistogram.hour, plan_.rolled)))
         for hour, bucket, count in rows:
             by_hour[hour][bucket] += count
-    if plan_.raw:
-        column = _metric_column(metric)
-        rows = db.session.execute(select(hour_expression(), column).where(
-            in_ranges(RequestLog.created_at, plan_.raw), *filters(window, RequestLog), column.isnot(None)))
-        for hour, value in rows:
-            by_hour[hour][bucket_of(value)] += 1
+    for hour, bucket in _raw_buckets(window, plan_, metric):
+        by_hour[hour][bucket] += 1
     return by_hour
+
+
+def _raw_buckets(window, plan_, metric):
+    """(hour, bucket) of every raw row outside the rolled-up hours, so edges merge with histograms."""
+    if not plan_.raw:
+        return
+    column = _metric_column(metric)
+    for hour, value in db.session.execute(select(hour_expression(), column).where(
+            in_ranges(RequestLog.created_at, plan_.raw), *filters(window, RequestLog), column.isnot(None))):
+        yield hour, bucket_of(value)
 
 
 def percentiles(window, plan_, metric="latency"):
@@ -259,9 +265,5 @@ def percentiles(window, plan_, metric="latency"):
             HourlyHistogram.scope == scope, HourlyHistogram.metric == metric,
             in_ranges(HourlyHistogram.hour, plan_.rolled)).group_by(HourlyHistogram.bucket))
         counts.update(dict(rows.all()))
-    if plan_.raw:
-        column = _metric_column(metric)
-        for (value,) in db.session.execute(select(column).where(
-                in_ranges(RequestLog.created_at, plan_.raw), *filters(window, RequestLog), column.isnot(None))):
-            counts[bucket_of(value)] += 1
+    counts.update(bucket for _, bucket in _raw_buckets(window, plan_, metric))
     return histogram_percentiles(counts), False

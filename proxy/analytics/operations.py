@@ -11,7 +11,7 @@ from models import Exchange, ExchangeBody, Metric, RequestLog, db
 
 from ..cache.answers import fold_body
 from ..periodic import run_every
-from .facts import floor_hour, hour_text
+from .facts import ONE_HOUR, floor_hour, hour_text
 from .rollups import forget
 
 
@@ -80,7 +80,8 @@ def prune(days, body_days, now=None):
         # Foreign keys cascade to attempts, exchanges and their bodies.
         removed["requests"] = db.session.execute(delete(RequestLog).where(RequestLog.created_at < cutoff)).rowcount
         removed["metrics"] = db.session.execute(delete(Metric).where(Metric.timestamp < cutoff)).rowcount
-        forget(hour_text(floor_hour(cutoff)))  # the hour the cutoff falls in is rebuilt from what remains
+        # The hour the cutoff falls in is rebuilt from what remains of it.
+        forget(end_text=hour_text(floor_hour(cutoff) + ONE_HOUR))
     db.session.commit()
     return removed
 

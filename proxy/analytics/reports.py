@@ -8,7 +8,7 @@ from sqlalchemy import select
 from models import ApiClient, RequestLog, db
 
 from .facts import (PERCENTILES, attempt_facts, day_of, facts, histogram_percentiles, histograms_by_hour,
-                    nearest_rank, percentiles, plan, scope_of, totals)
+                    hour_expression, nearest_rank, percentiles, plan, scope_of, totals)
 
 _ERROR = RequestLog.status_code >= 400
 
@@ -127,8 +127,6 @@ def _day(hour):
 
 def _exact_series(window, unit):
     """Per bucket, the exact nearest-rank percentiles of latency and time to first byte."""
-    from .facts import hour_expression
-
     series = defaultdict(lambda: {"latency": [], "ttfb": []})
     for hour, latency, ttfb in db.session.execute(
             select(hour_expression(), RequestLog.latency_ms, RequestLog.ttfb_ms).where(*window.conditions())):

@@ -15,7 +15,7 @@ from .facts import (DIMENSIONS, MEASURES, ONE_HOUR, bucket_of, floor_hour, hour_
 # No request runs this long, so an hour that ended this long ago has all of its records. A record that
 # still arrives later (a spool replay, a backfill) makes the hour be rolled up again.
 SETTLE = timedelta(minutes=30)
-_TABLES = (HourlyRollup, HourlyAttempts, HourlyHistogram, RolledHour)
+_AGGREGATES = (HourlyRollup, HourlyAttempts, HourlyHistogram)
 
 
 def _utcnow():
@@ -26,12 +26,16 @@ def settled_before(now):
     return floor_hour(now - SETTLE)
 
 
-def forget(start_text, end_text=None):
-    """Drop the rollups of the hours in [start, end), or of every hour up to and including `start`
-    when `end` is None, so that reports read those hours from raw rows until they are rebuilt."""
-    for table in _TABLES:
-        clause = (table.hour <= start_text) if end_text is None else (table.hour >= start_text) & (table.hour < end_text)
-        db.session.execute(delete(table).where(clause))
+def _drop(tables, start_text, end_text):
+    for table in tables:
+        clauses = ([table.hour >= start_text] if start_text else []) + ([table.hour < end_text] if end_text else [])
+        db.session.execute(delete(table).where(*clauses))
+
+
+def forget(start_text=None, end_text=None):
+    """Drop the rollups of the hours in [start, end) (either bound may be open), so that reports read
+    those hours from raw rows until they are rebuilt."""
+    _drop((*_AGGREGATES, RolledHour), start_text, end_text)
 
 
 def _forget_late_records(session, _context, _instances):
@@ -91,8 +95,7 @@ def build(start, end):
     try:
         # Claiming the hours first makes a second builder fail here, before it does the work again.
         db.session.execute(insert(RolledHour), hours)
-        for table in _TABLES[:-1]:
-            db.session.execute(delete(table).where(table.hour >= first, table.hour < last))
+        _drop(_AGGREGATES, first, last)
         rows = raw_facts(range_, first_model=True).subquery()
         dims = [rows.c[name] for name in DIMENSIONS]
         db.session.execute(insert(HourlyRollup).from_select(

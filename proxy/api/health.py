@@ -65,8 +65,9 @@ class Health(Resource):
         if not len(service.pool):
             body["message"] = "No Gemini API key is configured: set GEMINI_API_KEY."
         if not reachable or body["spool"]["depth"]:
+            problem = "The database is not answering" if not reachable else "The database refused records"
+            spooled = f"{problem}; {body['spool']['depth']} record(s) wait in the spool and will be written " \
+                      "when it takes them."
             body["status"] = "degraded"
-            body["message"] = " ".join(filter(None, (body.get("message"), (
-                "The database is not answering" if not reachable else "The database refused records") +
-                f"; {body['spool']['depth']} record(s) wait in the spool and will be written when it takes them.")))
+            body["message"] = f"{body['message']} {spooled}" if "message" in body else spooled
         return body, 200

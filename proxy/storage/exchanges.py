@@ -3,7 +3,7 @@ import json
 import logging
 import zlib
 
-from models import Exchange, ExchangeBody, Metric, RequestLog, db
+from models import Exchange, ExchangeBody, Metric, RequestLog
 
 from ..observability.prometheus import observe
 from ..passthrough.capture import iter_json_objects, summarize
@@ -96,8 +96,7 @@ def record_exchange(app, context, call, reply, stream, error):
         try:
             secrets = list(app.config["GEMINI_API_KEYS"]) + ([call.key.key] if call.key.key else [])
             entry = build_rows(context, call, reply, stream, error, secrets)
-        except Exception:
-            db.session.rollback()
+        except Exception:  # nothing was written: building the rows touches no database
             log.exception("could not build the record of native exchange %s", context["request_id"])
             return
         observe(entry)
