@@ -8,6 +8,7 @@ from config import ConfigError, load_settings
 from proxy.access import clients
 from proxy.access.auth import authenticate
 from proxy.access.cli import cli as keys_cli
+from proxy.access.keycache import KeyCache
 from proxy.access.limits import check_token_quota, init_limits
 from proxy.access.security import init_security
 from proxy.analytics.cli import cli as ops_cli
@@ -26,11 +27,10 @@ from proxy.observability.views import bp as metrics_bp
 from proxy.passthrough.forwarder import Forwarder
 from proxy.passthrough.views import bp as passthrough
 from proxy.requestctx import begin, finish
-from proxy.periodic import run_every
-from proxy.storage.database import default_spool_dir, init_database, release_connection
+from proxy.storage.database import init_database, local_path, release_connection
 from proxy.storage.recorder import record
 from proxy.storage.spool import Spool
-from proxy.storage.writer import replay_spool
+from proxy.storage.writer import RecordWriter
 from proxy.upstream.gemini_sdk import GeminiSdk
 from proxy.upstream.keypool import KeyPool
 from proxy.upstream.retry import RetryPolicy
@@ -52,7 +52,10 @@ def create_app(config=None):
     if not chain:
         raise ConfigError("ALLOWED_MODELS allows none of GEMINI_MODELS")
     init_database(app)
-    app.extensions["spool"] = Spool(app.config["SPOOL_DIR"] or default_spool_dir(app))
+    app.extensions["spool"] = Spool(app.config["SPOOL_DIR"] or local_path(app, "spool"))
+    app.extensions["records"] = RecordWriter(app, app.extensions["spool"], app.config["RECORD_GATHER_SECONDS"],
+                                             app.config["SPOOL_REPLAY_SECONDS"])
+    app.extensions["key_cache"] = KeyCache(local_path(app, "clients-changed"), app.config["CLIENT_CACHE_SECONDS"])
     if app.config["API_KEYS"]:
         with app.app_context():
             clients.sync_env_keys(app.config["API_KEYS"])
@@ -110,9 +113,9 @@ def create_app(config=None):
 
 
 def start_background_jobs(app):
-    """Each worker's own: the spool's replay always; retention and rollups when configured."""
+    """Each worker's own: the record writer always; retention and rollups when configured."""
     config = app.config
-    run_every(app, "spool", config["SPOOL_REPLAY_SECONDS"], replay_spool)
+    app.extensions["records"].start()
     if config["RETENTION_INTERVAL_SECONDS"]:
         start_periodic_prune(app, config["RETENTION_INTERVAL_SECONDS"], config["RETENTION_DAYS"],
                              config["BODY_RETENTION_DAYS"])

@@ -141,6 +141,7 @@ def load_settings(env=None):
         # None: a folder beside the SQLite file (or in the instance folder for a networked database).
         "SPOOL_DIR": _text(env, "SPOOL_DIR", None),
         "SPOOL_REPLAY_SECONDS": _number(env, "SPOOL_REPLAY_SECONDS", 5.0, minimum=0.1),
+        "RECORD_GATHER_SECONDS": _number(env, "RECORD_GATHER_SECONDS", 0.05, minimum=0.0, maximum=5.0),
         # Serving
         "PORT": _number(env, "PORT", 8000, int, minimum=1, maximum=65535),
         "FORWARDED_ALLOW_IPS": _networks(env, "FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
@@ -166,6 +167,7 @@ def load_settings(env=None):
         # Access control and limits
         "API_KEYS": _list(env, "API_KEYS"),
         "REQUIRE_API_KEY": _flag(env, "REQUIRE_API_KEY", False),
+        "CLIENT_CACHE_SECONDS": _number(env, "CLIENT_CACHE_SECONDS", 10.0, minimum=0.0),
         "ADMIN_API_KEY": _text(env, "ADMIN_API_KEY", ""),
         "RATE_LIMIT": _rate_limit(env, "RATE_LIMIT"),
         "RATE_LIMIT_STORAGE_URL": _text(env, "RATE_LIMIT_STORAGE_URL", "memory://"),

@@ -373,3 +373,29 @@ def test_no_client_or_admin_secret_in_logs_or_database(make_app, tmp_path, caplo
     logs = caplog.text
     for value in (secret, ADMIN_KEY, "env-secret-key-9876543210", KEYS[2]):
         assert value.encode() not in data and value not in logs
+
+
+def test_a_key_revoked_by_another_worker_on_the_host_stops_at_once(make_app):
+    app, other = make_app(), make_app()  # two workers (or a worker and the CLI) on one database
+    client_id, secret = issue(app)
+    client = app.test_client()
+    assert call(client, "native", secret, how="goog-header").status_code == 200  # now in app's key cache
+    with other.app_context():
+        clients.revoke(client_id)
+    assert call(client, "native", secret, how="goog-header").status_code == 401
+
+
+def test_a_worker_on_another_host_learns_of_a_revoked_key_within_client_cache_seconds(make_app, tmp_path):
+    app, other = make_app(CLIENT_CACHE_SECONDS=10), make_app()
+    other.extensions["key_cache"].marker = str(tmp_path / "another-host-marker")  # a marker app cannot see
+    now = [time.monotonic()]
+    app.extensions["key_cache"].clock = lambda: now[0]
+    client_id, secret = issue(app)
+    client = app.test_client()
+    assert call(client, "generate", secret).status_code == 200
+    with other.app_context():
+        clients.revoke(client_id)
+    now[0] += 9
+    assert call(client, "generate", secret).status_code == 200  # still trusted: the cache's documented lag
+    now[0] += 1
+    assert call(client, "generate", secret).status_code == 401

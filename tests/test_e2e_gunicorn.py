@@ -4,7 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.conftest import KEYS, MODELS, rows
+from tests.conftest import KEYS, MODELS, rows, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -35,9 +35,9 @@ def test_spec_cases_over_http(server, emulator):
     # 4. invalid request
     invalid = post(server, {"prompt": {"text": ""}})
     assert invalid.status_code == 400 and invalid.json()["error"]["code"] == "INVALID_REQUEST"
-    # 5. persistence: every success has its metrics row, every request its log row
+    # 5. persistence: every success has its metrics row, every request its log row (written behind)
+    wait_for(lambda: rows(server.database_url, "SELECT count(*) FROM request_log") == [(3,)], message="3 rows")
     assert rows(server.database_url, "SELECT count(*) FROM metrics") == [(2,)]
-    assert rows(server.database_url, "SELECT count(*) FROM request_log") == [(3,)]
     # 6. docs
     assert requests.get(f"{server.url}/docs", timeout=10).status_code == 200
     assert "/gemini/generate" in requests.get(f"{server.url}/swagger.json", timeout=10).json()["paths"]
@@ -61,6 +61,8 @@ def test_several_workers_write_concurrently_without_losing_a_row(gunicorn, emula
     with ThreadPoolExecutor(max_workers=25) as pool:
         responses = list(pool.map(lambda n: post(server, {"prompt": {"text": f"row {n}"}}), range(total)))
     assert [r.status_code for r in responses] == [200] * total
+    wait_for(lambda: rows(server.database_url, "SELECT count(*) FROM request_log") == [(total,)],
+             message=f"{total} rows")
     assert rows(server.database_url, "SELECT count(*) FROM metrics") == [(total,)]
     assert rows(server.database_url, "SELECT count(DISTINCT request_id) FROM request_log") == [(total,)]
     output = server.output()

@@ -8,7 +8,6 @@ import pytest
 import requests
 
 from models import db
-from proxy.storage.writer import replay_spool
 from tests.conftest import KEYS, MODELS, rows, wait_for
 
 GENERATE = {"prompt": {"text": "Say hello"}}
@@ -32,18 +31,17 @@ def test_a_refused_record_is_spooled_then_written_once(make_app, tmp_path):
     native = client.post(native_path(), json=NATIVE, headers={"x-goog-api-key": KEYS[0]})
     assert native.status_code == 200 and native.json["candidates"]
     health = client.get("/health").json
-    assert health["spool"] == {"depth": 2} and health["status"] == "degraded" and "spool" in health["message"]
+    assert health["spool"]["depth"] == 2 and health["status"] == "degraded" and "spool" in health["message"]
 
-    with app.app_context():
-        assert "replayed 2" in replay_spool()
-        assert replay_spool() is None  # nothing left: a second run writes nothing twice
+    assert "replayed 2" in app.extensions["records"].replay()
+    assert app.extensions["records"].replay() is None  # nothing left: a second run writes nothing twice
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     assert rows(url, "SELECT count(*), count(DISTINCT request_id) FROM request_log") == [(2, 2)]
     assert rows(url, "SELECT count(*) FROM exchanges") == [(1,)]
     assert rows(url, "SELECT count(*) FROM exchange_bodies") == [(1,)]
     assert rows(url, "SELECT count(*) FROM metrics") == [(2,)]
     assert rows(url, "SELECT count(*) FROM attempts") == [(2,)]
-    assert client.get("/health").json["spool"] == {"depth": 0}
+    assert client.get("/health").json["spool"] == {"depth": 0, "stuck": 0}
 
 
 def test_a_record_spooled_twice_is_written_once(make_app, tmp_path):
@@ -56,10 +54,11 @@ def test_a_record_spooled_twice_is_written_once(make_app, tmp_path):
     assert len(spooled) == 1
     with open(spooled[0], "rb") as handle:
         line = handle.read()
-    with open(os.path.join(str(tmp_path / "spool"), "spool-1.jsonl"), "wb") as handle:
-        handle.write(line + b'{"torn": tru')  # the same record again, and a line a dying process cut short
-    with app.app_context():
-        assert replay_spool() == "replayed 1 spooled record(s) into the database (1 were already there)"
+    # A worker that died (no pid is this large) left the same record again, and a line it cut short.
+    with open(os.path.join(str(tmp_path / "spool"), f"spool-{2**22 + 1}.jsonl"), "wb") as handle:
+        handle.write(line + b'{"torn": tru')
+    assert app.extensions["records"].replay() == \
+        "replayed 1 spooled record(s) into the database (1 were already there)"
     assert rows(app.config["SQLALCHEMY_DATABASE_URI"], "SELECT count(*) FROM request_log") == [(1,)]
     assert app.extensions["spool"].files() == []
 
@@ -73,7 +72,7 @@ def test_health_stays_200_and_requests_are_answered_while_the_database_is_unreac
     assert response.status_code == 200
     body = response.json
     assert body["status"] == "degraded" and body["database"] == {"reachable": False}
-    assert body["spool"] == {"depth": 1}
+    assert body["spool"]["depth"] == 1
 
 
 def send(server, count, kind="generate"):
@@ -142,3 +141,14 @@ def test_a_deleted_database_file_loses_no_record_made_after_it(gunicorn):
     wait_for(lambda: recorded() == ids, message="every request after the deletion in the new database")
     wait_for(lambda: health(server)["spool"]["depth"] == 0, message="the spool to drain")
     assert "FAILED TO RECORD" not in server.output()
+
+
+def test_requests_that_share_a_client_request_id_are_each_recorded(make_app):
+    app = make_app()
+    client = app.test_client()
+    for _ in range(3):
+        answer = client.post("/gemini/generate", json=GENERATE, headers={"X-Request-ID": "client-retry-1234"})
+        assert answer.status_code == 200 and answer.headers["X-Request-ID"] == "client-retry-1234"
+    logged = [r for (r,) in rows(app.config["SQLALCHEMY_DATABASE_URI"], "SELECT request_id FROM request_log ORDER BY id")]
+    assert len(logged) == 3 and len(set(logged)) == 3
+    assert logged[0] == "client-retry-1234" and all(r.startswith("client-retry-1234~") for r in logged[1:])

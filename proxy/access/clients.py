@@ -41,10 +41,8 @@ class Caller:
     daily_token_quota: Optional[int]
 
 
-def _memory():
-    """The last answers the database gave, per app and worker: used only while it cannot answer,
-    so a database fault neither locks every client out nor opens a proxy that has issued keys."""
-    return current_app.extensions.setdefault("client_memory", {"known": {}, "issued": False})
+def _cache():
+    return current_app.extensions["key_cache"]
 
 
 def find_active(key):
@@ -52,34 +50,45 @@ def find_active(key):
     if not key:
         return None
     digest = hash_key(key)
+    cache = _cache()
+    fresh, known = cache.lookup(digest)
+    if fresh:
+        return known
     try:
         client = db.session.execute(select(ApiClient).where(ApiClient.key_hash == digest)).scalar_one_or_none()
     except SQLAlchemyError:
+        # A database fault neither locks every client out nor opens a proxy that has issued keys.
         db.session.rollback()
         log.warning("client lookup failed; using the last known answer", exc_info=True)
-        return _memory()["known"].get(digest)
+        return known
     # The lookup is by hash; the comparison is in constant time all the same.
     if client is None or not hmac.compare_digest(client.key_hash, digest) or not client.active:
-        _memory()["known"].pop(digest, None)
-        return None
-    caller = Caller(client.id, client.name, client.rate_limit, client.daily_token_quota)
-    _memory()["known"][digest] = caller
+        caller = None
+    else:
+        caller = Caller(client.id, client.name, client.rate_limit, client.daily_token_quota)
+    cache.store(digest, caller)
     return caller
 
 
 def any_issued():
     """Whether keys are in use: once any was issued, revoking them all does not open the proxy."""
-    memory = _memory()
-    if memory["issued"]:
-        return True
+    cache = _cache()
+    fresh, issued = cache.issued()
+    if fresh:
+        return issued
     try:
         issued = db.session.execute(select(ApiClient.id).limit(1)).first() is not None
     except SQLAlchemyError:
         db.session.rollback()
         log.warning("could not tell whether client keys exist; assuming not", exc_info=True)
         return False
-    memory["issued"] = memory["issued"] or issued
+    cache.store_issued(issued)
     return issued
+
+
+def _changed():
+    db.session.commit()
+    _cache().changed()
 
 
 def create(name, rate_limit=None, daily_token_quota=None, source="cli"):
@@ -88,7 +97,7 @@ def create(name, rate_limit=None, daily_token_quota=None, source="cli"):
     client = ApiClient(name=name, key_hash=hash_key(secret), key_prefix=secret[:10], source=source,
                        rate_limit=rate_limit or None, daily_token_quota=daily_token_quota)
     db.session.add(client)
-    db.session.commit()
+    _changed()
     return client, secret
 
 
@@ -109,7 +118,7 @@ def revoke(ref):
     client = resolve(ref)
     if client.revoked_at is None:
         client.revoked_at = utcnow()
-        db.session.commit()
+        _changed()
     return client
 
 
@@ -120,7 +129,7 @@ def rotate(ref):
         raise ClientNotFound(f"client {ref!r} is revoked")
     secret = new_secret()
     client.key_hash, client.key_prefix, client.rotated_at = hash_key(secret), secret[:10], utcnow()
-    db.session.commit()
+    _changed()
     return client, secret
 
 
@@ -144,7 +153,7 @@ def sync_env_keys(keys):
         for digest, client in existing.items():
             if digest not in wanted and client.revoked_at is None:
                 client.revoked_at = utcnow()
-        db.session.commit()
+        _changed()
     except IntegrityError:
         db.session.rollback()  # another worker synced the same keys first
     except SQLAlchemyError:

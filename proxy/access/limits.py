@@ -1,4 +1,5 @@
 """Per-client request rate limits (Flask-Limiter) and daily token quotas (from recorded usage)."""
+import time
 from datetime import datetime, timedelta, timezone
 
 from flask import current_app, g, request
@@ -10,6 +11,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from models import RequestLog, db
 
 from ..errors import TokenQuotaExceeded
+
+# How often a worker re-reads a client's recorded usage; other workers' answers count within this.
+_USAGE_REFRESH_SECONDS = 1.0
 
 
 def _rate_key():
@@ -41,6 +45,8 @@ def init_limits(app):
         in_memory_fallback_enabled=True,
         key_prefix="gemini-proxy",
     )
+    # Checked before Flask-Limiter resolves any limit: most requests have none, and resolving costs.
+    limiter.request_filter(_exempt)
     limiter.init_app(app)
     app.extensions["rate_limiter"] = limiter
     return limiter
@@ -52,13 +58,33 @@ def seconds_until_utc_midnight(now=None):
     return (tomorrow - now).total_seconds()
 
 
+def _utc_day_start():
+    return datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
+
+
 def tokens_used_today(client_id):
-    start = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
+    """The client's recorded tokens since UTC midnight: read from the database at most once every
+    _USAGE_REFRESH_SECONDS per worker, plus what this worker answered since (count_usage)."""
+    usage = current_app.extensions.setdefault("token_usage", {})
+    day, now = _utc_day_start(), time.monotonic()
+    known = usage.get(client_id)
+    if known is not None and known["day"] == day and now - known["read_at"] < _USAGE_REFRESH_SECONDS:
+        return known["tokens"]
     query = select(func.coalesce(func.sum(RequestLog.total_tokens), 0)).where(
-        RequestLog.client_id == client_id, RequestLog.created_at >= start,
+        RequestLog.client_id == client_id, RequestLog.created_at >= day,
         # Answers from the cache cost Gemini nothing, so they spend no quota.
         (RequestLog.cache_status.is_(None)) | (RequestLog.cache_status != "HIT"))
-    return db.session.execute(query).scalar_one()
+    tokens = db.session.execute(query).scalar_one()
+    usage[client_id] = {"day": day, "read_at": now, "tokens": tokens}
+    return tokens
+
+
+def count_usage(app, record):
+    """Add a finished request's tokens to its client's usage as this worker knows it: its record reaches
+    the database moments later, and the next request must not wait for that to be refused."""
+    known = app.extensions.get("token_usage", {}).get(record["client_id"])
+    if known is not None and record.get("cache_status") != "HIT" and record.get("total_tokens"):
+        known["tokens"] += record["total_tokens"]
 
 
 def check_token_quota():

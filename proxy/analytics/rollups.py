@@ -38,15 +38,16 @@ def forget(start_text=None, end_text=None):
     _drop((*_AGGREGATES, RolledHour), start_text, end_text)
 
 
+def forget_late(moments, session=None):
+    """Drop the rollup of every settled hour among `moments`, the times of records written late."""
+    limit = settled_before(_utcnow())
+    hours = {hour_text(floor_hour(moment)) for moment in moments if moment is not None and moment < limit}
+    if hours:
+        (session or db.session).execute(delete(RolledHour).where(RolledHour.hour.in_(sorted(hours))))
+
+
 def _forget_late_records(session, _context, _instances):
-    late = None
-    for instance in session.new:
-        if isinstance(instance, RequestLog) and instance.created_at is not None:
-            late = late or (set(), settled_before(_utcnow()))
-            if instance.created_at < late[1]:
-                late[0].add(hour_text(floor_hour(instance.created_at)))
-    if late and late[0]:
-        session.execute(delete(RolledHour).where(RolledHour.hour.in_(sorted(late[0]))))
+    forget_late([instance.created_at for instance in session.new if isinstance(instance, RequestLog)], session)
 
 
 def watch_late_records():

@@ -23,8 +23,10 @@ health_model = ns.model("Health", {
     "version": fields.String(description="Proxy version", example=__version__),
     "uptime_seconds": fields.Float(description="Seconds since this worker started", example=3600.0),
     "database": fields.Raw(description="Whether the database answers", example={"reachable": True}),
-    "spool": fields.Raw(description="Records waiting in the local spool for the database to take them",
-                        example={"depth": 0}),
+    "spool": fields.Raw(description="Records on their way to the database: depth, all of them (a few in "
+                                    "passing is normal); stuck, those waiting longer than twice "
+                                    "SPOOL_REPLAY_SECONDS because the database refuses them",
+                        example={"depth": 0, "stuck": 0}),
     "api_key_configured": fields.Boolean(description="Whether a Gemini API key is set (never the key)"),
     "api_keys": fields.Integer(description="How many keys the pool holds", example=2),
     "models": fields.List(fields.String, description="The model fallback chain, first is the default",
@@ -33,6 +35,11 @@ health_model = ns.model("Health", {
     "auth": fields.String(description="open (no client keys: anyone may call) or keys", example="keys"),
     "message": fields.String(description="What needs the operator's attention, when anything does"),
 })
+
+
+def _spool():
+    spool = current_app.extensions["spool"]
+    return {"depth": spool.depth(), "stuck": spool.stale(2 * current_app.config["SPOOL_REPLAY_SECONDS"])}
 
 
 @ns.route("")
@@ -52,7 +59,7 @@ class Health(Resource):
             "version": __version__,
             "uptime_seconds": round(time.monotonic() - current_app.extensions["started_at"], 3),
             "database": {"reachable": reachable},
-            "spool": {"depth": current_app.extensions["spool"].depth()},
+            "spool": _spool(),
             "api_key_configured": bool(len(service.pool)),
             "api_keys": len(service.pool),
             "models": service.models,
@@ -64,7 +71,7 @@ class Health(Resource):
         }
         if not len(service.pool):
             body["message"] = "No Gemini API key is configured: set GEMINI_API_KEY."
-        if not reachable or body["spool"]["depth"]:
+        if not reachable or body["spool"]["stuck"] or current_app.extensions["records"].failing:
             problem = "The database is not answering" if not reachable else "The database refused records"
             spooled = f"{problem}; {body['spool']['depth']} record(s) wait in the spool and will be written " \
                       "when it takes them."

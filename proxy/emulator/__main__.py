@@ -5,6 +5,7 @@ monkey.patch_all()
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
+import socket  # noqa: E402
 
 from gevent.pywsgi import WSGIServer  # noqa: E402
 
@@ -25,6 +26,10 @@ def main(argv=None):
     logging.info("Gemini emulator listening on http://%s:%d", args.host, args.port)
     server = WSGIServer((args.host, args.port), app, log="default" if args.access_log else None,
                         error_log=logging.getLogger("emulator"))
+    server.init_socket()
+    # Google's servers do not hold back a response's body behind its headers; without TCP_NODELAY
+    # (inherited by accepted sockets) Nagle's algorithm and delayed ACKs would add 40 ms to every reply.
+    server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     server.serve_forever()
 
 

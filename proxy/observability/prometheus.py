@@ -22,26 +22,27 @@ CACHE = Counter("gemini_proxy_cache_lookups_total", "Response cache lookups", ["
 IN_FLIGHT = Gauge("gemini_proxy_in_flight_requests", "Requests being served now", multiprocess_mode="livesum")
 
 
-def observe(entry):
-    """Count one finished request from its request-log row (both APIs build one)."""
-    route, model = entry.route or "-", entry.model_used or "-"
-    REQUESTS.labels(route, model, str(entry.status_code)).inc()
-    LATENCY.labels(route).observe((entry.latency_ms or 0) / 1000)
-    if entry.cache_status:
-        CACHE.labels(entry.cache_status.lower()).inc()
-    attempts = list(entry.attempts or [])
+def observe(record):
+    """Count one finished request from its record (both APIs build one)."""
+    route, model = record["route"] or "-", record["model_used"] or "-"
+    REQUESTS.labels(route, model, str(record["status_code"])).inc()
+    LATENCY.labels(route).observe((record["latency_ms"] or 0) / 1000)
+    cache_status = record["cache_status"]
+    if cache_status:
+        CACHE.labels(cache_status.lower()).inc()
+    attempts = record["attempts"]
     if not attempts:
         return
-    UPSTREAM_LATENCY.labels(model).observe(sum(a.latency_ms for a in attempts) / 1000)
+    UPSTREAM_LATENCY.labels(model).observe(sum(a["latency_ms"] for a in attempts) / 1000)
     for attempt in attempts:
-        ATTEMPTS.labels(attempt.model, attempt.outcome).inc()
+        ATTEMPTS.labels(attempt["model"], attempt["outcome"]).inc()
     if len(attempts) > 1:
         RETRIES.labels(route).inc(len(attempts) - 1)
-    if entry.model_used and attempts[0].model != entry.model_used:
-        FALLBACKS.labels(attempts[0].model, entry.model_used).inc()
-    if entry.cache_status != "HIT":
-        TOKENS.labels(model, "prompt").inc(entry.prompt_tokens or 0)
-        TOKENS.labels(model, "completion").inc(entry.completion_tokens or 0)
+    if record["model_used"] and attempts[0]["model"] != record["model_used"]:
+        FALLBACKS.labels(attempts[0]["model"], record["model_used"]).inc()
+    if cache_status != "HIT":
+        TOKENS.labels(model, "prompt").inc(record.get("prompt_tokens") or 0)
+        TOKENS.labels(model, "completion").inc(record.get("completion_tokens") or 0)
 
 
 def exposition():

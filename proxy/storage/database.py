@@ -15,9 +15,10 @@ def default_sqlite_url(instance_path):
     return "sqlite:///" + os.path.join(instance_path, "proxy.db")
 
 
-def default_spool_dir(app):
+def local_path(app, name):
+    """Where a worker keeps local state: "<file>.<name>" beside a SQLite file, else in the instance folder."""
     path = _file_of(app.config["SQLALCHEMY_DATABASE_URI"])
-    return path + ".spool" if path else os.path.join(app.instance_path, "spool")
+    return f"{path}.{name}" if path else os.path.join(app.instance_path, name)
 
 
 def engine_options(url, busy_timeout):

@@ -1,11 +1,11 @@
-"""Writes one request-log row per generation request, its attempts, and the spec's metric row."""
+"""Records one request-log row per generation request, its attempts, and the spec's metric row."""
+from functools import partial
+
 from flask import current_app, g, request
 
-from models import Attempt, Metric, RequestLog
-
+from ..access.limits import count_usage
 from ..observability.prometheus import observe
 from ..passthrough.forwarder import native_route
-from .writer import persist
 
 
 def should_record():
@@ -21,70 +21,63 @@ def _route():
 
 
 def attempt_rows(attempts):
-    """Database rows for the service's attempt records, on either API."""
-    return [Attempt(number=a.number, started_at=a.started_at, model=a.model, key_id=a.key_id, outcome=a.outcome,
-                    status_code=a.status_code, error_code=a.error_code, error_message=a.error_message,
-                    latency_ms=a.latency_ms) for a in attempts]
+    """The attempts table's columns for the service's attempt records, on either API."""
+    return [{"number": a.number, "started_at": a.started_at, "model": a.model, "key_id": a.key_id,
+             "outcome": a.outcome, "status_code": a.status_code, "error_code": a.error_code,
+             "error_message": a.error_message, "latency_ms": a.latency_ms} for a in attempts]
 
 
 def build_entry(response):
-    """The request log row for this request, from what the resource and error handler left in `g`."""
+    """The record of this request (see storage.batch), from what the resource and error handler left in `g`."""
     generation = g.get("generation")
     request_ = g.get("generation_request")
     error = g.get("error")
     attempts = generation.attempts if generation else (error.attempts if error else [])
-    entry = RequestLog(
-        request_id=g.request_id,
-        route=_route(),
-        client_id=g.client.id if g.get("client") else None,
-        method=request.method,
-        model_requested=g.get("model_requested"),
-        model_used=generation.model if generation else (attempts[-1].model if attempts else None),
-        status_code=response.status_code,
-        error_code=error.code if error else None,
-        error_message=error.message[:2000] if error else None,
-        latency_ms=g.elapsed_ms(),
-        upstream_latency_ms=sum(a.latency_ms for a in attempts) if attempts else None,
-        attempt_count=len(attempts),
-        cache_status=g.get("cache_status"),
-        temperature=request_.temperature if request_ else None,
-        max_output_tokens=request_.max_output_tokens if request_ else None,
-    )
-    entry.attempts = attempt_rows(attempts)
+    entry = {
+        "request_id": g.request_id,
+        "created_at": g.started_at,
+        "route": _route(),
+        "client_id": g.client.id if g.get("client") else None,
+        "method": request.method,
+        "model_requested": g.get("model_requested"),
+        "model_used": generation.model if generation else (attempts[-1].model if attempts else None),
+        "status_code": response.status_code,
+        "error_code": error.code if error else None,
+        "error_message": error.message[:2000] if error else None,
+        "latency_ms": g.elapsed_ms(),
+        "upstream_latency_ms": sum(a.latency_ms for a in attempts) if attempts else None,
+        "attempt_count": len(attempts),
+        "cache_status": g.get("cache_status"),
+        "temperature": request_.temperature if request_ else None,
+        "max_output_tokens": request_.max_output_tokens if request_ else None,
+        "attempts": attempt_rows(attempts),
+        "metric": None,
+        "exchange": None,
+    }
     if generation:
         completion = generation.completion
-        entry.prompt_tokens = completion.prompt_tokens
-        entry.completion_tokens = completion.completion_tokens
-        entry.total_tokens = completion.total_tokens
-        entry.token_source = completion.token_source
-        entry.finish_reason = completion.finish_reason
+        entry.update(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
+                     total_tokens=completion.total_tokens, token_source=completion.token_source,
+                     finish_reason=completion.finish_reason)
         if response.status_code == 200 and g.get("cache_status") != "HIT":  # metrics count Gemini's work
-            entry.metric = Metric(
-                timestamp=entry.created_at,
-                prompt_tokens=completion.prompt_tokens or 0,
-                completion_tokens=completion.completion_tokens or 0,
-                total_tokens=completion.total_tokens or 0,
-                temperature=entry.temperature,
-                max_output_tokens=entry.max_output_tokens,
-            )
+            entry["metric"] = {
+                "timestamp": g.started_at,
+                "prompt_tokens": completion.prompt_tokens or 0,
+                "completion_tokens": completion.completion_tokens or 0,
+                "total_tokens": completion.total_tokens or 0,
+                "temperature": entry["temperature"],
+                "max_output_tokens": entry["max_output_tokens"],
+            }
     return entry
 
 
 def record(response):
-    """after_request hook: builds the record now and writes it once the client has the response, so
-    the database write is off the request's critical path. Never changes the client's answer."""
+    """after_request hook: builds the record now and hands it to the writer once the client has the
+    response, so no database write is on the request's path. Never changes the client's answer."""
     if not should_record():
         return response
-    app = current_app._get_current_object()
     entry = build_entry(response)
-    entry.created_at = g.started_at
-    if entry.metric is not None:
-        entry.metric.timestamp = g.started_at
     observe(entry)
-
-    def write():
-        with app.app_context():
-            persist(entry)
-
-    response.call_on_close(write)
+    count_usage(current_app._get_current_object(), entry)
+    response.call_on_close(partial(current_app.extensions["records"].submit, entry))
     return response

@@ -1,9 +1,12 @@
-"""Records the database would not take, kept in local append-only files until it takes them again.
+"""Every record passes through local append-only files on its way to the database, and stays there
+until the database has taken it.
 
-Each process appends to its own file under an exclusive lock. A replayer claims a file by renaming
-it, so appends that come later start a new file, and takes the lock before reading, so an append
-already under way finishes first. Replaying skips request ids the database already holds: a record
-is written once, however often a replay is interrupted and started again."""
+Each process appends to its own file under an exclusive lock. A writer claims a file by renaming it,
+so appends that come later start a new file, and takes the lock before reading, so an append already
+under way finishes first. Writing skips request ids the database already holds: a record is written
+once, however often a write is interrupted and started again. Appends are not fsynced: the page cache
+outlives a worker that is killed, and an fsync per request would cost more than the database write
+this file saves the request from."""
 import base64
 import fcntl
 import glob
@@ -21,27 +24,24 @@ def _encode(value):
         return {"$dt": value.isoformat()}
     if isinstance(value, bytes):
         return {"$b64": base64.b64encode(value).decode("ascii")}
-    return value
+    raise TypeError(f"a record cannot hold {type(value).__name__}")
 
 
-def _decode(value):
-    if isinstance(value, dict):
-        if "$dt" in value:
-            return datetime.fromisoformat(value["$dt"])
-        if "$b64" in value:
-            return base64.b64decode(value["$b64"])
-    return value
+def _decode(mapping):
+    if len(mapping) == 1:
+        if "$dt" in mapping:
+            return datetime.fromisoformat(mapping["$dt"])
+        if "$b64" in mapping:
+            return base64.b64decode(mapping["$b64"])
+    return mapping
 
 
-def columns_of(instance):
-    """An ORM row's own columns, without keys the database assigns."""
-    table = type(instance).__table__
-    return {column.key: _encode(getattr(instance, column.key)) for column in table.columns
-            if not column.primary_key and not column.foreign_keys}
+def encode(record):
+    return (json.dumps(record, separators=(",", ":"), default=_encode) + "\n").encode("utf-8")
 
 
-def restore(entity, values):
-    return entity(**{key: _decode(value) for key, value in values.items()})
+def decode(line):
+    return json.loads(line, object_hook=_decode)
 
 
 def _alive(pid):
@@ -54,6 +54,12 @@ def _alive(pid):
     return True
 
 
+def _owner(path):
+    """The pid in spool-<pid>.jsonl or claimed-<ns>.<pid>.replaying."""
+    name = os.path.basename(path)
+    return int(name.rsplit(".", 2)[-2] if name.endswith(".replaying") else name[len("spool-"):-len(".jsonl")])
+
+
 class Spool:
     def __init__(self, directory):
         self.directory = directory
@@ -63,8 +69,8 @@ class Spool:
         return os.path.join(self.directory, f"spool-{os.getpid()}.jsonl")
 
     def append(self, record):
-        """Append one record durably; raises OSError only when the local disk refuses it too."""
-        line = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
+        """Append one record; raises OSError only when the local disk refuses it."""
+        line = encode(record)
         path = self._own_path()
         while True:
             descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -74,9 +80,8 @@ class Spool:
                     same = os.fstat(descriptor).st_ino == os.stat(path).st_ino
                 except FileNotFoundError:
                     same = False
-                if same:  # not claimed by a replayer between our open and our lock
+                if same:  # not claimed by a writer between our open and our lock
                     os.write(descriptor, line)
-                    os.fsync(descriptor)
                     return
             finally:
                 os.close(descriptor)
@@ -85,22 +90,35 @@ class Spool:
         return sorted(glob.glob(os.path.join(self.directory, "spool-*.jsonl")) +
                       glob.glob(os.path.join(self.directory, "*.replaying")))
 
-    def depth(self):
-        """How many records wait to be replayed."""
-        count = 0
+    def _entries(self):
+        """(path, records waiting, seconds since the last append) for every file."""
+        now = time.time()
         for path in self.files():
             try:
                 with open(path, "rb") as handle:
-                    count += sum(1 for line in handle if line.strip())
+                    count = sum(1 for line in handle if line.strip())
+                    age = now - os.fstat(handle.fileno()).st_mtime
             except FileNotFoundError:
                 continue
-        return count
+            yield path, count, age
+
+    def depth(self):
+        """How many records wait to be written."""
+        return sum(count for _, count, _ in self._entries())
+
+    def stale(self, seconds):
+        """How many records wait in files no one has appended to for `seconds`: a healthy worker writes
+        its records within moments, so these are records the database would not take (or a dead
+        worker's, until another replays them)."""
+        return sum(count for _, count, age in self._entries() if count and age >= seconds)
+
+    def _claimable(self, path, own_only):
+        owner = _owner(path)
+        if owner == os.getpid():
+            return True
+        return not own_only and not _alive(owner)  # a live worker writes its own files
 
     def _claim(self, path):
-        if path.endswith(".replaying"):
-            owner = int(path.rsplit(".", 2)[-2])
-            if owner != os.getpid() and _alive(owner):
-                return None  # another process is replaying it now
         claimed = os.path.join(self.directory, f"claimed-{time.time_ns()}.{os.getpid()}.replaying")
         try:
             os.rename(path, claimed)
@@ -108,30 +126,32 @@ class Spool:
             return None
         return claimed
 
-    def replay(self, save):
-        """Hand every spooled record to `save(record)`, which returns True when it wrote the record
-        and False when the database already had it. Stops at the first record `save` cannot write
-        (it raises), keeping that file for the next run. Returns (written, already_there)."""
+    def replay(self, write, own_only=False):
+        """Hand the records of each file this process may take to `write(records, tried)`, which returns
+        (written, already there); `tried` is False for a file no writer has claimed before, whose
+        records cannot be in the database yet. Stops at the first file `write` cannot take (it raises), keeping
+        that file for the next run. Returns (written, already there) over all files."""
         written = duplicates = 0
         for path in self.files():
+            if not self._claimable(path, own_only):
+                continue
             claimed = self._claim(path)
             if claimed is None:
                 continue
             with open(claimed, "rb") as handle:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # an append under way finishes first
                 lines = handle.read().splitlines()
+            records = []
             for line in lines:
                 if not line.strip():
                     continue
                 try:
-                    record = json.loads(line)
+                    records.append(decode(line))
                 except ValueError:
                     log.error("spool file %s has an unreadable line (a process died writing it); skipped",
                               os.path.basename(claimed))
-                    continue
-                if save(record):
-                    written += 1
-                else:
-                    duplicates += 1
+            if records:
+                done, already = write(records, tried=path.endswith(".replaying"))
+                written, duplicates = written + done, duplicates + already
             os.remove(claimed)
         return written, duplicates

@@ -1,88 +1,99 @@
-"""Writes a request's record to the database, or to the spool when the database will not take it."""
+"""Write-behind for request records: a request appends its record to the spool and goes on; a background
+loop in each worker writes what gathered in one transaction, and retries what the database refused."""
+import atexit
 import logging
+import threading
 
-from flask import current_app
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
-from models import Attempt, Exchange, ExchangeBody, Metric, RequestLog, db
+from models import db
 
+from .batch import insert_records
 from .database import create_tables
-from .spool import columns_of, restore
 
 log = logging.getLogger(__name__)
 
 
-def to_record(entry):
-    """A request-log row and everything hanging from it, as JSON-able data."""
-    record = columns_of(entry)
-    record["attempts"] = [columns_of(attempt) for attempt in entry.attempts]
-    record["metric"] = columns_of(entry.metric) if entry.metric is not None else None
-    exchange = entry.exchange
-    record["exchange"] = columns_of(exchange) if exchange is not None else None
-    if exchange is not None and exchange.body is not None:
-        record["exchange"]["body"] = columns_of(exchange.body)
-    return record
+class RecordWriter:
+    def __init__(self, app, spool, gather_seconds, retry_seconds):
+        self.app = app
+        self.spool = spool
+        self.gather_seconds = gather_seconds  # how long records gather before one transaction writes them
+        self.retry_seconds = retry_seconds  # how often refused records, and dead workers' ones, are retried
+        self.failing = False  # the database refused this worker's last write
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = None
 
+    def submit(self, record):
+        """Keep the record; never raises. Without the background loop (tests, CLI), write it now."""
+        try:
+            self.spool.append(record)
+        except Exception:
+            log.exception("FAILED TO RECORD request %s: the spool refused it", record.get("request_id"))
+            return
+        if self.failing:
+            return  # the retry loop writes it, with the records already waiting
+        if self._thread is not None:
+            self._wake.set()
+        else:
+            self.flush()
 
-def from_record(record):
-    record = dict(record)
-    attempts, metric, exchange = record.pop("attempts"), record.pop("metric"), record.pop("exchange")
-    entry = restore(RequestLog, record)
-    entry.attempts = [restore(Attempt, values) for values in attempts]
-    if metric is not None:
-        entry.metric = restore(Metric, metric)
-    if exchange is not None:
-        body = exchange.pop("body", None)
-        entry.exchange = restore(Exchange, exchange)
-        if body is not None:
-            entry.exchange.body = restore(ExchangeBody, body)
-    return entry
+    def flush(self):
+        """Write this worker's own waiting records."""
+        return self._write(own_only=True)
 
-
-def persist(entry):
-    """Write the record; when the database refuses it, spool it. Never raises."""
-    try:
-        db.session.add(entry)
-        db.session.commit()
-        return
-    except SQLAlchemyError as exc:
-        db.session.rollback()
-        reason = str(exc.orig if getattr(exc, "orig", None) is not None else exc).splitlines()[0]
-    try:
-        current_app.extensions["spool"].append(to_record(entry))
-        log.warning("the database refused the record of request %s (%s); it is spooled", entry.request_id, reason)
-    except Exception:
-        log.exception("FAILED TO RECORD request %s: the database refused it (%s) and so did the spool",
-                      entry.request_id, reason)
-
-
-def save(record):
-    """Write one spooled record unless the database already has its request id."""
-    exists = db.session.execute(select(RequestLog.id).where(RequestLog.request_id == record["request_id"])).first()
-    if exists:
-        return False
-    db.session.add(from_record(record))
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        return False
-    return True
-
-
-def replay_spool(_stop=None):
-    """Move spooled records into the database, if it takes them now; returns what happened, for the log."""
-    spool = current_app.extensions["spool"]
-    if not spool.files():
+    def replay(self, _stop=None):
+        """Write every record this worker may take, dead workers' included; a message for the log."""
+        written, duplicates = self._write(own_only=False)
+        if written or duplicates:
+            return f"replayed {written} spooled record(s) into the database ({duplicates} were already there)"
         return None
-    try:
-        create_tables()  # a database file that was deleted comes back empty
-        written, duplicates = spool.replay(save)
-    except SQLAlchemyError as exc:
-        db.session.rollback()
-        log.info("the spool waits: the database still refuses records (%s)", str(exc).splitlines()[0])
-        return None
-    if written or duplicates:
-        return f"replayed {written} spooled record(s) into the database ({duplicates} were already there)"
-    return None
+
+    def _write(self, own_only):
+        with self.app.app_context():
+            try:
+                if self.failing:
+                    create_tables()  # a database file that was deleted comes back empty
+                written, duplicates = self.spool.replay(insert_records, own_only=own_only)
+            except SQLAlchemyError as exc:
+                db.session.rollback()
+                if not self.failing:
+                    log.warning("the database refused records (%s); they wait in the spool",
+                                str(getattr(exc, "orig", None) or exc).splitlines()[0])
+                self.failing = True
+                return 0, 0
+        if self.failing:
+            log.info("the database takes records again")
+        self.failing = False
+        return written, duplicates
+
+    def start(self):
+        """Run the write-behind loop in the background, and write what is left when the process exits."""
+        self._thread = threading.Thread(target=self._loop, name="record-writer", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    def _loop(self):
+        while not self._stop.is_set():
+            woken = self._wake.wait(self.retry_seconds)
+            if self._stop.is_set():
+                break
+            try:
+                if woken and not self.failing:
+                    self._stop.wait(self.gather_seconds)  # let a batch gather
+                    self._wake.clear()
+                    self.flush()
+                else:
+                    self._wake.clear()
+                    message = self.replay()
+                    if message:
+                        log.info("spool: %s", message)
+            except Exception:
+                log.exception("the record writer failed; it will try again")
+
+    def close(self):
+        """Stop the loop and write this worker's waiting records (at exit: after the last response)."""
+        self._stop.set()
+        self._wake.set()
+        self.flush()

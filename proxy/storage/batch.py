@@ -1,0 +1,110 @@
+"""Writes a batch of records in one transaction: a few multi-row INSERTs, not an ORM flush per record.
+
+A record is a request-log row's columns plus its "attempts", "metric" and "exchange" (with its "body"),
+as the recorders build them; the database assigns the ids that link them."""
+import uuid
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+
+from models import Attempt, Exchange, ExchangeBody, Metric, RequestLog, db
+
+from ..analytics.rollups import forget_late
+
+_CHUNK = 500  # request ids per IN (...) look-up, well under SQLite's limit on bound variables
+_NOT_SEEN = object()
+
+
+class _Table:
+    """A table's insertable columns, with the defaults its model would have filled in."""
+
+    def __init__(self, model):
+        self.table = model.__table__
+        self.defaults = {}
+        for column in self.table.columns:
+            if column.primary_key:
+                continue
+            default = column.default
+            self.defaults[column.key] = (default.arg if default.is_scalar else (lambda d=default: d.arg(None))) \
+                if default is not None else None
+
+    def row(self, values, **links):
+        row = {}
+        for key, default in self.defaults.items():
+            value = links[key] if key in links else values.get(key)
+            row[key] = value if value is not None or default is None else (default() if callable(default)
+                                                                           else default)
+        return row
+
+    def insert(self, rows, ids=False):
+        """Insert `rows`; with ids=True return their new ids, in order."""
+        if not rows:
+            return []
+        if not ids:
+            db.session.execute(insert(self.table), rows)
+            return []
+        if db.session.get_bind().dialect.insert_executemany_returning_sort_by_parameter_order:
+            statement = insert(self.table).returning(self.table.c.id, sort_by_parameter_order=True)
+            return list(db.session.execute(statement, rows).scalars())
+        return [db.session.execute(insert(self.table), row).inserted_primary_key[0] for row in rows]
+
+
+_METRICS, _LOGS, _ATTEMPTS, _EXCHANGES, _BODIES = map(_Table, (Metric, RequestLog, Attempt, Exchange, ExchangeBody))
+
+
+def _known(request_ids):
+    """{request id: created_at} of those the database holds already."""
+    known = {}
+    for start in range(0, len(request_ids), _CHUNK):
+        chunk = request_ids[start:start + _CHUNK]
+        known.update(db.session.execute(select(RequestLog.request_id, RequestLog.created_at)
+                                        .where(RequestLog.request_id.in_(chunk))).all())
+    return known
+
+
+def insert_records(records, tried=True):
+    """Write the records the database does not hold yet, all or none; returns (written, already there).
+
+    A record is already there when its request id is, with the same start time: a write that was
+    interrupted after its commit is retried. A client may send the same X-Request-ID with several
+    requests; each is a record of its own, kept under the id with a suffix. Records never `tried`
+    skip the look-up unless the database turns one of their ids down."""
+    if not tried:
+        try:
+            _write(records)
+            db.session.commit()
+            return len(records), 0
+        except IntegrityError:
+            db.session.rollback()
+    seen = _known(list({record["request_id"] for record in records}))
+    fresh = []
+    for record in records:
+        started = seen.get(record["request_id"], _NOT_SEEN)
+        if started == record["created_at"]:
+            continue
+        if started is not _NOT_SEEN:
+            record["request_id"] = f"{record['request_id'][:40]}~{uuid.uuid4().hex[:16]}"
+        seen[record["request_id"]] = record["created_at"]
+        fresh.append(record)
+    try:
+        _write(fresh)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return len(fresh), len(records) - len(fresh)
+
+
+def _write(records):
+    if not records:
+        return
+    measured = [record for record in records if record.get("metric")]
+    metric_ids = dict(zip(map(id, measured), _METRICS.insert([_METRICS.row(r["metric"]) for r in measured], ids=True)))
+    log_ids = _LOGS.insert([_LOGS.row(r, metric_id=metric_ids.get(id(r))) for r in records], ids=True)
+    _ATTEMPTS.insert([_ATTEMPTS.row(attempt, request_log_id=log_id)
+                      for record, log_id in zip(records, log_ids) for attempt in record.get("attempts") or ()])
+    exchanges = [(record["exchange"], log_id) for record, log_id in zip(records, log_ids) if record.get("exchange")]
+    exchange_ids = _EXCHANGES.insert([_EXCHANGES.row(x, request_log_id=log_id) for x, log_id in exchanges], ids=True)
+    _BODIES.insert([_BODIES.row(x["body"], exchange_id=exchange_id)
+                    for (x, _), exchange_id in zip(exchanges, exchange_ids) if x.get("body")])
+    forget_late([record["created_at"] for record in records])
