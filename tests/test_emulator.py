@@ -129,3 +129,15 @@ def test_integer_enums_are_accepted_in_requests(emulator):
                              params={"key": KEYS[0], "$alt": "json;enum-encoding=int"}, timeout=5)
     assert response.status_code == 200
     assert response.json()["candidates"][0]["finishReason"] == 1
+
+
+def test_latency_jitter_spreads_answers_around_the_latency():
+    from proxy.emulator.state import EmulatorState
+
+    state = EmulatorState()
+    state.configure({"latency_ms": 50, "latency_jitter_ms": 25})
+    drawn = [state.latency_for(MODEL) for _ in range(200)]
+    assert all(0.025 <= seconds <= 0.075 for seconds in drawn)
+    assert len(set(drawn)) > 100  # spread, not one value
+    state.configure({"latency_jitter_ms": 0})
+    assert state.latency_for(MODEL) == 0.05

@@ -87,7 +87,8 @@ def create_emulator(valid_keys=None, latency_ms=0.0):
     def control_config():
         if request.method == "POST":
             state.configure(request.get_json(force=True))
-        return jsonify({"latency_ms": state.latency_ms, "stream_chunk_delay_ms": state.stream_chunk_delay_ms,
+        return jsonify({"latency_ms": state.latency_ms, "latency_jitter_ms": state.latency_jitter_ms,
+                        "stream_chunk_delay_ms": state.stream_chunk_delay_ms,
                         "omit_usage": state.omit_usage})
 
     @app.post("/_emulator/faults")

@@ -1,5 +1,6 @@
 """The emulator's mutable behaviour (latency, faults) and what it has seen (stats, requests)."""
 import collections
+import random
 import threading
 
 
@@ -14,6 +15,7 @@ class EmulatorState:
         with self.lock:
             self.latency_ms = self.default_latency_ms
             self.model_latency_ms = {}
+            self.latency_jitter_ms = 0.0  # each answer's latency is drawn from latency ± jitter
             self.stream_chunk_delay_ms = 0.0
             self.stream_chunk_words = 4
             self.omit_usage = False
@@ -25,8 +27,8 @@ class EmulatorState:
 
     def configure(self, settings):
         with self.lock:
-            for name in ("latency_ms", "stream_chunk_delay_ms", "stream_chunk_words", "omit_usage",
-                         "model_latency_ms"):
+            for name in ("latency_ms", "latency_jitter_ms", "stream_chunk_delay_ms", "stream_chunk_words",
+                         "omit_usage", "model_latency_ms"):
                 if name in settings:
                     setattr(self, name, settings[name])
 
@@ -51,7 +53,10 @@ class EmulatorState:
         return None
 
     def latency_for(self, model):
-        return self.model_latency_ms.get(model, self.latency_ms) / 1000.0
+        latency = self.model_latency_ms.get(model, self.latency_ms)
+        if self.latency_jitter_ms:
+            latency = max(0.0, latency + random.uniform(-self.latency_jitter_ms, self.latency_jitter_ms))
+        return latency / 1000.0
 
     def enter(self, record):
         with self.lock:

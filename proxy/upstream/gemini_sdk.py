@@ -13,6 +13,7 @@ from google.api_core import exceptions as api_exceptions
 from google.api_core.gapic_v1.client_info import ClientInfo
 from google.protobuf import json_format
 from requests.adapters import HTTPAdapter
+from requests.utils import get_environ_proxies
 
 from .failures import REJECTED, TIMEOUT, TRANSIENT, UpstreamFailure, from_google_error
 from .messages import Completion
@@ -65,6 +66,10 @@ class GeminiSdk:
             adapter = HTTPAdapter(pool_connections=4, pool_maxsize=_POOL_SIZE)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
+            # requests reads the environment and ~/.netrc again on every call when trust_env is on
+            # (0.2 ms a call); the client only ever calls the base URL, so read its proxy once.
+            session.trust_env = False
+            session.proxies = get_environ_proxies(self.base_url)
         return client
 
     def generate(self, key, model, request, timeout):
