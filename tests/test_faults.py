@@ -18,10 +18,6 @@ def native_path(model=MODELS[0]):
     return f"/v1beta/models/{model}:generateContent"
 
 
-def spool_depth(app):
-    return app.extensions["spool"].depth()
-
-
 def test_a_refused_record_is_spooled_then_written_once(make_app, tmp_path):
     app = make_app(SPOOL_DIR=str(tmp_path / "spool"))
     client = app.test_client()

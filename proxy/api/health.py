@@ -38,8 +38,8 @@ health_model = ns.model("Health", {
 
 
 def _spool():
-    spool = current_app.extensions["spool"]
-    return {"depth": spool.depth(), "stuck": spool.stale(2 * current_app.config["SPOOL_REPLAY_SECONDS"])}
+    depth, stuck = current_app.extensions["spool"].waiting(2 * current_app.config["SPOOL_REPLAY_SECONDS"])
+    return {"depth": depth, "stuck": stuck}
 
 
 @ns.route("")

@@ -90,8 +90,11 @@ class Spool:
         return sorted(glob.glob(os.path.join(self.directory, "spool-*.jsonl")) +
                       glob.glob(os.path.join(self.directory, "*.replaying")))
 
-    def _entries(self):
-        """(path, records waiting, seconds since the last append) for every file."""
+    def waiting(self, stale_seconds):
+        """(records waiting to be written, those of them in files no one has appended to for
+        `stale_seconds`). A healthy worker writes its records within moments, so the second count
+        is of records the database would not take (or a dead worker's, until another replays them)."""
+        depth = stuck = 0
         now = time.time()
         for path in self.files():
             try:
@@ -100,17 +103,9 @@ class Spool:
                     age = now - os.fstat(handle.fileno()).st_mtime
             except FileNotFoundError:
                 continue
-            yield path, count, age
-
-    def depth(self):
-        """How many records wait to be written."""
-        return sum(count for _, count, _ in self._entries())
-
-    def stale(self, seconds):
-        """How many records wait in files no one has appended to for `seconds`: a healthy worker writes
-        its records within moments, so these are records the database would not take (or a dead
-        worker's, until another replays them)."""
-        return sum(count for _, count, age in self._entries() if count and age >= seconds)
+            depth += count
+            stuck += count if age >= stale_seconds else 0
+        return depth, stuck
 
     def _claimable(self, path, own_only):
         owner = _owner(path)
