@@ -139,5 +139,9 @@ def test_latency_jitter_spreads_answers_around_the_latency():
     drawn = [state.latency_for(MODEL) for _ in range(200)]
     assert all(0.025 <= seconds <= 0.075 for seconds in drawn)
     assert len(set(drawn)) > 100  # spread, not one value
+    state.configure({"latency_seed": 7})
+    first = [state.latency_for(MODEL) for _ in range(10)]
+    state.configure({"latency_seed": 7})
+    assert [state.latency_for(MODEL) for _ in range(10)] == first  # a seed replays its sequence
     state.configure({"latency_jitter_ms": 0})
     assert state.latency_for(MODEL) == 0.05

@@ -8,6 +8,7 @@ class EmulatorState:
     def __init__(self, valid_keys=None, latency_ms=0.0):
         self.lock = threading.Lock()
         self.valid_keys = set(valid_keys or ())  # empty: any non-empty key is valid
+        self.random = random.Random()
         self.default_latency_ms = latency_ms
         self.reset()
 
@@ -31,6 +32,8 @@ class EmulatorState:
                          "omit_usage", "model_latency_ms"):
                 if name in settings:
                     setattr(self, name, settings[name])
+            if "latency_seed" in settings:  # the same seed replays the same sequence of latencies
+                self.random.seed(settings["latency_seed"])
 
     def add_fault(self, fault):
         """A fault: status (or mode), optional model/key/action to match, times (None: forever)."""
@@ -55,7 +58,7 @@ class EmulatorState:
     def latency_for(self, model):
         latency = self.model_latency_ms.get(model, self.latency_ms)
         if self.latency_jitter_ms:
-            latency = max(0.0, latency + random.uniform(-self.latency_jitter_ms, self.latency_jitter_ms))
+            latency = max(0.0, latency + self.random.uniform(-self.latency_jitter_ms, self.latency_jitter_ms))
         return latency / 1000.0
 
     def enter(self, record):
