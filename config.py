@@ -33,6 +33,16 @@ def _networks(env, name, default):
     return entries
 
 
+def _database_url(env, name):
+    url = _text(env, name, None)
+    scheme, separator, rest = (url or "").partition("://")
+    # The bundled PostgreSQL driver is psycopg 3, which yields to gevent; SQLAlchemy reads a bare
+    # postgresql:// as psycopg2, which would block a worker's every request while it waits.
+    if separator and scheme in ("postgres", "postgresql"):
+        return "postgresql+psycopg://" + rest
+    return url
+
+
 def _number(env, name, default, kind=float, minimum=None, maximum=None):
     raw = env.get(name, "").strip()
     if not raw:
@@ -136,7 +146,7 @@ def load_settings(env=None):
         "GEMINI_MODELS": _list(env, "GEMINI_MODELS", "gemini-2.5-flash,gemini-2.5-flash-lite"),
         "GEMINI_BASE_URL": _url(env, "GEMINI_BASE_URL", "https://generativelanguage.googleapis.com"),
         # Storage; None means a SQLite file in the instance folder, resolved by the factory.
-        "SQLALCHEMY_DATABASE_URI": _text(env, "DATABASE_URL", None),
+        "SQLALCHEMY_DATABASE_URI": _database_url(env, "DATABASE_URL"),
         "SQLITE_BUSY_TIMEOUT_SECONDS": _number(env, "SQLITE_BUSY_TIMEOUT_SECONDS", 15.0, minimum=0.1),
         # None: a folder beside the SQLite file (or in the instance folder for a networked database).
         "SPOOL_DIR": _text(env, "SPOOL_DIR", None),

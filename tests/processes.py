@@ -166,3 +166,60 @@ http {{
             time.sleep(0.1)
     process.stop()
     raise RuntimeError(f"nginx not ready:\n{process.output()}")
+
+
+class Postgres:
+    """A throwaway PostgreSQL cluster on a free loopback port, that a test can stop and start again
+    (Debian's postgresql; .ci/run installs it). The server refuses to run as root, so under root it
+    runs as the package's postgres user."""
+
+    def __init__(self):
+        import glob
+        import shutil
+        import tempfile
+
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+        if not found:
+            raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql (.ci/run does)")
+        self.bin = os.path.dirname(found[-1])
+        self.folder = tempfile.mkdtemp(prefix="gemini-proxy-pg-")
+        self.data = os.path.join(self.folder, "data")
+        self.as_owner = []
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres", "postgres")
+            self.as_owner = ["runuser", "-u", "postgres", "--"]
+        self.port = free_port()
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        subprocess.run(self.as_owner + [os.path.join(self.bin, "initdb"), "-D", self.data, "-U", "postgres",
+                                        "-A", "trust", "--no-sync"], check=True, capture_output=True)
+        self.process = None
+
+    def start(self, timeout=30.0):
+        argv = self.as_owner + [os.path.join(self.bin, "postgres"), "-D", self.data, "-p", str(self.port),
+                                "-h", "127.0.0.1", "-k", self.folder, "-c", "fsync=off"]
+        self.process = Process("postgres", argv, base_env(), "/", None, os.path.join(self.folder, "server.log"))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.proc.poll() is not None:
+                raise RuntimeError(f"postgres exited:\n{self.process.output()}")
+            ready = subprocess.run([os.path.join(self.bin, "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                                   capture_output=True)
+            if ready.returncode == 0:
+                return self
+            time.sleep(0.2)
+        raise RuntimeError(f"postgres not ready after {timeout} s:\n{self.process.output()}")
+
+    def stop(self):
+        """A fast shutdown: open sessions are cut, as when a database server goes away."""
+        if self.process is not None and self.process.proc.poll() is None:
+            os.killpg(self.process.proc.pid, signal.SIGINT)  # runuser and the postmaster both
+            self.process.proc.wait(30)
+        if self.process is not None:
+            self.process.log.close()
+        self.process = None
+
+    def remove(self):
+        import shutil
+
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)

@@ -24,6 +24,16 @@ def test_key_pool_and_chain_are_comma_separated():
     assert settings["GEMINI_BASE_URL"] == "http://127.0.0.1:9"
 
 
+@pytest.mark.parametrize("given,used", [
+    ("postgresql://u:p@db:5432/proxy", "postgresql+psycopg://u:p@db:5432/proxy"),
+    ("postgres://u@db/proxy", "postgresql+psycopg://u@db/proxy"),
+    ("postgresql+psycopg://u@db/proxy", "postgresql+psycopg://u@db/proxy"),
+    ("sqlite:////data/proxy.db", "sqlite:////data/proxy.db"),
+])
+def test_a_postgresql_url_uses_the_bundled_gevent_friendly_driver(given, used):
+    assert load_settings({"DATABASE_URL": given})["SQLALCHEMY_DATABASE_URI"] == used
+
+
 @pytest.mark.parametrize("name,value", [
     ("PORT", "eighty"), ("PORT", "70000"), ("REQUEST_DEADLINE_SECONDS", "0"), ("RETRY_MAX_ATTEMPTS", "2.5"),
     ("GEMINI_BASE_URL", "ftp://example"), ("GEMINI_BASE_URL", "not a url"), ("LOG_LEVEL", "LOUD"),
