@@ -117,25 +117,30 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def paths(emulator, proxy):
-    return (("direct", f"{emulator.url}/v1beta/models/{MODEL}:generateContent", NATIVE),
-            ("pass-through", f"{proxy.url}/v1beta/models/{MODEL}:generateContent", NATIVE),
-            ("/gemini/generate", f"{proxy.url}/gemini/generate", GENERATE))
+FLOOR = "floor: bare Flask forwarder"
 
 
-def latency_table(emulator, proxy, levels, totals):
+def paths(emulator, proxy, floor):
+    """(name, url, body, the serving worker's pid) for the direct path, the floor and both proxy APIs."""
+    return (("direct", f"{emulator.url}/v1beta/models/{MODEL}:generateContent", NATIVE, None),
+            (FLOOR, f"{floor.url}/v1beta/models/{MODEL}:generateContent", NATIVE, floor.worker),
+            ("pass-through", f"{proxy.url}/v1beta/models/{MODEL}:generateContent", NATIVE, proxy.worker),
+            ("/gemini/generate", f"{proxy.url}/gemini/generate", GENERATE, proxy.worker))
+
+
+def latency_table(emulator, proxy, floor, levels, totals):
     """Added latency at each concurrency, with UPSTREAM_MS ± UPSTREAM_JITTER_MS of upstream latency."""
     control(emulator, "config", {"latency_ms": UPSTREAM_MS, "latency_jitter_ms": UPSTREAM_JITTER_MS})
     headers = {"x-goog-api-key": KEY}
     rows = []
     for concurrency in levels:
         total = totals(concurrency)
-        (_, direct_url, _), *proxied = paths(emulator, proxy)
+        (_, direct_url, _, _), *proxied = paths(emulator, proxy, floor)
         run(direct_url, NATIVE, min(concurrency, 10), 20, headers)  # warm connections
         # Every run draws the same upstream latencies, so the percentiles differ by the proxy alone.
         control(emulator, "config", {"latency_seed": concurrency})
         direct, d_fail, d_wall, _ = run(direct_url, NATIVE, concurrency, total, headers)
-        for name, url, body in proxied:
+        for name, url, body, _ in proxied:
             control(emulator, "config", {"latency_seed": concurrency})
             values, failed, wall, _ = run(url, body, concurrency, total, headers)
             rows.append({
@@ -152,17 +157,17 @@ def latency_table(emulator, proxy, levels, totals):
     return rows
 
 
-def saturation_table(emulator, proxy, worker, total):
+def saturation_table(emulator, proxy, floor, total):
     """No upstream latency, 10 at a time: the most one worker serves, and its CPU per request."""
     headers = {"x-goog-api-key": KEY}
     rows = []
-    for name, url, body in paths(emulator, proxy):
+    for name, url, body, worker in paths(emulator, proxy, floor):
         run(url, body, 10, 50, headers)
-        before = cpu_seconds(worker)
+        before = cpu_seconds(worker) if worker else 0
         latencies, failed, wall, _ = run(url, body, 10, total, headers)
-        cpu = cpu_seconds(worker) - before
+        cpu = cpu_seconds(worker) - before if worker else None
         rows.append({"path": name, "throughput": len(latencies) / wall, "failed": len(failed),
-                     "cpu_ms": None if name == "direct" else cpu * 1000 / total})
+                     "cpu_ms": None if cpu is None else cpu * 1000 / total})
     return rows
 
 
@@ -234,7 +239,7 @@ def main():
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="bench-")
     emulator = processes.start_emulator(work, [KEY])
-    proxy = None
+    proxy = floor = None
     try:
         settings = dict(GEMINI_API_KEY=KEY, GEMINI_BASE_URL=emulator.url, GEMINI_MODELS=MODEL,
                         DATABASE_URL=f"sqlite:///{work}/proxy.db", ACCESS_LOG="false",
@@ -242,11 +247,16 @@ def main():
         proxy = processes.start_gunicorn(work, WEB_CONCURRENCY=1, **settings)
         proxy.wait_ready(log_marker="Worker ready")
         (worker,) = processes.workers_of(proxy.proc.pid)
+        proxy.worker = worker
+        floor = processes.start_gunicorn(work, app="scripts.bench_floor:app", WEB_CONCURRENCY=1,
+                                         GEMINI_BASE_URL=emulator.url, ACCESS_LOG="false")
+        floor.wait_ready(log_marker="Worker ready")
+        (floor.worker,) = processes.workers_of(floor.proc.pid)
         idle_rss = rss_mib(worker)
 
         totals = (lambda c: max(50, c * 2)) if args.quick else (lambda c: max(300, c * 4))
-        latency = latency_table(emulator, proxy, (1, 10, 100, 500), totals)
-        saturation = saturation_table(emulator, proxy, worker, 500 if args.quick else 3000)
+        latency = latency_table(emulator, proxy, floor, (1, 10, 100, 500), totals)
+        saturation = saturation_table(emulator, proxy, floor, 500 if args.quick else 3000)
 
         control(emulator, "config", {"stream_chunk_delay_ms": 20, "stream_chunk_words": 4})
         headers = {"x-goog-api-key": KEY}
@@ -255,7 +265,7 @@ def main():
         p_first, p_last = stream(proxy.url + path, headers)
 
         capacity = [held_in_flight(emulator, worker, name, url, body, headers, idle_rss)
-                    for name, url, body in paths(emulator, proxy)]
+                    for name, url, body, _ in paths(emulator, proxy, floor)]
         control(emulator, "config", {"latency_ms": 0, "latency_jitter_ms": 0})
         big = {"contents": [{"parts": [{"text": "[[big-chunk:8000000]] tell me"}]}]}
         stream_rss = [rss_mib(worker)]
@@ -266,8 +276,9 @@ def main():
 
         analytics = analytics_timings(args.analytics_rows) if args.analytics_rows else None
     finally:
-        if proxy:
-            proxy.stop()
+        for server in (proxy, floor):
+            if server:
+                server.stop()
         emulator.stop()
 
     write_report(args, latency, saturation, (d_first, d_last, p_first, p_last), capacity,
@@ -302,7 +313,9 @@ def write_report(args, latency, saturation, streams, capacity, memory, analytics
         "",
         "Targets at concurrency 10: added p50 ≤ 2 ms, added p99 ≤ 10 ms. Where the offered load (concurrency ÷ "
         f"{UPSTREAM_MS} ms) is beyond what one worker serves (below), the added latency is queueing for that "
-        "worker's CPU.",
+        f"worker's CPU. The floor (`scripts/bench_floor.py`) is a bare Flask app forwarding with urllib3 under the "
+        "same Gunicorn worker, without keys, limits, records, metrics or cache: what any Flask forwarder adds on "
+        "this machine.",
         "",
         "## Saturation (no upstream latency, 10 at a time: the most one worker serves)",
         "",

@@ -82,13 +82,12 @@ def start_emulator(tmp_dir, keys):
     return process.wait_ready()
 
 
-def start_gunicorn(tmp_dir, **settings):
-    """Serve wsgi:app with Gunicorn gevent workers, from a folder with no .env in it."""
+def start_gunicorn(tmp_dir, app="wsgi:app", **settings):
+    """Serve `app` (the proxy) with Gunicorn gevent workers, from a folder with no .env in it."""
     port = free_port()
     workers = int(settings.pop("WEB_CONCURRENCY", 2))
     env = base_env(PORT=port, WEB_CONCURRENCY=workers, **settings)
-    argv = [os.path.join(BIN, "gunicorn"), "--pythonpath", ROOT, "-c", os.path.join(ROOT, "gunicorn.conf.py"),
-            "wsgi:app"]
+    argv = [os.path.join(BIN, "gunicorn"), "--pythonpath", ROOT, "-c", os.path.join(ROOT, "gunicorn.conf.py"), app]
     process = Process("gunicorn", argv, env, tmp_dir, f"http://127.0.0.1:{port}/health",
                       os.path.join(tmp_dir, f"gunicorn-{port}.log"))
     process.url = f"http://127.0.0.1:{port}"
