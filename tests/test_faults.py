@@ -1,5 +1,6 @@
 """Database faults never fail a request and never lose its record: the spool keeps what the database
 refuses and replays it, once, when the database takes records again. Proved by counting."""
+import json
 import os
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +38,7 @@ def test_a_refused_record_is_spooled_then_written_once(make_app, tmp_path):
     assert rows(url, "SELECT count(*) FROM exchange_bodies") == [(1,)]
     assert rows(url, "SELECT count(*) FROM metrics") == [(2,)]
     assert rows(url, "SELECT count(*) FROM attempts") == [(2,)]
-    assert client.get("/health").json["spool"] == {"depth": 0, "stuck": 0}
+    assert client.get("/health").json["spool"] == {"depth": 0, "stuck": 0, "rejected": 0}
 
 
 def test_a_record_spooled_twice_is_written_once(make_app, tmp_path):
@@ -148,3 +149,45 @@ def test_requests_that_share_a_client_request_id_are_each_recorded(make_app):
     logged = [r for (r,) in rows(app.config["SQLALCHEMY_DATABASE_URI"], "SELECT request_id FROM request_log ORDER BY id")]
     assert len(logged) == 3 and len(set(logged)) == 3
     assert logged[0] == "client-retry-1234" and all(r.startswith("client-retry-1234~") for r in logged[1:])
+
+
+def test_a_record_the_database_refuses_as_invalid_is_kept_apart_and_holds_back_no_other(make_app, tmp_path):
+    spool_dir = tmp_path / "spool"
+    app = make_app(SPOOL_DIR=str(spool_dir))
+    client = app.test_client()
+    with app.app_context():
+        db.drop_all()
+    for n in range(3):
+        client.post("/gemini/generate", json={"prompt": {"text": f"q{n}"}})
+    waiting = app.extensions["spool"].files()  # the first write failed and left its file claimed
+    with open(waiting[0], "rb") as handle:
+        template = json.loads(handle.readline())
+    broken = dict(template, request_id="broken-record-1", route=None)  # route may not be null
+    with open(spool_dir / f"spool-{2**22 + 1}.jsonl", "wb") as handle:  # left by a worker that died
+        handle.write(json.dumps(broken).encode() + b"\n")
+    assert "replayed 3" in app.extensions["records"].replay()
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    assert rows(url, "SELECT count(*) FROM request_log WHERE request_id != 'broken-record-1'") == [(3,)]
+    health = client.get("/health").json
+    assert health["spool"] == {"depth": 0, "stuck": 0, "rejected": 1} and "invalid" in health["message"]
+    (kept,) = [path for path in os.listdir(spool_dir) if path.startswith("rejected-")]
+    with open(spool_dir / kept, "rb") as handle:
+        entry = json.loads(handle.read())
+    assert entry["record"]["request_id"] == "broken-record-1" and "IntegrityError" in entry["reason"]
+
+
+@pytest.mark.e2e
+def test_a_dead_workers_records_are_written_under_steady_traffic(gunicorn, tmp_path):
+    server = gunicorn(SPOOL_REPLAY_SECONDS="0.5", WEB_CONCURRENCY=1)
+    left = {"request_id": "dead-worker-record-1", "created_at": {"$dt": "2026-01-02T03:04:05.000006"},
+            "route": "/gemini/generate", "status_code": 200, "latency_ms": 12.5}
+    with open(tmp_path / "proxy.db.spool" / f"spool-{2**22 + 1}.jsonl", "w") as handle:  # no such pid
+        handle.write(json.dumps(left) + "\n")
+    found = []
+    for _ in range(150):  # traffic never pauses long enough for an idle-time replay
+        assert requests.post(f"{server.url}/gemini/generate", json=GENERATE, timeout=30).status_code == 200
+        found = rows(server.database_url, "SELECT latency_ms FROM request_log WHERE request_id = "
+                                          "'dead-worker-record-1'")
+        if found:
+            break
+    assert found == [(12.5,)]

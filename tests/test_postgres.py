@@ -37,7 +37,8 @@ def count(url, table):
 
 @pytest.mark.e2e
 def test_records_and_reports_on_postgresql(gunicorn, postgres):
-    server = gunicorn(DATABASE_URL=postgres.url.replace("+psycopg", ""))  # as an operator writes it
+    # Four workers starting at once on an empty database, with the URL as an operator writes it.
+    server = gunicorn(DATABASE_URL=postgres.url.replace("+psycopg", ""), WEB_CONCURRENCY=4)
     answered = send(server, 40)
     assert [r.status_code for r in answered] == [200] * 40
     wait_for(lambda: count(postgres.url, "request_log") == 40, message="40 rows")
@@ -48,7 +49,16 @@ def test_records_and_reports_on_postgresql(gunicorn, postgres):
     assert linked == 40  # every row points at its own metric, ids handed back in order
     summary = requests.get(f"{server.url}/analytics/summary", timeout=30).json()
     assert summary["requests"] == 40 and summary["successes"] == 40 and summary["total_tokens"] > 0
-    assert "Traceback" not in server.output()
+    # A model name longer than its column comes from the client's URL: the record keeps what fits.
+    long_model = "m" * 150
+    unknown = requests.post(f"{server.url}/v1beta/models/{long_model}:generateContent",
+                            json={"contents": [{"parts": [{"text": "x"}]}]}, headers={"x-goog-api-key": KEYS[0]},
+                            timeout=30)
+    assert unknown.status_code == 404
+    wait_for(lambda: count(postgres.url, "request_log") == 41, message="the long model's row")
+    assert rows(postgres.url, "SELECT model_requested FROM request_log WHERE status_code = 404") == [("m" * 100,)]
+    output = server.output()
+    assert "Traceback" not in output, output[-4000:]
 
 
 @pytest.mark.e2e

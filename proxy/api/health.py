@@ -25,8 +25,9 @@ health_model = ns.model("Health", {
     "database": fields.Raw(description="Whether the database answers", example={"reachable": True}),
     "spool": fields.Raw(description="Records on their way to the database: depth, all of them (a few in "
                                     "passing is normal); stuck, those waiting longer than twice "
-                                    "SPOOL_REPLAY_SECONDS because the database refuses them",
-                        example={"depth": 0, "stuck": 0}),
+                                    "SPOOL_REPLAY_SECONDS because the database refuses them; rejected, those "
+                                    "it refused as invalid, kept apart in SPOOL_DIR for the operator",
+                        example={"depth": 0, "stuck": 0, "rejected": 0}),
     "api_key_configured": fields.Boolean(description="Whether a Gemini API key is set (never the key)"),
     "api_keys": fields.Integer(description="How many keys the pool holds", example=2),
     "models": fields.List(fields.String, description="The model fallback chain, first is the default",
@@ -38,8 +39,9 @@ health_model = ns.model("Health", {
 
 
 def _spool():
-    depth, stuck = current_app.extensions["spool"].waiting(2 * current_app.config["SPOOL_REPLAY_SECONDS"])
-    return {"depth": depth, "stuck": stuck}
+    spool = current_app.extensions["spool"]
+    depth, stuck = spool.waiting(2 * current_app.config["SPOOL_REPLAY_SECONDS"])
+    return {"depth": depth, "stuck": stuck, "rejected": spool.rejected()}
 
 
 @ns.route("")
@@ -71,6 +73,11 @@ class Health(Resource):
         }
         if not len(service.pool):
             body["message"] = "No Gemini API key is configured: set GEMINI_API_KEY."
+        rejected = body["spool"]["rejected"]
+        if rejected:
+            note = f"The database refused {rejected} record(s) as invalid; they are kept in the spool folder " \
+                   "(rejected-*.jsonl)."
+            body["message"] = f"{body['message']} {note}" if "message" in body else note
         if not reachable or body["spool"]["stuck"] or current_app.extensions["records"].failing:
             problem = "The database is not answering" if not reachable else "The database refused records"
             spooled = f"{problem}; {body['spool']['depth']} record(s) wait in the spool and will be written " \

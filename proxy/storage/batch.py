@@ -4,8 +4,8 @@ A record is a request-log row's columns plus its "attempts", "metric" and "excha
 as the recorders build them; the database assigns the ids that link them."""
 import uuid
 
-from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import String, insert, select
+from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 
 from models import Attempt, Exchange, ExchangeBody, Metric, RequestLog, db
 
@@ -13,6 +13,10 @@ from ..analytics.rollups import forget_late
 
 _CHUNK = 500  # request ids per IN (...) look-up, well under SQLite's limit on bound variables
 _NOT_SEEN = object()
+# The database cannot take records now (locked, full, read-only, gone, unreachable): they wait.
+UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError)
+# The database will never take this record as it is: it is put aside, not retried forever.
+_INVALID = (SQLAlchemyError, KeyError, TypeError, ValueError)
 
 
 class _Table:
@@ -21,6 +25,10 @@ class _Table:
     def __init__(self, model):
         self.table = model.__table__
         self.defaults = {}
+        # A model name or path from a client's URL may be longer than its column: PostgreSQL would
+        # refuse the whole record, so it is cut to fit.
+        self.lengths = {column.key: column.type.length for column in self.table.columns
+                        if isinstance(column.type, String) and column.type.length}
         for column in self.table.columns:
             if column.primary_key:
                 continue
@@ -32,8 +40,11 @@ class _Table:
         row = {}
         for key, default in self.defaults.items():
             value = links[key] if key in links else values.get(key)
-            row[key] = value if value is not None or default is None else (default() if callable(default)
-                                                                           else default)
+            if value is None and default is not None:
+                value = default() if callable(default) else default
+            elif key in self.lengths and isinstance(value, str):
+                value = value[:self.lengths[key]]
+            row[key] = value
         return row
 
     def insert(self, rows, ids=False):
@@ -62,13 +73,35 @@ def _known(request_ids):
     return known
 
 
-def insert_records(records, tried=True):
-    """Write the records the database does not hold yet, all or none; returns (written, already there).
+def insert_records(records, tried=True, reject=None):
+    """Write the records the database does not hold yet; returns (written, already there). Raises one of
+    UNAVAILABLE when the database cannot take records now. A record it refuses as invalid is handed to
+    `reject(record, reason)` so that it does not hold back the others."""
+    try:
+        return _insert(records, tried)
+    except UNAVAILABLE:
+        raise
+    except _INVALID:
+        db.session.rollback()
+    written = duplicates = 0
+    for record in records:  # one by one, to find the record the database refuses
+        try:
+            done, already = _insert([record], tried=True)
+        except UNAVAILABLE:
+            raise
+        except _INVALID as exc:
+            db.session.rollback()
+            reject(record, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            continue
+        written, duplicates = written + done, duplicates + already
+    return written, duplicates
 
-    A record is already there when its request id is, with the same start time: a write that was
-    interrupted after its commit is retried. A client may send the same X-Request-ID with several
-    requests; each is a record of its own, kept under the id with a suffix. Records never `tried`
-    skip the look-up unless the database turns one of their ids down."""
+
+def _insert(records, tried):
+    """All or none, in one transaction. A record is already there when its request id is, with the same
+    start time: a write that was interrupted after its commit is retried. A client may send the same
+    X-Request-ID with several requests; each is a record of its own, kept under the id with a suffix.
+    Records never `tried` skip the look-up unless the database turns one of their ids down."""
     if not tried:
         try:
             _write(records)
@@ -80,11 +113,11 @@ def insert_records(records, tried=True):
     fresh = []
     for record in records:
         started = seen.get(record["request_id"], _NOT_SEEN)
-        if started == record["created_at"]:
+        if started == record.get("created_at"):
             continue
         if started is not _NOT_SEEN:
             record["request_id"] = f"{record['request_id'][:40]}~{uuid.uuid4().hex[:16]}"
-        seen[record["request_id"]] = record["created_at"]
+        seen[record["request_id"]] = record.get("created_at")
         fresh.append(record)
     try:
         _write(fresh)
@@ -107,4 +140,4 @@ def _write(records):
     exchange_ids = _EXCHANGES.insert([_EXCHANGES.row(x, request_log_id=log_id) for x, log_id in exchanges], ids=True)
     _BODIES.insert([_BODIES.row(x["body"], exchange_id=exchange_id)
                     for (x, _), exchange_id in zip(exchanges, exchange_ids) if x.get("body")])
-    forget_late([record["created_at"] for record in records])
+    forget_late([record.get("created_at") for record in records])

@@ -84,8 +84,18 @@ def init_database(app):
             log.exception("could not create the database tables at start-up")
 
 
+_CREATE_LOCK = 0x67656D696E69  # any constant: PostgreSQL advisory lock id held while tables are created
+
+
 def create_tables(tries=3):
     """Workers start together: when another one created a table first, look again and go on."""
+    if db.engine.dialect.name == "postgresql":
+        # Concurrent CREATE TABLEs collide in PostgreSQL's catalog; one worker at a time, the others
+        # then find the tables there.
+        with db.engine.begin() as connection:
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK})
+            db.metadata.create_all(connection)
+        return
     for attempt in range(tries):
         try:
             db.create_all()

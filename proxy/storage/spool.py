@@ -90,6 +90,23 @@ class Spool:
         return sorted(glob.glob(os.path.join(self.directory, "spool-*.jsonl")) +
                       glob.glob(os.path.join(self.directory, "*.replaying")))
 
+    def reject(self, record, reason):
+        """Keep a record the database refuses as invalid apart, for an operator to look at; it is not
+        retried, so that it never holds back the records behind it."""
+        line = encode({"reason": reason, "record": record})
+        with open(os.path.join(self.directory, f"rejected-{os.getpid()}.jsonl"), "ab") as handle:
+            handle.write(line)
+        log.error("the database refused the record of request %s as invalid (%s); it is kept in %s",
+                  record.get("request_id"), reason, self.directory)
+
+    def rejected(self):
+        """How many records the database refused as invalid."""
+        count = 0
+        for path in glob.glob(os.path.join(self.directory, "rejected-*.jsonl")):
+            with open(path, "rb") as handle:
+                count += sum(1 for line in handle if line.strip())
+        return count
+
     def waiting(self, stale_seconds):
         """(records waiting to be written, those of them in files no one has appended to for
         `stale_seconds`). A healthy worker writes its records within moments, so the second count

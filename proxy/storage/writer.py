@@ -3,6 +3,8 @@ loop in each worker writes what gathered in one transaction, and retries what th
 import atexit
 import logging
 import threading
+import time
+from functools import partial
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -24,6 +26,7 @@ class RecordWriter:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = None
+        self.clock = time.monotonic
 
     def submit(self, record):
         """Keep the record; never raises. Without the background loop (tests, CLI), write it now."""
@@ -43,7 +46,7 @@ class RecordWriter:
         """Write this worker's own waiting records."""
         return self._write(own_only=True)
 
-    def replay(self, _stop=None):
+    def replay(self):
         """Write every record this worker may take, dead workers' included; a message for the log."""
         written, duplicates = self._write(own_only=False)
         if written or duplicates:
@@ -55,7 +58,8 @@ class RecordWriter:
             try:
                 if self.failing:
                     create_tables()  # a database file that was deleted comes back empty
-                written, duplicates = self.spool.replay(insert_records, own_only=own_only)
+                write = partial(insert_records, reject=self.spool.reject)
+                written, duplicates = self.spool.replay(write, own_only=own_only)
             except SQLAlchemyError as exc:
                 db.session.rollback()
                 if not self.failing:
@@ -75,20 +79,24 @@ class RecordWriter:
         atexit.register(self.close)
 
     def _loop(self):
+        replayed_at = self.clock()
         while not self._stop.is_set():
             woken = self._wake.wait(self.retry_seconds)
             if self._stop.is_set():
                 break
             try:
-                if woken and not self.failing:
-                    self._stop.wait(self.gather_seconds)  # let a batch gather
+                # Under steady traffic the loop is always woken: retry refused records and take over dead
+                # workers' files on the clock all the same.
+                if self.failing or self.clock() - replayed_at >= self.retry_seconds:
                     self._wake.clear()
-                    self.flush()
-                else:
-                    self._wake.clear()
+                    replayed_at = self.clock()
                     message = self.replay()
                     if message:
                         log.info("spool: %s", message)
+                elif woken:
+                    self._stop.wait(self.gather_seconds)  # let a batch gather
+                    self._wake.clear()
+                    self.flush()
             except Exception:
                 log.exception("the record writer failed; it will try again")
 
