@@ -38,7 +38,7 @@ def test_a_refused_record_is_spooled_then_written_once(make_app, tmp_path):
     assert rows(url, "SELECT count(*) FROM exchange_bodies") == [(1,)]
     assert rows(url, "SELECT count(*) FROM metrics") == [(2,)]
     assert rows(url, "SELECT count(*) FROM attempts") == [(2,)]
-    assert client.get("/health").json["spool"] == {"depth": 0, "stuck": 0, "rejected": 0}
+    assert client.get("/health").json["spool"] == {"depth": 0, "stuck": 0, "rejected": 0, "held_in_memory": 0}
 
 
 def test_a_record_spooled_twice_is_written_once(make_app, tmp_path):
@@ -169,7 +169,8 @@ def test_a_record_the_database_refuses_as_invalid_is_kept_apart_and_holds_back_n
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     assert rows(url, "SELECT count(*) FROM request_log WHERE request_id != 'broken-record-1'") == [(3,)]
     health = client.get("/health").json
-    assert health["spool"] == {"depth": 0, "stuck": 0, "rejected": 1} and "invalid" in health["message"]
+    assert health["spool"] == {"depth": 0, "stuck": 0, "rejected": 1, "held_in_memory": 0}
+    assert "invalid" in health["message"]
     (kept,) = [path for path in os.listdir(spool_dir) if path.startswith("rejected-")]
     with open(spool_dir / kept, "rb") as handle:
         entry = json.loads(handle.read())
@@ -191,3 +192,80 @@ def test_a_dead_workers_records_are_written_under_steady_traffic(gunicorn, tmp_p
         if found:
             break
     assert found == [(12.5,)]
+
+
+def test_records_are_held_in_memory_while_the_spool_disk_refuses_them_too(make_app, tmp_path):
+    spool_dir = tmp_path / "spool"
+    app = make_app(SPOOL_DIR=str(spool_dir))
+    client = app.test_client()
+    with app.app_context():
+        db.drop_all()  # the database refuses records...
+    os.rmdir(spool_dir)
+    spool_dir.write_bytes(b"")  # ...and so does the spool's disk: its folder cannot be written
+    answers = [client.post("/gemini/generate", json={"prompt": {"text": f"q{n}"}}) for n in range(2)]
+    answers.append(client.post(native_path(), json=NATIVE, headers={"x-goog-api-key": KEYS[0]}))
+    assert [answer.status_code for answer in answers] == [200] * 3
+    health = client.get("/health").json
+    assert health["status"] == "degraded" and health["spool"]["held_in_memory"] == 3
+
+    spool_dir.unlink()  # the disk takes files again; the database is still away
+    app.extensions["records"].replay()
+    assert app.extensions["records"].held == [] and len(app.extensions["spool"].files()) >= 1
+    with app.app_context():
+        db.create_all()  # the database is back
+    app.extensions["records"].replay()
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    ids = {answer.headers["X-Request-ID"] for answer in answers}
+    assert {r for (r,) in rows(url, "SELECT request_id FROM request_log")} == ids
+    assert rows(url, "SELECT count(*) FROM exchange_bodies") == [(1,)]
+    assert client.get("/health").json["spool"] == {"depth": 0, "stuck": 0, "rejected": 0, "held_in_memory": 0}
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MB tmpfs of its own (CI runs as root, which may mount one), unmounted afterwards."""
+    import subprocess
+
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, f"this test mounts a small tmpfs, which needs root: {done.stderr}"
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=True)
+
+
+def fill(folder):
+    """Write a file until the disk refuses another byte; return its path."""
+    path = folder / "filler"
+    with open(path, "wb", buffering=0) as handle:
+        for size in (65536, 4096, 1):
+            try:
+                while True:
+                    handle.write(b"\0" * size)
+            except OSError:
+                continue
+    return path
+
+
+@pytest.mark.e2e
+def test_a_full_disk_loses_no_record(gunicorn, small_disk):
+    server = gunicorn(DATABASE_URL=f"sqlite:///{small_disk}/proxy.db", SPOOL_REPLAY_SECONDS="0.3")
+    assert all(r.status_code == 200 for r in send(server, 5))
+    wait_for(lambda: rows(server.database_url, "SELECT count(*) FROM request_log") == [(5,)], message="5 rows")
+
+    filler = fill(small_disk)  # the database and the spool share the disk, now full
+    answered = send(server, 10) + send(server, 10, kind="native")
+    assert [r.status_code for r in answered] == [200] * 20
+    wait_for(lambda: health(server)["status"] == "degraded", message="health to say the records wait")
+
+    filler.unlink()
+    wait_for(lambda: len({r for (r,) in rows(server.database_url, "SELECT request_id FROM request_log")}) == 25,
+             message="every record written once the disk has room")
+    ids = {r.headers["X-Request-ID"] for r in answered}
+    logged = rows(server.database_url, "SELECT request_id FROM request_log")
+    assert len(logged) == 25 and ids <= {r for (r,) in logged}
+    wait_for(lambda: health(server)["status"] == "ok", message="health to recover")
+    output = server.output()
+    assert "No space left on device); holding them in memory" in output  # the spool's disk refused them too
+    assert "FAILED TO RECORD" not in output

@@ -26,8 +26,10 @@ health_model = ns.model("Health", {
     "spool": fields.Raw(description="Records on their way to the database: depth, all of them (a few in "
                                     "passing is normal); stuck, those waiting longer than twice "
                                     "SPOOL_REPLAY_SECONDS because the database refuses them; rejected, those "
-                                    "it refused as invalid, kept apart in SPOOL_DIR for the operator",
-                        example={"depth": 0, "stuck": 0, "rejected": 0}),
+                                    "it refused as invalid, kept apart in SPOOL_DIR for the operator; "
+                                    "held_in_memory, those this worker keeps while the spool's disk refuses "
+                                    "them too",
+                        example={"depth": 0, "stuck": 0, "rejected": 0, "held_in_memory": 0}),
     "api_key_configured": fields.Boolean(description="Whether a Gemini API key is set (never the key)"),
     "api_keys": fields.Integer(description="How many keys the pool holds", example=2),
     "models": fields.List(fields.String, description="The model fallback chain, first is the default",
@@ -41,7 +43,8 @@ health_model = ns.model("Health", {
 def _spool():
     spool = current_app.extensions["spool"]
     depth, stuck = spool.waiting(2 * current_app.config["SPOOL_REPLAY_SECONDS"])
-    return {"depth": depth, "stuck": stuck, "rejected": spool.rejected()}
+    return {"depth": depth, "stuck": stuck, "rejected": spool.rejected(),
+            "held_in_memory": len(current_app.extensions["records"].held)}
 
 
 @ns.route("")
@@ -71,17 +74,21 @@ class Health(Resource):
                 for c in service.pool.cooldowns()
             ],
         }
+        spool, notes = body["spool"], []
         if not len(service.pool):
-            body["message"] = "No Gemini API key is configured: set GEMINI_API_KEY."
-        rejected = body["spool"]["rejected"]
-        if rejected:
-            note = f"The database refused {rejected} record(s) as invalid; they are kept in the spool folder " \
-                   "(rejected-*.jsonl)."
-            body["message"] = f"{body['message']} {note}" if "message" in body else note
-        if not reachable or body["spool"]["stuck"] or current_app.extensions["records"].failing:
-            problem = "The database is not answering" if not reachable else "The database refused records"
-            spooled = f"{problem}; {body['spool']['depth']} record(s) wait in the spool and will be written " \
-                      "when it takes them."
+            notes.append("No Gemini API key is configured: set GEMINI_API_KEY.")
+        if spool["rejected"]:
+            notes.append(f"The database refused {spool['rejected']} record(s) as invalid; they are kept in the "
+                         "spool folder (rejected-*.jsonl).")
+        if spool["held_in_memory"]:
             body["status"] = "degraded"
-            body["message"] = f"{body['message']} {spooled}" if "message" in body else spooled
+            notes.append(f"The spool's disk refuses records: {spool['held_in_memory']} are held in memory until "
+                         "it or the database takes them.")
+        if not reachable or spool["stuck"] or current_app.extensions["records"].failing:
+            body["status"] = "degraded"
+            problem = "The database is not answering" if not reachable else "The database refused records"
+            notes.append(f"{problem}; {spool['depth']} record(s) wait in the spool and will be written when it "
+                         "takes them.")
+        if notes:
+            body["message"] = " ".join(notes)
         return body, 200

@@ -8,6 +8,7 @@ once, however often a write is interrupted and started again. Appends are not fs
 outlives a worker that is killed, and an fsync per request would cost more than the database write
 this file saves the request from."""
 import base64
+import errno
 import fcntl
 import glob
 import json
@@ -63,7 +64,10 @@ def _owner(path):
 class Spool:
     def __init__(self, directory):
         self.directory = directory
-        os.makedirs(directory, exist_ok=True)
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError:
+            log.exception("the spool folder %s cannot be made; records are held in memory meanwhile", directory)
 
     def _own_path(self):
         return os.path.join(self.directory, f"spool-{os.getpid()}.jsonl")
@@ -73,7 +77,11 @@ class Spool:
         line = encode(record)
         path = self._own_path()
         while True:
-            descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            except FileNotFoundError:  # the folder is gone (or was never made): make it, once
+                os.makedirs(self.directory, exist_ok=True)
+                descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX)
                 try:
@@ -81,7 +89,10 @@ class Spool:
                 except FileNotFoundError:
                     same = False
                 if same:  # not claimed by a writer between our open and our lock
-                    os.write(descriptor, line)
+                    end = os.lseek(descriptor, 0, os.SEEK_END)
+                    if os.write(descriptor, line) != len(line):
+                        os.ftruncate(descriptor, end)  # a torn line would lose the record on replay
+                        raise OSError(errno.ENOSPC, "the spool's disk took only part of a record")
                     return
             finally:
                 os.close(descriptor)

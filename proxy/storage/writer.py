@@ -15,6 +15,10 @@ from .database import create_tables
 
 log = logging.getLogger(__name__)
 
+# Records kept in memory while the spool's disk refuses them too (full, read-only, gone), until it or
+# the database takes them; beyond this many the oldest are kept and newer ones are lost, and say so.
+HELD_MAX = 100_000
+
 
 class RecordWriter:
     def __init__(self, app, spool, gather_seconds, retry_seconds):
@@ -23,6 +27,7 @@ class RecordWriter:
         self.gather_seconds = gather_seconds  # how long records gather before one transaction writes them
         self.retry_seconds = retry_seconds  # how often refused records, and dead workers' ones, are retried
         self.failing = False  # the database refused this worker's last write
+        self.held = []  # records neither the spool nor the database would take yet
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = None
@@ -32,8 +37,8 @@ class RecordWriter:
         """Keep the record; never raises. Without the background loop (tests, CLI), write it now."""
         try:
             self.spool.append(record)
-        except Exception:
-            log.exception("FAILED TO RECORD request %s: the spool refused it", record.get("request_id"))
+        except OSError as exc:
+            self._hold(record, exc)
             return
         if self.failing:
             return  # the retry loop writes it, with the records already waiting
@@ -42,12 +47,43 @@ class RecordWriter:
         else:
             self.flush()
 
+    def _hold(self, record, exc):
+        if len(self.held) >= HELD_MAX:
+            log.error("FAILED TO RECORD request %s: the spool's disk refuses records (%s) and %d are held in "
+                      "memory already", record.get("request_id"), exc, len(self.held))
+            return
+        if not self.held:
+            log.error("the spool's disk refuses records (%s); holding them in memory until it or the "
+                      "database takes them", exc)
+        self.held.append(record)
+
+    def _release_held(self):
+        """Held records to the database, or else back to the spool, whichever takes them first."""
+        held, self.held = self.held, []
+        try:
+            with self.app.app_context():
+                insert_records(held, tried=True, reject=self.spool.reject)
+            log.info("wrote %d record(s) held in memory into the database", len(held))
+            return
+        except SQLAlchemyError:
+            with self.app.app_context():
+                db.session.rollback()
+        for position, record in enumerate(held):
+            try:
+                self.spool.append(record)
+            except OSError:
+                self.held = held[position:] + self.held
+                return
+
     def flush(self):
         """Write this worker's own waiting records."""
         return self._write(own_only=True)
 
     def replay(self):
-        """Write every record this worker may take, dead workers' included; a message for the log."""
+        """Write every record this worker may take, dead workers' and those held in memory included; a
+        message for the log."""
+        if self.held:
+            self._release_held()
         written, duplicates = self._write(own_only=False)
         if written or duplicates:
             return f"replayed {written} spooled record(s) into the database ({duplicates} were already there)"
@@ -87,7 +123,7 @@ class RecordWriter:
             try:
                 # Under steady traffic the loop is always woken: retry refused records and take over dead
                 # workers' files on the clock all the same.
-                if self.failing or self.clock() - replayed_at >= self.retry_seconds:
+                if self.failing or self.held or self.clock() - replayed_at >= self.retry_seconds:
                     self._wake.clear()
                     replayed_at = self.clock()
                     message = self.replay()
@@ -104,4 +140,9 @@ class RecordWriter:
         """Stop the loop and write this worker's waiting records (at exit: after the last response)."""
         self._stop.set()
         self._wake.set()
+        if self.held:
+            self._release_held()
         self.flush()
+        if self.held:
+            log.error("FAILED TO RECORD %d request(s): neither the spool's disk nor the database took them "
+                      "before the worker exited", len(self.held))
