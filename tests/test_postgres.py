@@ -36,9 +36,10 @@ def count(url, table):
 
 
 @pytest.mark.e2e
-def test_records_and_reports_on_postgresql(gunicorn, postgres):
+def test_records_and_reports_on_postgresql(gunicorn, postgres, tmp_path):
     # Four workers starting at once on an empty database, with the URL as an operator writes it.
-    server = gunicorn(DATABASE_URL=postgres.url.replace("+psycopg", ""), WEB_CONCURRENCY=4)
+    server = gunicorn(DATABASE_URL=postgres.url.replace("+psycopg", ""), WEB_CONCURRENCY=4,
+                      SPOOL_DIR=str(tmp_path / "spool"))
     answered = send(server, 40)
     assert [r.status_code for r in answered] == [200] * 40
     wait_for(lambda: count(postgres.url, "request_log") == 40, message="40 rows")
@@ -62,8 +63,8 @@ def test_records_and_reports_on_postgresql(gunicorn, postgres):
 
 
 @pytest.mark.e2e
-def test_a_database_server_that_goes_down_loses_nothing(gunicorn, postgres):
-    server = gunicorn(DATABASE_URL=postgres.url, SPOOL_REPLAY_SECONDS="0.3")
+def test_a_database_server_that_goes_down_loses_nothing(gunicorn, postgres, tmp_path):
+    server = gunicorn(DATABASE_URL=postgres.url, SPOOL_REPLAY_SECONDS="0.3", SPOOL_DIR=str(tmp_path / "spool"))
     assert [r.status_code for r in send(server, 6)] == [200] * 6
     wait_for(lambda: count(postgres.url, "request_log") == 6, message="6 rows")
 
