@@ -12,11 +12,10 @@ from google.ai import generativelanguage as glm
 from google.api_core import exceptions as api_exceptions
 from google.api_core.gapic_v1.client_info import ClientInfo
 from google.protobuf import json_format
-from requests.adapters import HTTPAdapter
-from requests.utils import get_environ_proxies
 
 from .failures import REJECTED, TIMEOUT, TRANSIENT, UpstreamFailure, from_google_error
 from .messages import Completion
+from .session import UpstreamHttp
 
 # Many greenlets share one client per key; a pool smaller than the requests in flight churns connections.
 _POOL_SIZE = 1000  # as many as a worker holds requests in flight (WORKER_CONNECTIONS)
@@ -63,13 +62,7 @@ class GeminiSdk:
         )
         session = getattr(client._transport, "_session", None)
         if session is not None:
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=_POOL_SIZE)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            # requests reads the environment and ~/.netrc again on every call when trust_env is on
-            # (0.2 ms a call); the client only ever calls the base URL, so read its proxy once.
-            session.trust_env = False
-            session.proxies = get_environ_proxies(self.base_url)
+            session.request = UpstreamHttp(session.credentials, self.base_url, _POOL_SIZE).request
         return client
 
     def generate(self, key, model, request, timeout):

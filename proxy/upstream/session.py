@@ -1,0 +1,51 @@
+"""The HTTP calls under the SDK's REST transport: requests' interface, urllib3's cost.
+
+The SDK's transport asks its session for one thing, post(url, timeout, headers, params, data), and reads
+a requests.Response back. requests spends about 0.2 ms of CPU a call preparing what urllib3 then sends;
+UpstreamHttp.request takes the place of the session's own request method (the transport keys its
+methods by the session object, so the object itself stays), sends the call straight, applies the key
+the way the SDK's credentials do, and answers with a requests.Response and requests' exceptions, so the
+SDK and GeminiSdk see no difference."""
+from urllib.parse import urlencode
+
+import requests
+import urllib3
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_environ_proxies
+
+
+class UpstreamHttp:
+    def __init__(self, credentials, base_url, pool_size):
+        self.credentials = credentials
+        proxies = get_environ_proxies(base_url)  # HTTPS_PROXY and the like, unless NO_PROXY exempts it
+        proxy = proxies.get(base_url.split(":", 1)[0]) or proxies.get("all")
+        options = dict(num_pools=4, maxsize=pool_size, block=False, retries=False)
+        self.http = urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
+
+    def request(self, method, url, timeout=None, headers=None, params=None, data=None, **unused):
+        headers = dict(headers or {})
+        self.credentials.before_request(None, method, url, headers)
+        if params:
+            url += ("&" if "?" in url else "?") + urlencode(params, doseq=True)
+        body = data.encode("utf-8") if isinstance(data, str) else data
+        connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+        try:
+            reply = self.http.request(method, url, body=body, headers=headers, redirect=False,
+                                      timeout=urllib3.Timeout(connect=connect, read=read))
+        except urllib3.exceptions.NewConnectionError as exc:  # a ConnectTimeoutError, yet no timeout
+            raise requests.exceptions.ConnectionError(str(exc)) from None
+        except urllib3.exceptions.ConnectTimeoutError as exc:
+            raise requests.exceptions.ConnectTimeout(str(exc)) from None
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            raise requests.exceptions.ReadTimeout(str(exc)) from None
+        except urllib3.exceptions.LocationParseError as exc:
+            raise requests.exceptions.InvalidURL(str(exc)) from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise requests.exceptions.ConnectionError(str(exc)) from None
+        response = requests.Response()
+        response.status_code, response._content, response.url = reply.status, reply.data, url
+        response.headers = CaseInsensitiveDict(reply.headers)
+        response.encoding = "utf-8"
+        response.request = requests.PreparedRequest()  # the SDK's error messages name its method and URL
+        response.request.method, response.request.url = method, url
+        return response
