@@ -128,6 +128,9 @@ def paths(emulator, proxy, floor):
             ("/gemini/generate", f"{proxy.url}/gemini/generate", GENERATE, proxy.worker))
 
 
+ROUNDS = 3  # each level's requests in this many rounds, the paths taking turns, so drift hits all alike
+
+
 def latency_table(emulator, proxy, floor, levels, totals):
     """Added latency at each concurrency, with UPSTREAM_MS ± UPSTREAM_JITTER_MS of upstream latency."""
     control(emulator, "config", {"latency_ms": UPSTREAM_MS, "latency_jitter_ms": UPSTREAM_JITTER_MS})
@@ -135,21 +138,28 @@ def latency_table(emulator, proxy, floor, levels, totals):
     rows = []
     for concurrency in levels:
         total = totals(concurrency)
-        (_, direct_url, _, _), *proxied = paths(emulator, proxy, floor)
-        run(direct_url, NATIVE, min(concurrency, 10), 20, headers)  # warm connections
-        # Every run draws the same upstream latencies, so the percentiles differ by the proxy alone.
-        control(emulator, "config", {"latency_seed": concurrency})
-        direct, d_fail, d_wall, _ = run(direct_url, NATIVE, concurrency, total, headers)
-        for name, url, body, _ in proxied:
-            control(emulator, "config", {"latency_seed": concurrency})
-            values, failed, wall, _ = run(url, body, concurrency, total, headers)
+        every = paths(emulator, proxy, floor)
+        for _, url, body, _ in every:  # as many connections open on every hop as the level will use
+            run(url, body, concurrency, concurrency, headers)
+        seen = {name: ([], [], 0.0) for name, *_ in every}
+        for turn in range(ROUNDS):
+            for name, url, body, _ in every:
+                # Every path draws the same upstream latencies, so the percentiles differ by the proxy alone.
+                control(emulator, "config", {"latency_seed": concurrency * ROUNDS + turn})
+                values, failed, wall, _ = run(url, body, concurrency, total // ROUNDS, headers)
+                latencies, failures, walls = seen[name]
+                seen[name] = (latencies + values, failures + failed, walls + wall)
+        direct, d_fail, d_wall = seen["direct"]
+        for name, *_ in every[1:]:
+            values, failed, wall = seen[name]
             rows.append({
-                "concurrency": concurrency, "path": name, "requests": total, "failed": len(failed) + len(d_fail),
+                "concurrency": concurrency, "path": name, "requests": total // ROUNDS * ROUNDS,
+                "failed": len(failed) + len(d_fail),
                 "direct_p50": percentile(direct, 50), "direct_p99": percentile(direct, 99),
                 "proxy_p50": percentile(values, 50), "proxy_p99": percentile(values, 99),
                 "added_p50": percentile(values, 50) - percentile(direct, 50),
                 "added_p99": percentile(values, 99) - percentile(direct, 99),
-                "throughput_ratio": (total / wall) / (total / d_wall),
+                "throughput_ratio": d_wall / wall,
             })
             print(f"c={concurrency:<4} {name:17} p50 +{rows[-1]['added_p50']:.2f} ms  p99 +{rows[-1]['added_p99']:.2f} ms"
                   f"  failed {rows[-1]['failed']}", flush=True)
@@ -298,7 +308,7 @@ def write_report(args, latency, saturation, streams, capacity, memory, analytics
         "this machine (a shared, noisy one: the client, the proxy and the emulator share its cores).",
         "",
         f"## Added latency (proxy minus direct, same client, same run, {UPSTREAM_MS} ± {UPSTREAM_JITTER_MS} ms of "
-        "upstream latency)",
+        f"upstream latency, the paths taking turns in {ROUNDS} rounds)",
         "",
         "| concurrency | path | requests | direct p50 ms | proxy p50 ms | added p50 ms | direct p99 ms | proxy p99 ms "
         "| added p99 ms | throughput vs direct | failed |",

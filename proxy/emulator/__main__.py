@@ -24,8 +24,9 @@ def main(argv=None):
     app = create_emulator(valid_keys=keys, latency_ms=args.latency_ms)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s emulator %(message)s")
     logging.info("Gemini emulator listening on http://%s:%d", args.host, args.port)
+    # A deep accept queue: 500 clients connecting at once must not wait out a SYN retry (1 s).
     server = WSGIServer((args.host, args.port), app, log="default" if args.access_log else None,
-                        error_log=logging.getLogger("emulator"))
+                        error_log=logging.getLogger("emulator"), backlog=2048)
     server.init_socket()
     # Google's servers do not hold back a response's body behind its headers; without TCP_NODELAY
     # (inherited by accepted sockets) Nagle's algorithm and delayed ACKs would add 40 ms to every reply.
