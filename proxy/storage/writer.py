@@ -60,13 +60,12 @@ class RecordWriter:
     def _release_held(self):
         """Held records to the database, or else back to the spool, whichever takes them first."""
         held, self.held = self.held, []
-        try:
-            with self.app.app_context():
+        with self.app.app_context():
+            try:
                 insert_records(held, tried=True, reject=self.spool.reject)
-            log.info("wrote %d record(s) held in memory into the database", len(held))
-            return
-        except SQLAlchemyError:
-            with self.app.app_context():
+                log.info("wrote %d record(s) held in memory into the database", len(held))
+                return
+            except SQLAlchemyError:
                 db.session.rollback()
         for position, record in enumerate(held):
             try:
