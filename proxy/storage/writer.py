@@ -65,8 +65,9 @@ class RecordWriter:
                 insert_records(held, tried=True, reject=self.spool.reject)
                 log.info("wrote %d record(s) held in memory into the database", len(held))
                 return
-            except SQLAlchemyError:
+            except (SQLAlchemyError, OSError):  # OSError: the disk refused a rejected record's file too
                 db.session.rollback()
+        # Some may be written already; the spool's duplicate check skips them later.
         for position, record in enumerate(held):
             try:
                 self.spool.append(record)
