@@ -10,11 +10,13 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from models import CacheEntry, db
 
+from ..compression import compress
+
 log = logging.getLogger(__name__)
 
 
 def _pack(answer):
-    return zlib.compress(json.dumps(answer).encode(), 6)
+    return compress(json.dumps(answer).encode())
 
 
 def _unpack(blob):

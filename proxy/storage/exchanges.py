@@ -1,9 +1,9 @@
 """Recording a native exchange: its request-log row, the exchange, bodies, and the metrics row."""
 import json
 import logging
-import zlib
 
 from ..access.limits import count_usage
+from ..compression import compress
 from ..observability.prometheus import observe
 from ..passthrough.capture import iter_json_objects, summarize
 from ..passthrough.headers import redacted
@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 
 def _compress(data):
-    return zlib.compress(data, 6) if data else None
+    return compress(data) if data else None
 
 
 def _generation_settings(call):
