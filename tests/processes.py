@@ -1,9 +1,12 @@
 """Start and stop the real processes the end-to-end tests talk to."""
+import glob
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import requests
@@ -97,8 +100,6 @@ def start_gunicorn(tmp_dir, app="wsgi:app", **settings):
 
 def start_redis(tmp_dir):
     """A throwaway Redis on a free loopback port (Debian's redis-server; .ci/run installs it)."""
-    import shutil
-
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed: apt-get install redis-server (.ci/run does)")
@@ -123,8 +124,6 @@ def start_redis(tmp_dir):
 def start_nginx(tmp_dir, upstream_port):
     """Debian's nginx in front of a Gunicorn port, serving the repo's own site file (deploy/), with only
     its listen port and upstream address changed (.ci/run installs nginx)."""
-    import shutil
-
     binary = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
     if binary is None:
         raise RuntimeError("nginx is not installed: apt-get install nginx (.ci/run does)")
@@ -173,10 +172,6 @@ class Postgres:
     runs as the package's postgres user."""
 
     def __init__(self):
-        import glob
-        import shutil
-        import tempfile
-
         found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
         if not found:
             raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql (.ci/run does)")
@@ -218,7 +213,5 @@ class Postgres:
         self.process = None
 
     def remove(self):
-        import shutil
-
         self.stop()
         shutil.rmtree(self.folder, ignore_errors=True)

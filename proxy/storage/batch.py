@@ -73,7 +73,7 @@ def _known(request_ids):
     return known
 
 
-def insert_records(records, tried=True, reject=None):
+def insert_records(records, *, reject, tried=True):
     """Write the records the database does not hold yet; returns (written, already there). Raises one of
     UNAVAILABLE when the database cannot take records now. A record it refuses as invalid is handed to
     `reject(record, reason)` so that it does not hold back the others."""

@@ -84,14 +84,15 @@ class Spool:
                 descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX)
+                opened = os.fstat(descriptor)
                 try:
-                    same = os.fstat(descriptor).st_ino == os.stat(path).st_ino
+                    same = opened.st_ino == os.stat(path).st_ino
                 except FileNotFoundError:
                     same = False
                 if same:  # not claimed by a writer between our open and our lock
-                    end = os.lseek(descriptor, 0, os.SEEK_END)
                     if os.write(descriptor, line) != len(line):
-                        os.ftruncate(descriptor, end)  # a torn line would lose the record on replay
+                        # The lock keeps other appends out, so the size seen under it is where ours began.
+                        os.ftruncate(descriptor, opened.st_size)  # a torn line would lose the record
                         raise OSError(errno.ENOSPC, "the spool's disk took only part of a record")
                     return
             finally:
@@ -152,8 +153,8 @@ class Spool:
     def replay(self, write, own_only=False):
         """Hand the records of each file this process may take to `write(records, tried)`, which returns
         (written, already there); `tried` is False for a file no writer has claimed before, whose
-        records cannot be in the database yet. Stops at the first file `write` cannot take (it raises), keeping
-        that file for the next run. Returns (written, already there) over all files."""
+        records cannot be in the database yet. Stops at the first file `write` cannot take (it raises),
+        keeping that file for the next run. Returns (written, already there) over all files."""
         written = duplicates = 0
         for path in self.files():
             if not self._claimable(path, own_only):
