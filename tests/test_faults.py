@@ -3,6 +3,7 @@ refuses and replays it, once, when the database takes records again. Proved by c
 import json
 import os
 import sqlite3
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -269,3 +270,29 @@ def test_a_full_disk_loses_no_record(gunicorn, small_disk):
     output = server.output()
     assert "No space left on device); holding them in memory" in output  # the spool's disk refused them too
     assert "FAILED TO RECORD" not in output
+
+
+def test_a_process_stopping_mid_write_waits_for_it_and_writes_each_record_once(make_app, tmp_path, caplog):
+    app = make_app(SPOOL_DIR=str(tmp_path / "spool"), SQLITE_BUSY_TIMEOUT_SECONDS=5, RECORD_GATHER_SECONDS=0.01)
+    client = app.test_client()
+    client.get("/health")  # the tables exist before the lock is taken
+    writer = app.extensions["records"]
+    writer.start()  # the background loop, as in a served worker
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    locker = sqlite3.connect(url.split("///", 1)[1], timeout=5, check_same_thread=False)
+    locker.execute("BEGIN EXCLUSIVE")  # the loop's write waits on the lock
+    answered = [client.post("/gemini/generate", json={"prompt": {"text": f"q{n}"}}) for n in range(5)]
+    assert [r.status_code for r in answered] == [200] * 5
+    wait_for(lambda: any(path.endswith(".replaying") for path in app.extensions["spool"].files()),
+             message="the loop to claim the spool file")
+    releaser = threading.Timer(0.5, locker.rollback)
+    releaser.start()
+    try:
+        writer.close()  # as at exit, while the loop's write is under way
+    finally:
+        releaser.join()
+        locker.close()
+    logged = rows(url, "SELECT request_id FROM request_log")
+    assert sorted(r for (r,) in logged) == sorted(r.headers["X-Request-ID"] for r in answered)
+    assert app.extensions["spool"].files() == []
+    assert "record writer failed" not in caplog.text

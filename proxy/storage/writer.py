@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 # Records kept in memory while the spool's disk refuses them too (full, read-only, gone), until it or
 # the database takes them; beyond this many the oldest are kept and newer ones are lost, and say so.
 HELD_MAX = 100_000
+# How long a stopping process waits for the loop's write under way, before writing what is left itself.
+_CLOSE_WAIT_SECONDS = 10.0
 
 
 class RecordWriter:
@@ -28,6 +30,8 @@ class RecordWriter:
         self.retry_seconds = retry_seconds  # how often refused records, and dead workers' ones, are retried
         self.failing = False  # the database refused this worker's last write
         self.held = []  # records neither the spool nor the database would take yet
+        # One write at a time in a process: a second would claim the file the first is replaying.
+        self._writing = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = None
@@ -59,6 +63,10 @@ class RecordWriter:
 
     def _release_held(self):
         """Held records to the database, or else back to the spool, whichever takes them first."""
+        with self._writing:
+            self._release_held_now()
+
+    def _release_held_now(self):
         held, self.held = self.held, []
         with self.app.app_context():
             try:
@@ -90,7 +98,7 @@ class RecordWriter:
         return None
 
     def _write(self, own_only):
-        with self.app.app_context():
+        with self._writing, self.app.app_context():
             try:
                 if self.failing:
                     create_tables()  # a database file that was deleted comes back empty
@@ -140,6 +148,8 @@ class RecordWriter:
         """Stop the loop and write this worker's waiting records (at exit: after the last response)."""
         self._stop.set()
         self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=_CLOSE_WAIT_SECONDS)  # a write under way finishes first
         if self.held:
             self._release_held()
         self.flush()
