@@ -22,5 +22,4 @@ def finish(response):
     response.headers["X-Request-ID"] = g.get("request_id", "")
     if g.get("cache_status"):
         response.headers["X-Cache"] = g.cache_status
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
     return response

@@ -22,27 +22,39 @@ CACHE = Counter("gemini_proxy_cache_lookups_total", "Response cache lookups", ["
 IN_FLIGHT = Gauge("gemini_proxy_in_flight_requests", "Requests being served now", multiprocess_mode="livesum")
 
 
+# The labelled series already made, by metric and label values. prometheus_client keeps every series for
+# the life of the process anyway; finding one here skips the validation and locking of .labels().
+_series = {}
+
+
+def _series_of(metric, *values):
+    series = _series.get((metric, values))
+    if series is None:
+        series = _series[(metric, values)] = metric.labels(*values)
+    return series
+
+
 def observe(record):
     """Count one finished request from its record (both APIs build one)."""
     route, model = record["route"] or "-", record["model_used"] or "-"
-    REQUESTS.labels(route, model, str(record["status_code"])).inc()
-    LATENCY.labels(route).observe((record["latency_ms"] or 0) / 1000)
+    _series_of(REQUESTS, route, model, str(record["status_code"])).inc()
+    _series_of(LATENCY, route).observe((record["latency_ms"] or 0) / 1000)
     cache_status = record["cache_status"]
     if cache_status:
-        CACHE.labels(cache_status.lower()).inc()
+        _series_of(CACHE, cache_status.lower()).inc()
     attempts = record["attempts"]
     if not attempts:
         return
-    UPSTREAM_LATENCY.labels(model).observe(sum(a["latency_ms"] for a in attempts) / 1000)
+    _series_of(UPSTREAM_LATENCY, model).observe(sum(a["latency_ms"] for a in attempts) / 1000)
     for attempt in attempts:
-        ATTEMPTS.labels(attempt["model"], attempt["outcome"]).inc()
+        _series_of(ATTEMPTS, attempt["model"], attempt["outcome"]).inc()
     if len(attempts) > 1:
-        RETRIES.labels(route).inc(len(attempts) - 1)
+        _series_of(RETRIES, route).inc(len(attempts) - 1)
     if record["model_used"] and attempts[0]["model"] != record["model_used"]:
-        FALLBACKS.labels(attempts[0]["model"], record["model_used"]).inc()
+        _series_of(FALLBACKS, attempts[0]["model"], record["model_used"]).inc()
     if cache_status != "HIT":
-        TOKENS.labels(model, "prompt").inc(record.get("prompt_tokens") or 0)
-        TOKENS.labels(model, "completion").inc(record.get("completion_tokens") or 0)
+        _series_of(TOKENS, model, "prompt").inc(record.get("prompt_tokens") or 0)
+        _series_of(TOKENS, model, "completion").inc(record.get("completion_tokens") or 0)
 
 
 def exposition():

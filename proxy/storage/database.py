@@ -130,6 +130,8 @@ def release_connection():
 
     Auth and quota lookups check a connection out of the pool; held across a generation of
     many seconds, the pool's size would cap how many requests a worker holds in flight.
-    Objects already loaded (g.client) stay readable after close().
+    Objects already loaded (g.client) stay readable after close(). Most requests never open a session
+    (client keys come from the key cache): asking the registry first saves making one only to close it.
     """
-    db.session.close()
+    if db.session.registry.has():
+        db.session.close()

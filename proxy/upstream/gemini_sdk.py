@@ -6,7 +6,7 @@ from collections import OrderedDict
 with warnings.catch_warnings():
     # The SDK announces its own deprecation on import; the operator cannot act on it, we can (see README).
     warnings.simplefilter("ignore", FutureWarning)
-    import google.generativeai as genai
+    from google.generativeai import protos
 import requests
 from google.ai import generativelanguage as glm
 from google.api_core import exceptions as api_exceptions
@@ -21,6 +21,8 @@ from .session import UpstreamHttp
 _POOL_SIZE = 1000  # as many as a worker holds requests in flight (WORKER_CONNECTIONS)
 # Clients kept for keys callers bring themselves (/gemini-proxy's api_key); the least recently used go.
 _MAX_CLIENTS = 128
+_FINISH_REASON = protos.Candidate.FinishReason
+_BLOCK_REASON = protos.GenerateContentResponse.PromptFeedback.BlockReason
 # Finish reasons that mean the answer was withheld rather than merely cut short.
 BLOCKING_FINISH_REASONS = {
     "SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "LANGUAGE", "OTHER",
@@ -67,19 +69,9 @@ class GeminiSdk:
 
     def generate(self, key, model, request, timeout):
         """One generateContent call; raises UpstreamFailure on anything but an answer."""
-        generative_model = genai.GenerativeModel(
-            model_name=model,
-            generation_config=request.generation_config() or None,
-            system_instruction=request.system_instruction or None,
-        )
-        # The SDK's own slot for its client: setting it avoids the process-global configure().
-        generative_model._client = self.client_for(key)
-        response = self._call(
-            generative_model.generate_content,
-            request.prompt,
-            request_options={"retry": None, "timeout": timeout},
-        )
-        completion = _completion(response)
+        response = self._call(self.client_for(key).generate_content, request=_generate_request(model, request),
+                              retry=None, timeout=timeout)
+        completion = _completion(type(response).pb(response))
         if completion.prompt_tokens is None:
             self._count_missing_tokens(key, model, request.prompt, completion, timeout)
         return completion
@@ -90,7 +82,7 @@ class GeminiSdk:
         try:
             counts = []
             for text in (prompt, completion.text or ""):
-                request = glm.CountTokensRequest(
+                request = protos.CountTokensRequest(
                     model=f"models/{model}", contents=[{"role": "user", "parts": [{"text": text}]}]
                 )
                 counts.append(self._call(client.count_tokens, request, retry=None, timeout=timeout).total_tokens)
@@ -132,15 +124,35 @@ def _google_message(exc):
         return str(exc.message)
 
 
-def _enum_name(value):
-    name = getattr(value, "name", None)
-    return None if name in (None, "FINISH_REASON_UNSPECIFIED", "BLOCK_REASON_UNSPECIFIED") else name
+def _generate_request(model, request):
+    """The SDK's GenerateContentRequest, built as the raw message its transport serializes.
+
+    GenerativeModel would build the same message through proto-plus conversions that cost more CPU than
+    the rest of the request; the prompt, settings and system instruction need none of them."""
+    fields = {"model": f"models/{model}", "contents": [{"role": "user", "parts": [{"text": request.prompt}]}]}
+    if request.generation_config():
+        fields["generation_config"] = request.generation_config()
+    if request.system_instruction:
+        fields["system_instruction"] = {"parts": [{"text": request.system_instruction}]}
+    try:
+        return protos.GenerateContentRequest.wrap(protos.GenerateContentRequest.pb()(**fields))
+    except UnicodeError as exc:  # a lone surrogate, say: the input, not Gemini, is at fault
+        raise UpstreamFailure(REJECTED, f"the request cannot be encoded: {type(exc).__name__}") from None
+    except (TypeError, ValueError) as exc:  # a value out of the field's range
+        raise UpstreamFailure(REJECTED, f"the request cannot be sent: {exc}") from None
 
 
-def _completion(response):
-    """Read text, finish reason and usage without `.text`, which raises when there is no text."""
-    result = response._result  # the raw GenerateContentResponse proto
-    usage = result.usage_metadata if "usage_metadata" in result else None
+def _enum_name(enum, value):
+    try:
+        name = enum(value).name
+    except ValueError:  # a reason newer than this SDK
+        return "OTHER"
+    return None if name in ("FINISH_REASON_UNSPECIFIED", "BLOCK_REASON_UNSPECIFIED") else name
+
+
+def _completion(result):
+    """Text, finish reason and usage, read off the raw GenerateContentResponse message."""
+    usage = result.usage_metadata if result.HasField("usage_metadata") else None
     tokens = {}
     if usage is not None and (usage.total_token_count or usage.prompt_token_count):
         tokens = {
@@ -149,12 +161,12 @@ def _completion(response):
             "total_tokens": usage.total_token_count or usage.prompt_token_count + usage.candidates_token_count,
         }
     if not result.candidates:
-        block = _enum_name(result.prompt_feedback.block_reason) or "OTHER"
+        block = _enum_name(_BLOCK_REASON, result.prompt_feedback.block_reason) or "OTHER"
         return Completion(text=None, block_reason=block, **tokens)
     candidate = result.candidates[0]
     texts = [part.text for part in candidate.content.parts if part.text and not getattr(part, "thought", False)]
     return Completion(
         text="".join(texts) if texts else None,
-        finish_reason=_enum_name(candidate.finish_reason),
+        finish_reason=_enum_name(_FINISH_REASON, candidate.finish_reason),
         **tokens,
     )
