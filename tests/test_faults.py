@@ -4,6 +4,7 @@ import json
 import os
 import sqlite3
 import threading
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -296,3 +297,41 @@ def test_a_process_stopping_mid_write_waits_for_it_and_writes_each_record_once(m
     assert sorted(r for (r,) in logged) == sorted(r.headers["X-Request-ID"] for r in answered)
     assert app.extensions["spool"].files() == []
     assert "record writer failed" not in caplog.text
+
+
+def test_a_batch_of_spooled_records_links_every_row_to_its_own_request(make_app, tmp_path):
+    app = make_app(SPOOL_DIR=str(tmp_path / "spool"), SQLITE_BUSY_TIMEOUT_SECONDS=0.1)
+    client = app.test_client()
+    for n in range(3):  # rows already there: the batch's ids do not start at 1
+        assert client.post("/gemini/generate", json={"prompt": {"text": f"before {n}"}}).status_code == 200
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    locker = sqlite3.connect(url.split("///", 1)[1])
+    locker.execute("BEGIN EXCLUSIVE")  # every record waits in the spool, to be written as one batch
+    prompts = {}
+    try:
+        for n in range(8):
+            text = "word " * (n * 7 + 1)  # a prompt of its own length, so its token count is its own
+            if n % 2:
+                answer = client.post("/gemini/generate", json={"prompt": {"text": text}})
+            else:
+                answer = client.post(native_path(), json={"contents": [{"parts": [{"text": text}]}]},
+                                     headers={"x-goog-api-key": KEYS[0]})
+            assert answer.status_code == 200
+            prompts[answer.headers["X-Request-ID"]] = text
+    finally:
+        locker.rollback()
+        locker.close()
+    assert "replayed 8" in app.extensions["records"].replay()
+
+    logged = rows(url, "SELECT r.request_id, r.prompt_tokens, r.attempt_count, m.prompt_tokens, "
+                       "(SELECT count(*) FROM attempts a WHERE a.request_log_id = r.id) "
+                       "FROM request_log r JOIN metrics m ON m.id = r.metric_id")
+    batch = {row[0]: row[1:] for row in logged if row[0] in prompts}
+    assert len(batch) == 8 and len({tokens for tokens, *_ in batch.values()}) == 8
+    assert all(tokens == metric_tokens and attempts == linked == 1
+               for tokens, attempts, metric_tokens, linked in batch.values())
+    bodies = rows(url, "SELECT r.request_id, b.request_body FROM request_log r JOIN exchanges x "
+                       "ON x.request_log_id = r.id JOIN exchange_bodies b ON b.exchange_id = x.id")
+    stored = {request_id: json.loads(zlib.decompress(body)) for request_id, body in bodies if request_id in prompts}
+    assert len(stored) == 4
+    assert all(body["contents"][0]["parts"][0]["text"] == prompts[request_id] for request_id, body in stored.items())

@@ -4,7 +4,7 @@ A record is a request-log row's columns plus its "attempts", "metric" and "excha
 as the recorders build them; the database assigns the ids that link them."""
 import uuid
 
-from sqlalchemy import String, insert, select
+from sqlalchemy import String, insert, select, text
 from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 
 from models import Attempt, Exchange, ExchangeBody, Metric, RequestLog, db
@@ -54,7 +54,16 @@ class _Table:
         if not ids:
             db.session.execute(insert(self.table), rows)
             return []
-        if db.session.get_bind().dialect.insert_executemany_returning_sort_by_parameter_order:
+        dialect = db.session.get_bind().dialect
+        if dialect.name == "sqlite":
+            # SQLite gives each new row one more than the table's largest rowid, and this transaction
+            # holds the only write lock from its first INSERT on: one executemany's rows get consecutive
+            # ids ending at last_insert_rowid(). RETURNING with ordered rows would cost SQLAlchemy a
+            # statement per row.
+            db.session.execute(insert(self.table), rows)
+            last = db.session.execute(text("SELECT last_insert_rowid()")).scalar_one()
+            return list(range(last - len(rows) + 1, last + 1))
+        if dialect.insert_executemany_returning_sort_by_parameter_order:
             statement = insert(self.table).returning(self.table.c.id, sort_by_parameter_order=True)
             return list(db.session.execute(statement, rows).scalars())
         return [db.session.execute(insert(self.table), row).inserted_primary_key[0] for row in rows]
