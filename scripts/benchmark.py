@@ -181,6 +181,15 @@ def saturation_table(emulator, proxy, floor, total):
     return rows
 
 
+def counted_calls(emulator):
+    """Python function calls a request costs the floor and each API, and its record the batch write
+    (scripts/bench_calls.py, in its own process): the same on a calm machine and a noisy one."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_calls.py")
+    result = subprocess.run([sys.executable, script, emulator.url, KEY, MODEL], check=True, capture_output=True,
+                            text=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 CAPACITY_IN_FLIGHT = 500
 CAPACITY_ROUNDS = 8  # the worker holds 500 in flight for this many upstream latencies on end
 # Upstream latency 1 s ± 250 ms: the mean keeps the ideal at 500/s, and the spread keeps the 500 from
@@ -267,6 +276,7 @@ def main():
         totals = (lambda c: max(50, c * 2)) if args.quick else (lambda c: max(300, c * 4))
         latency = latency_table(emulator, proxy, floor, (1, 10, 100, 500), totals)
         saturation = saturation_table(emulator, proxy, floor, 500 if args.quick else 3000)
+        calls = counted_calls(emulator)
 
         control(emulator, "config", {"stream_chunk_delay_ms": 20, "stream_chunk_words": 4})
         headers = {"x-goog-api-key": KEY}
@@ -291,11 +301,11 @@ def main():
                 server.stop()
         emulator.stop()
 
-    write_report(args, latency, saturation, (d_first, d_last, p_first, p_last), capacity,
+    write_report(args, latency, saturation, calls, (d_first, d_last, p_first, p_last), capacity,
                  (idle_rss, max(row["peak_rss"] for row in capacity), max(stream_rss), streamed_bytes), analytics)
 
 
-def write_report(args, latency, saturation, streams, capacity, memory, analytics):
+def write_report(args, latency, saturation, calls, streams, capacity, memory, analytics):
     d_first, d_last, p_first, p_last = streams
     idle, peak, streaming, streamed_bytes = memory
     lines = [
@@ -333,6 +343,19 @@ def write_report(args, latency, saturation, streams, capacity, memory, analytics
         "|---|---|---|---|",
         *[f"| {row['path']} | {row['throughput']:.0f} | "
           f"{'–' if row['cpu_ms'] is None else format(row['cpu_ms'], '.2f')} | {row['failed']} |" for row in saturation],
+        "",
+        "## Work per request, counted (Python function calls in the worker's app; the same on a calm machine and "
+        "a noisy one)",
+        "",
+        "| path | calls a request | calls its record adds to the batch write | in all | against the floor |",
+        "|---|---|---|---|---|",
+        *[f"| {FLOOR if path == 'floor' else path} | {request:.0f} | {'–' if record is None else format(record, '.0f')} | "
+          f"{request + (record or 0):.0f} | {(request + (record or 0)) / calls['floor'][0]:.2f}× |"
+          for path, (request, record) in calls.items()],
+        "",
+        "Counted by cProfile over 300 requests each, after 30 to warm up, with the app called as Gunicorn calls "
+        "it (`scripts/bench_calls.py`). The times above vary with the machine; these counts change only with "
+        "the code, so they show what a change to the request path saved.",
         "",
         "## Streaming (SSE, 20 sequential streams, 20 ms between upstream chunks)",
         "",
