@@ -35,8 +35,13 @@ def test_spec_cases_over_http(server, emulator):
     # 4. invalid request
     invalid = post(server, {"prompt": {"text": ""}})
     assert invalid.status_code == 400 and invalid.json()["error"]["code"] == "INVALID_REQUEST"
+    # A model outside the chain gets the API's own error; /docs lists the chain.
+    other = post(server, {"prompt": {"text": "hi"}, "model": "gemini-1.0-ultra-secret"})
+    assert other.status_code == 400 and other.json()["error"]["code"] == "MODEL_NOT_ALLOWED"
+    spec = requests.get(f"{server.url}/swagger.json", timeout=10).json()
+    assert spec["definitions"]["GenerateRequest"]["properties"]["model"]["enum"] == MODELS
     # 5. persistence: every success has its metrics row, every request its log row (written behind)
-    wait_for(lambda: rows(server.database_url, "SELECT count(*) FROM request_log") == [(3,)], message="3 rows")
+    wait_for(lambda: rows(server.database_url, "SELECT count(*) FROM request_log") == [(4,)], message="4 rows")
     assert rows(server.database_url, "SELECT count(*) FROM metrics") == [(2,)]
     # 6. docs
     assert requests.get(f"{server.url}/docs", timeout=10).status_code == 200

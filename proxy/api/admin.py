@@ -6,6 +6,7 @@ from config import valid_rate_limit
 from ..access import clients
 from ..errors import InvalidRequest, NotFound
 from .models import UtcDateTime, document_errors, error_detail, error_model, nullable
+from .validation import expect_valid
 
 ns = Namespace("admin", description="Client keys (send ADMIN_API_KEY as X-API-KEY)", path="/admin")
 ns.add_model("ErrorDetail", error_detail)
@@ -57,7 +58,7 @@ class ClientList(Resource):
         """List client keys (never their secrets)."""
         return clients.all_clients()
 
-    @ns.expect(create_model, validate=True)
+    @expect_valid(ns, create_model)
     @ns.marshal_with(issued_model, code=201, description="Issued; the secret is in api_key, shown once")
     @document_errors(ns, 400, 401, 403)
     def post(self):

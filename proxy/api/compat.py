@@ -4,6 +4,7 @@ from flask_restx import Namespace, Resource, fields
 
 from ..errors import InvalidRequest, ModelNotAllowed, PromptTooLong, require_unicode
 from ..upstream.messages import GenerationRequest
+from .validation import expect_valid
 
 ns = Namespace("gemini-proxy", description="Compatible API of the legacy Flask Gemini proxy", path="/gemini-proxy")
 
@@ -74,7 +75,7 @@ def _document_failures(func):
 
 @ns.route("")
 class GeminiProxy(Resource):
-    @ns.expect(request_model, validate=True)
+    @expect_valid(ns, request_model)
     @ns.response(200, "Generated", success_model)
     @_document_failures
     @ns.doc(security="apikey")

@@ -6,6 +6,7 @@ from ..errors import InvalidRequest, ModelNotAllowed, require_unicode
 from ..cache.answers import from_completion, usage_of
 from ..upstream.messages import Completion, Generation, GenerationRequest
 from .models import document_errors, error_detail, error_model
+from .validation import expect_valid
 
 ns = Namespace("gemini", description="Text generation through Gemini", path="/gemini")
 ns.add_model("ErrorDetail", error_detail)
@@ -88,7 +89,7 @@ def parse_generate(payload, config):
 
 @ns.route("/generate")
 class Generate(Resource):
-    @ns.expect(request_model, validate=True)
+    @expect_valid(ns, request_model)
     @ns.marshal_with(response_model, description="Generated text with its token metrics")
     @document_errors(ns, 400, 401, 404, 413, 422, 429, 502, 503, 504)
     def post(self):
