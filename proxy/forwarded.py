@@ -1,5 +1,6 @@
 """The client's address and scheme from X-Forwarded-*, believed only when nginx (a trusted peer) sent them."""
 import ipaddress
+from functools import lru_cache
 
 
 class TrustedForwarded:
@@ -9,8 +10,10 @@ class TrustedForwarded:
     def __init__(self, app, trusted):
         self.app = app
         self.networks = [ipaddress.ip_network(entry.strip(), strict=False) for entry in trusted if entry.strip()]
+        # A worker sees few peers (nginx, mostly): parse each address once, not on every request.
+        self.trusted = lru_cache(maxsize=4096)(self._trusted)
 
-    def trusted(self, address):
+    def _trusted(self, address):
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
