@@ -90,7 +90,7 @@ def parse_generate(payload, config):
 @ns.route("/generate")
 class Generate(Resource):
     @expect_valid(ns, request_model)
-    @ns.marshal_with(response_model, description="Generated text with its token metrics")
+    @ns.response(200, "Generated text with its token metrics", response_model)
     @document_errors(ns, 400, 401, 404, 413, 422, 429, 502, 503, 504)
     def post(self):
         """Generate text with Gemini, retrying transient failures and falling back along the model chain."""
