@@ -10,10 +10,26 @@ from .state import EmulatorState
 _API_VERSIONS = ("v1beta", "v1")
 
 
+class AbsoluteForm:
+    """WSGI middleware: a request whose target is a whole URL, as clients send to an HTTP proxy, is served
+    as its path (RFC 9112 has servers accept that form), so the emulator can stand in for the operator's
+    proxy; the Host header still names where the client meant to go."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        target = environ.get("PATH_INFO", "")
+        if target.startswith(("http://", "https://")):
+            environ["PATH_INFO"] = "/" + target.split("://", 1)[1].partition("/")[2]
+        return self.app(environ, start_response)
+
+
 def create_emulator(valid_keys=None, latency_ms=0.0):
     app = Flask(__name__)
     state = EmulatorState(valid_keys, latency_ms)
     app.extensions["emulator"] = state
+    app.wsgi_app = AbsoluteForm(app.wsgi_app)
 
     def google_error(status, body, as_array=False):
         payload = [body] if as_array else body

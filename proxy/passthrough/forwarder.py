@@ -14,6 +14,7 @@ import urllib3
 from ..upstream.failures import from_google_error
 from ..upstream.messages import AttemptRecord
 from ..upstream.retry import backoff, delay_for
+from ..upstream.session import upstream_pool
 from .headers import upstream_path
 from .keys import SERVER, auth_headers
 
@@ -107,7 +108,7 @@ class Forwarder:
         self.quota_cooldown = quota_cooldown  # seconds, when a 429 names no delay
         self.sleep = sleep
         self.clock = clock
-        self.http = urllib3.PoolManager(num_pools=4, maxsize=pool_size, block=False, retries=False)
+        self.http = upstream_pool(self.base_url, pool_size)
 
     def chain_for(self, call):
         if call.action not in GENERATION_ACTIONS or not call.model:

@@ -14,13 +14,19 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import get_environ_proxies
 
 
+def upstream_pool(base_url, pool_size):
+    """Connections to Gemini for either API: through the operator's HTTPS_PROXY (or HTTP_PROXY, ALL_PROXY)
+    unless NO_PROXY exempts the host; urllib3's own retries off, the callers retry."""
+    proxies = get_environ_proxies(base_url)
+    proxy = proxies.get(base_url.split(":", 1)[0]) or proxies.get("all")
+    options = dict(num_pools=4, maxsize=pool_size, block=False, retries=False)
+    return urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
+
+
 class UpstreamHttp:
     def __init__(self, credentials, base_url, pool_size):
         self.credentials = credentials
-        proxies = get_environ_proxies(base_url)  # HTTPS_PROXY and the like, unless NO_PROXY exempts it
-        proxy = proxies.get(base_url.split(":", 1)[0]) or proxies.get("all")
-        options = dict(num_pools=4, maxsize=pool_size, block=False, retries=False)
-        self.http = urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
+        self.http = upstream_pool(base_url, pool_size)
 
     def request(self, method, url, timeout=None, headers=None, params=None, data=None, **unused):
         headers = dict(headers or {})
