@@ -29,28 +29,32 @@ def keys_required():
 
 def authenticate():
     """before_request: sets g.client (or None when the proxy is open); raises 401 when it must."""
-    g.area = area_of(request.path)
-    g.client = None
-    g.proxy_key_slot = None  # where a native client put its proxy key, to be swapped for a server key
-    if g.area is None or request.method == "OPTIONS":
+    # The objects behind Flask's proxies, looked up once: every request passes here.
+    state, incoming = g._get_current_object(), request._get_current_object()
+    state.area = area = area_of(incoming.path)
+    state.client = client = None
+    state.proxy_key_slot = None  # where a native client put its proxy key, to be swapped for a server key
+    if area is None or incoming.method == "OPTIONS":
         return
-    if g.area == ADMIN:
+    if area == ADMIN:
         return require_admin()
-    explicit = request.headers.get("X-API-KEY", "").strip()
+    headers = incoming.headers
+    explicit = headers.get("X-API-KEY", "").strip()
     if explicit:
-        g.client = clients.find_active(explicit)
-    elif g.area == API:
-        g.client = clients.find_active(_bearer())
+        client = clients.find_active(explicit)
+    elif area == API:
+        client = clients.find_active(_bearer())
     else:
-        for slot, value in (("header", request.headers.get("x-goog-api-key", "").strip()),
-                            ("query", request.args.get("key", "").strip()), ("bearer", _bearer())):
+        for slot, value in (("header", headers.get("x-goog-api-key", "").strip()),
+                            ("query", incoming.args.get("key", "").strip()), ("bearer", _bearer())):
             client = clients.find_active(value) if value else None
             if client is not None:
-                g.client, g.proxy_key_slot = client, slot
+                state.proxy_key_slot = slot
                 break
-    if g.client is None and keys_required():
-        presented = explicit or _bearer() or (g.area == NATIVE and (
-            request.headers.get("x-goog-api-key", "").strip() or request.args.get("key", "").strip()))
+    state.client = client
+    if client is None and keys_required():
+        presented = explicit or _bearer() or (area == NATIVE and (
+            headers.get("x-goog-api-key", "").strip() or incoming.args.get("key", "").strip()))
         raise Unauthorized("The API key is not valid or has been revoked." if presented else
                            "An API key is required: send it as X-API-KEY or Authorization: Bearer.")
 

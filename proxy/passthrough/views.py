@@ -33,18 +33,18 @@ class Stream:
         self.upstream_broke = False
 
 
-def _call_from_request(version, path):
+def _call_from_request(incoming, state, version, path):
     model, action = parse_model_path(path)
     return NativeCall(
-        method=request.method,
+        method=incoming.method,
         version=version,
         path=path,
-        query=query_without_key(request.query_string),
-        body=request.get_data(cache=False),
-        headers=upstream_headers(request.headers),
+        query=query_without_key(incoming.query_string),
+        body=incoming.get_data(cache=False),
+        headers=upstream_headers(incoming.headers),
         # A proxy key sent where Gemini expects its own is swapped for a server key.
-        key=KeyChoice(SERVER) if g.get("proxy_key_slot") else choose_key(request),
-        client_headers=dict(request.headers),
+        key=KeyChoice(SERVER) if state.get("proxy_key_slot") else choose_key(incoming),
+        client_headers=dict(incoming.headers),
         model=model,
         action=action,
     )
@@ -52,28 +52,29 @@ def _call_from_request(version, path):
 
 @bp.route("/<any(v1beta, v1):version>/<path:path>", methods=_METHODS)
 def forward(version, path):
-    config = current_app.config
-    call = _call_from_request(version, path)
-    g.model_requested = call.model
+    # The objects behind Flask's proxies, looked up once: this is the pass-through's every request.
+    app, state = current_app._get_current_object(), g._get_current_object()
+    config = app.config
+    call = _call_from_request(request._get_current_object(), state, version, path)
+    state.model_requested = call.model
     _check_limits(call, config)
     decision, key, cached = _consult_cache(call)
     stream = Stream(config["LOG_BODY_MAX_BYTES"] if config["LOG_BODIES"] else 0,
                     config["CACHE_MAX_BODY_BYTES"] if decision.write and not cached else 0)
-    app = current_app._get_current_object()
-    context = {"request_id": g.request_id, "started_at": g.started_at, "elapsed_ms": g.elapsed_ms,
-               "route": native_route(version, path), "client_id": g.client.id if g.get("client") else None,
-               "cache_status": g.get("cache_status")}
-    g.native_recorded = True  # recorded when the response closes, not by the after_request hook
+    context = {"request_id": state.request_id, "started_at": state.started_at, "elapsed_ms": state.elapsed_ms,
+               "route": native_route(version, path), "client_id": state.client.id if state.get("client") else None,
+               "cache_status": state.get("cache_status")}
+    state.native_recorded = True  # recorded when the response closes, not by the after_request hook
     if cached is not None:
         body, content_type = replay(cached, call.streaming, "alt=sse" in call.query)
         reply = Reply(200, {"Content-Type": content_type, "Content-Length": str(len(body))}, call.model, [], body=body)
     else:
         try:
-            reply = current_app.extensions["forwarder"].open(call)
+            reply = app.extensions["forwarder"].open(call)
         except NativeError as error:
             return _failed(error, app, context, call, stream)
 
-    body = _relay(reply, stream, g.elapsed_ms)
+    body = _relay(reply, stream, state.elapsed_ms)
     response = Response(body, status=reply.status, headers=client_headers(reply.headers))
     length = reply.headers.get("Content-Length") or reply.headers.get("content-length")
     if length and not reply.headers.get("Transfer-Encoding"):
