@@ -6,12 +6,26 @@ UpstreamHttp.request takes the place of the session's own request method (the tr
 methods by the session object, so the object itself stays), sends the call straight, applies the key
 the way the SDK's credentials do, and answers with a requests.Response and requests' exceptions, so the
 SDK and GeminiSdk see no difference."""
+from functools import lru_cache
 from urllib.parse import urlencode
 
 import requests
 import urllib3
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_environ_proxies
+
+
+@lru_cache(maxsize=64)
+def _encoded(items):
+    return urlencode(items, doseq=True)
+
+
+def _query(params):
+    """The query string, as requests would encode it; the SDK sends the same few parameters every call."""
+    try:
+        return _encoded(tuple(params.items() if isinstance(params, dict) else params))
+    except TypeError:  # a list among the values: not hashable, encoded each time
+        return urlencode(params, doseq=True)
 
 
 def upstream_pool(base_url, pool_size):
@@ -32,7 +46,7 @@ class UpstreamHttp:
         headers = dict(headers or {})
         self.credentials.before_request(None, method, url, headers)
         if params:
-            url += ("&" if "?" in url else "?") + urlencode(params, doseq=True)
+            url += ("&" if "?" in url else "?") + _query(params)
         body = data.encode("utf-8") if isinstance(data, str) else data
         connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
         try:
