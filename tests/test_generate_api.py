@@ -19,6 +19,12 @@ def test_successful_generation_matches_the_spec(client):
     assert body["latency_ms"] > 0
 
 
+def test_a_finish_reason_newer_than_the_sdk_is_not_taken_for_a_block(client):
+    response = client.post("/gemini/generate", json={"prompt": {"text": "Hello [[finish-unknown]]"}})
+    assert response.status_code == 200
+    assert response.json["text"] and response.json["finish_reason"] is None
+
+
 def test_custom_config_reaches_gemini(client, emulator):
     body = {
         "prompt": {"text": "Be brief"},

@@ -243,6 +243,8 @@ def _chunks(state, model, body):
             chunk["usageMetadata"] = replies.usage(prompt_tokens, 0)
         return [chunk]
     text, finish = replies.answer_text(model, prompt, max_tokens)
+    if "[[finish-unknown]]" in prompt:
+        finish = "NEWER_THAN_THE_SDK"
     words = text.split(" ")
     size = max(1, int(state.stream_chunk_words))
     pieces = [" ".join(words[i:i + size]) + (" " if i + size < len(words) else "")

@@ -16,7 +16,8 @@ MODELS = {
 GENERATION_METHODS = ["generateContent", "countTokens", "createCachedContent", "batchGenerateContent"]
 
 # Enum numbers as Google's protos define them, for clients that ask for enum-encoding=int.
-FINISH_REASONS = {"STOP": 1, "MAX_TOKENS": 2, "SAFETY": 3, "RECITATION": 4, "OTHER": 5}
+# The last: a reason Gemini may add after the SDK was released, which the SDK's enum does not name.
+FINISH_REASONS = {"STOP": 1, "MAX_TOKENS": 2, "SAFETY": 3, "RECITATION": 4, "OTHER": 5, "NEWER_THAN_THE_SDK": 99}
 BLOCK_REASONS = {"SAFETY": 1, "OTHER": 2}
 STATUS_NAMES = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED",
                 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}

@@ -130,8 +130,9 @@ def _generate_request(model, request):
     GenerativeModel would build the same message through proto-plus conversions that cost more CPU than
     the rest of the request; the prompt, settings and system instruction need none of them."""
     fields = {"model": f"models/{model}", "contents": [{"role": "user", "parts": [{"text": request.prompt}]}]}
-    if request.generation_config():
-        fields["generation_config"] = request.generation_config()
+    settings = request.generation_config()
+    if settings:
+        fields["generation_config"] = settings
     if request.system_instruction:
         fields["system_instruction"] = {"parts": [{"text": request.system_instruction}]}
     try:
@@ -145,8 +146,8 @@ def _generate_request(model, request):
 def _enum_name(enum, value):
     try:
         name = enum(value).name
-    except ValueError:  # a reason newer than this SDK
-        return "OTHER"
+    except ValueError:  # a reason newer than this SDK: unnamed, as proto-plus left it
+        return None
     return None if name in ("FINISH_REASON_UNSPECIFIED", "BLOCK_REASON_UNSPECIFIED") else name
 
 
