@@ -64,24 +64,21 @@ class RecordWriter:
     def _release_held(self):
         """Held records to the database, or else back to the spool, whichever takes them first."""
         with self._writing:
-            self._release_held_now()
-
-    def _release_held_now(self):
-        held, self.held = self.held, []
-        with self.app.app_context():
-            try:
-                insert_records(held, tried=True, reject=self.spool.reject)
-                log.info("wrote %d record(s) held in memory into the database", len(held))
-                return
-            except (SQLAlchemyError, OSError):  # OSError: the disk refused a rejected record's file too
-                db.session.rollback()
-        # Some may be written already; the spool's duplicate check skips them later.
-        for position, record in enumerate(held):
-            try:
-                self.spool.append(record)
-            except OSError:
-                self.held = held[position:] + self.held
-                return
+            held, self.held = self.held, []
+            with self.app.app_context():
+                try:
+                    insert_records(held, tried=True, reject=self.spool.reject)
+                    log.info("wrote %d record(s) held in memory into the database", len(held))
+                    return
+                except (SQLAlchemyError, OSError):  # OSError: the disk refused a rejected record's file too
+                    db.session.rollback()
+            # Some may be written already; the spool's duplicate check skips them later.
+            for position, record in enumerate(held):
+                try:
+                    self.spool.append(record)
+                except OSError:
+                    self.held = held[position:] + self.held
+                    return
 
     def flush(self):
         """Write this worker's own waiting records."""
