@@ -39,10 +39,10 @@ def _serve(app, template, body):
         raise RuntimeError(f"{environ['PATH_INFO']} answered {status[0]}")
 
 
-def calls_of(function, *args):
+def calls_of(function):
     profile = cProfile.Profile()
     profile.enable()
-    function(*args)
+    function()
     profile.disable()
     return pstats.Stats(profile).total_calls
 
