@@ -102,7 +102,8 @@ def test_a_database_locked_for_seconds_loses_nothing(gunicorn, tmp_path):
         answered = send(server, 20) + send(server, 10, kind="native")
         assert [r.status_code for r in answered] == [200] * 30
         wait_for(lambda: health(server)["spool"]["depth"] == 30, message="30 spooled records")
-        assert health(server)["status"] == "degraded"
+        # Degraded once the writer's patience (the busy timeout) has run out.
+        wait_for(lambda: health(server)["status"] == "degraded", message="health to report the refusal")
     finally:
         locker.rollback()
         locker.close()
@@ -114,6 +115,38 @@ def test_a_database_locked_for_seconds_loses_nothing(gunicorn, tmp_path):
     assert rows(server.database_url, "SELECT count(*) FROM exchanges") == [(10,)]
     assert rows(server.database_url, "SELECT count(*) FROM metrics") == [(35,)]
     assert health(server)["status"] == "ok"
+
+
+@pytest.mark.e2e
+def test_a_writer_waiting_for_the_database_lock_holds_up_no_request(gunicorn, tmp_path):
+    # Patience long enough that the records' writer is still waiting when the lock is released.
+    server = gunicorn(SQLITE_BUSY_TIMEOUT_SECONDS="120", WEB_CONCURRENCY=1)
+    path = server.database_url.split("///", 1)[1]
+    assert all(r.status_code == 200 for r in send(server, 3))
+    wait_for(lambda: rows(server.database_url, "SELECT count(*) FROM request_log") == [(3,)], message="3 rows")
+
+    locker = sqlite3.connect(path, timeout=5)
+    locker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        first = send(server, 1)  # its record's write now waits for the lock
+        wait_for(lambda: health(server)["spool"]["depth"] == 1, message="the first record waiting")
+        # SQLite's own busy handler waited inside C, and with it the worker's every request.
+        later = [requests.post(f"{server.url}{native_path()}", json=NATIVE, headers={"x-goog-api-key": KEYS[0]},
+                               timeout=10) for _ in range(5)]
+        later += send(server, 10)
+        assert [r.status_code for r in first + later] == [200] * 16
+        assert health(server)["spool"]["depth"] == 16
+        assert rows(server.database_url, "SELECT count(*) FROM request_log") == [(3,)]
+    finally:
+        locker.rollback()
+        locker.close()
+
+    wait_for(lambda: health(server)["spool"]["depth"] == 0, message="the waiting records written")
+    ids = {r.headers["X-Request-ID"] for r in first + later}
+    logged = {r for (r,) in rows(server.database_url, "SELECT request_id FROM request_log")}
+    assert len(logged) == 19 and ids <= logged
+    assert rows(server.database_url, "SELECT count(*) FROM exchanges") == [(5,)]
+    assert "the database refused records" not in server.output()
 
 
 @pytest.mark.e2e

@@ -1,6 +1,8 @@
 """Database set-up: SQLite tuned for several writer processes, tables created on first run."""
 import logging
 import os
+import sqlite3
+import time
 
 from sqlalchemy import event, text
 from sqlalchemy.exc import DisconnectionError, OperationalError, SQLAlchemyError
@@ -39,6 +41,45 @@ def _tune_sqlite(dbapi_connection, _record, busy_timeout_ms):
     cursor.close()
 
 
+# The statements before which Python's sqlite3 opens a transaction of its own (a deferred one).
+_WRITES = ("insert", "update", "delete", "replace")
+# Between tries for the write lock: from the first to the longest, doubling (seconds).
+_FIRST_TRY_GAP, _LONGEST_TRY_GAP = 0.001, 0.025
+
+
+def _take_write_lock_politely(busy_timeout, sleep=time.sleep, clock=time.monotonic):
+    """A before_cursor_execute hook: open each write transaction with the write lock already taken.
+
+    SQLite's own busy handler waits for the lock inside C, and a gevent worker's every request waits
+    with it: another process holding the database for seconds froze all of them for seconds. Here the
+    lock is tried without waiting, and between tries `sleep` (gevent's, in a worker) lets the other
+    requests run. The patience is the same busy timeout. With the lock held from BEGIN, the
+    transaction's statements and its COMMIT need not wait in WAL mode."""
+    busy_timeout_ms = int(busy_timeout * 1000)
+
+    def before_cursor_execute(_connection, cursor, statement, _parameters, _context, _executemany):
+        dbapi_connection = cursor.connection
+        if dbapi_connection.in_transaction or not statement.lstrip()[:7].lower().startswith(_WRITES):
+            return
+        deadline = clock() + busy_timeout
+        gap = _FIRST_TRY_GAP
+        dbapi_connection.execute("PRAGMA busy_timeout=0")
+        try:
+            while True:
+                try:
+                    dbapi_connection.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or clock() + gap > deadline:
+                        raise
+                sleep(gap)
+                gap = min(gap * 2, _LONGEST_TRY_GAP)
+        finally:
+            dbapi_connection.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+
+    return before_cursor_execute
+
+
 def _file_of(url):
     path = url.split("///", 1)[1].split("?", 1)[0] if url.startswith("sqlite") and "///" in url else ""
     return None if not path or path == ":memory:" else path
@@ -73,6 +114,7 @@ def init_database(app):
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             event.listen(db.engine, "connect", lambda conn, rec: _tune_sqlite(conn, rec, busy * 1000))
+            event.listen(db.engine, "before_cursor_execute", _take_write_lock_politely(busy))
             if _file_of(url):
                 _watch_file(db.engine, _file_of(url))
         try:
