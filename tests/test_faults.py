@@ -229,6 +229,31 @@ def test_a_dead_workers_records_are_written_under_steady_traffic(gunicorn, tmp_p
     assert found == [(12.5,)]
 
 
+@pytest.mark.e2e
+def test_requests_are_answered_while_a_long_backlog_is_written(gunicorn, tmp_path):
+    server = gunicorn(SPOOL_REPLAY_SECONDS="0.5", WEB_CONCURRENCY=1)
+    backlog = 5000  # a dead worker's records, from a long outage
+    lines = "".join(json.dumps({"request_id": f"backlog-{n}", "created_at": {"$dt": "2026-01-02T03:04:05.000006"},
+                                "route": "/gemini/generate", "status_code": 200, "latency_ms": 1.0}) + "\n"
+                    for n in range(backlog))
+    spool = tmp_path / "proxy.db.spool"
+    (spool / "incoming.tmp").write_text(lines)
+    (spool / "incoming.tmp").rename(spool / f"spool-{2**22 + 1}.jsonl")  # no such pid
+
+    def written():
+        return rows(server.database_url, "SELECT count(*) FROM request_log WHERE request_id LIKE 'backlog-%'")[0][0]
+
+    seen = set()  # how much of the backlog was written as each request was answered
+    for _ in range(3000):
+        assert requests.post(f"{server.url}/gemini/generate", json=GENERATE, timeout=30).status_code == 200
+        seen.add(written())
+        if backlog in seen:
+            break
+    assert backlog in seen
+    # Answers came between the backlog's transactions, not only before or after a single one.
+    assert seen - {0, backlog}, seen
+
+
 def test_records_are_held_in_memory_while_the_spool_disk_refuses_them_too(make_app, tmp_path):
     spool_dir = tmp_path / "spool"
     app = make_app(SPOOL_DIR=str(spool_dir))

@@ -150,11 +150,12 @@ class Spool:
             return None
         return claimed
 
-    def replay(self, write, own_only=False):
-        """Hand the records of each file this process may take to `write(records, tried)`, which returns
-        (written, already there); `tried` is False for a file no writer has claimed before, whose
-        records cannot be in the database yet. Stops at the first file `write` cannot take (it raises),
-        keeping that file for the next run. Returns (written, already there) over all files."""
+    def replay(self, write, per_write, own_only=False):
+        """Hand the records of each file this process may take to `write(records, tried)`, at most
+        `per_write` at a time; it returns (written, already there). `tried` is False for a file no writer
+        has claimed before, whose records cannot be in the database yet. Stops at the first batch `write`
+        cannot take (it raises), keeping that file, batches written before it included, for the next
+        run. Returns (written, already there) over all files."""
         written = duplicates = 0
         for path in self.files():
             if not self._claimable(path, own_only):
@@ -164,18 +165,23 @@ class Spool:
                 continue
             with open(claimed, "rb") as handle:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # an append under way finishes first
-                lines = handle.read().splitlines()
-            records = []
-            for line in lines:
-                if not line.strip():
-                    continue
-                try:
-                    records.append(decode(line))
-                except ValueError:
-                    log.error("spool file %s has an unreadable line (a process died writing it); skipped",
-                              os.path.basename(claimed))
-            if records:
-                done, already = write(records, tried=path.endswith(".replaying"))
-                written, duplicates = written + done, duplicates + already
+                lines = [line for line in handle.read().splitlines() if line.strip()]
+            tried = path.endswith(".replaying")
+            for start in range(0, len(lines), per_write):
+                records = self._decode(lines[start:start + per_write], claimed)
+                if records:
+                    done, already = write(records, tried=tried)
+                    written, duplicates = written + done, duplicates + already
             os.remove(claimed)
         return written, duplicates
+
+    @staticmethod
+    def _decode(lines, path):
+        records = []
+        for line in lines:
+            try:
+                records.append(decode(line))
+            except ValueError:
+                log.error("spool file %s has an unreadable line (a process died writing it); skipped",
+                          os.path.basename(path))
+        return records
