@@ -3,6 +3,7 @@ refuses and replays it, once, when the database takes records again. Proved by c
 import json
 import os
 import sqlite3
+import subprocess
 import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -284,8 +285,6 @@ def test_records_are_held_in_memory_while_the_spool_disk_refuses_them_too(make_a
 @pytest.fixture
 def small_disk(tmp_path):
     """A 4 MB tmpfs of its own (CI runs as root, which may mount one), unmounted afterwards."""
-    import subprocess
-
     mount_point = tmp_path / "small-disk"
     mount_point.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
@@ -306,6 +305,64 @@ def fill(folder):
             except OSError:
                 continue
     return path
+
+
+class BindMount:
+    """A folder on a bind mount of its own, which a test may make read-only and writable again."""
+
+    def __init__(self, path):
+        self.path = path
+        path.mkdir()
+        self._mount("--bind", str(path), str(path))
+
+    def _mount(self, *arguments):
+        done = subprocess.run(["mount", *arguments], capture_output=True, text=True)
+        assert done.returncode == 0, f"this test mounts a folder, which needs root (as CI runs): {done.stderr}"
+
+    def read_only(self):
+        self._mount("-o", "remount,bind,ro", str(self.path))
+
+    def writable(self):
+        self._mount("-o", "remount,bind,rw", str(self.path))
+
+    def unmount(self):
+        subprocess.run(["umount", "-l", str(self.path)], check=True)
+
+
+@pytest.fixture
+def data_folder(tmp_path):
+    mount = BindMount(tmp_path / "data")
+    yield mount
+    mount.unmount()
+
+
+@pytest.mark.e2e
+def test_a_read_only_database_loses_no_record_and_is_written_once_it_is_writable(gunicorn, data_folder, tmp_path):
+    settings = dict(DATABASE_URL=f"sqlite:///{data_folder.path}/proxy.db", SPOOL_DIR=str(tmp_path / "spool"),
+                    SPOOL_REPLAY_SECONDS="0.3", WEB_CONCURRENCY=1)
+    server = gunicorn(**settings)
+    assert all(r.status_code == 200 for r in send(server, 3))
+    wait_for(lambda: rows(server.database_url, "SELECT count(*) FROM request_log") == [(3,)], message="3 rows")
+    server.stop()
+
+    data_folder.read_only()  # say, a volume mounted read-only by mistake
+    server = gunicorn(**settings)
+    answered = send(server, 10) + send(server, 5, kind="native")
+    assert [r.status_code for r in answered] == [200] * 15
+    wait_for(lambda: health(server)["status"] == "degraded", message="health to say the records wait")
+    assert health(server)["spool"]["depth"] == 15
+    assert rows(server.database_url, "SELECT count(*) FROM request_log") == [(3,)]
+
+    # SQLite opened the file read-only, and such a connection stays read-only: without a new one the
+    # records waited for ever.
+    data_folder.writable()
+    wait_for(lambda: health(server)["spool"]["depth"] == 0, message="the spooled records written")
+    ids = {r.headers["X-Request-ID"] for r in answered}
+    logged = [r for (r,) in rows(server.database_url, "SELECT request_id FROM request_log")]
+    assert len(logged) == 18 and ids <= set(logged)
+    assert rows(server.database_url, "SELECT count(*) FROM exchanges") == [(5,)]
+    assert health(server)["status"] == "ok"
+    assert "attempt to write a readonly database" in server.output()
 
 
 @pytest.mark.e2e

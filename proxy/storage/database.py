@@ -80,6 +80,15 @@ def _take_write_lock_politely(busy_timeout, sleep=time.sleep, clock=time.monoton
     return before_cursor_execute
 
 
+def _read_only_is_a_disconnect(context):
+    """A handle_error hook. SQLite opens a file it may not write read-only, and the connection stays
+    so after the disk is writable again (or reports SQLITE_READONLY_DBMOVED for a file deleted under
+    it): treating the error as a disconnect makes the pool open new connections for the next try."""
+    error = context.original_exception
+    if isinstance(error, sqlite3.Error) and (getattr(error, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_READONLY:
+        context.is_disconnect = True
+
+
 def _file_of(url):
     path = url.split("///", 1)[1].split("?", 1)[0] if url.startswith("sqlite") and "///" in url else ""
     return None if not path or path == ":memory:" else path
@@ -115,6 +124,7 @@ def init_database(app):
         if db.engine.dialect.name == "sqlite":
             event.listen(db.engine, "connect", lambda conn, rec: _tune_sqlite(conn, rec, busy * 1000))
             event.listen(db.engine, "before_cursor_execute", _take_write_lock_politely(busy))
+            event.listen(db.engine, "handle_error", _read_only_is_a_disconnect)
             if _file_of(url):
                 _watch_file(db.engine, _file_of(url))
         try:
