@@ -3,7 +3,8 @@ FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     HOST=0.0.0.0 PORT=8000 \
-    DATABASE_URL=sqlite:////data/proxy.db
+    DATABASE_URL=sqlite:////data/proxy.db \
+    SPOOL_DIR=/data/spool
 
 WORKDIR /app
 COPY requirements.txt .
@@ -11,7 +12,9 @@ RUN pip install --no-cache-dir -r requirements.txt
 COPY app.py config.py models.py wsgi.py gunicorn.conf.py ./
 COPY proxy ./proxy
 
-# SQLite file, its WAL and the spool live on the volume, so records survive the container.
+# SQLite file, its WAL and the spool live on the volume, so records survive the container. SPOOL_DIR
+# is set because a DATABASE_URL for PostgreSQL would otherwise put the spool in /app/instance, which
+# the proxy user may not create and a new container would not have.
 RUN useradd --system --home /app proxy && mkdir -p /data && chown proxy /data
 USER proxy
 VOLUME ["/data"]
