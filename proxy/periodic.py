@@ -1,10 +1,24 @@
-"""Background jobs a worker runs on an interval: retention, rollups, the spool's replay."""
+"""Background jobs a worker runs on an interval: retention, rollups, the spool's replay; the heavy ones
+in a process of their own when the worker serves requests on a gevent loop."""
+import fcntl
+import json
 import logging
+import os
+import subprocess
+import sys
 import threading
 
 from models import db
 
+from .storage.database import local_path
+
 log = logging.getLogger(__name__)
+
+# The job process reads the worker's settings from here: in its environment, not on its command line,
+# where `ps` would show a database password.
+SETTINGS_VARIABLE = "PROXY_MAINTENANCE_SETTINGS"
+_JOB_SETTINGS = ("SQLALCHEMY_DATABASE_URI", "SQLITE_BUSY_TIMEOUT_SECONDS", "LOG_LEVEL", "RETENTION_DAYS",
+                 "BODY_RETENTION_DAYS")
 
 
 def run_every(app, name, interval, job, stop=None):
@@ -26,3 +40,30 @@ def run_every(app, name, interval, job, stop=None):
     thread = threading.Thread(target=loop, name=name, daemon=True)
     thread.start()
     return thread
+
+
+def serving_on_gevent():
+    """True in a Gunicorn gevent worker. There, a rollup or a prune run in-process keeps SQLite (C code,
+    on the loop's thread) busy for seconds, and every request the worker holds waits as long."""
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and monkey.is_module_patched("socket")
+
+
+def run_apart(app, job):
+    """Run `python -m proxy.maintenance <job>` with this worker's settings and wait for it; the loop
+    serves requests meanwhile (gevent's subprocess). One such process at a time per host: while another
+    worker's runs, this round is skipped. The process logs its own result."""
+    with open(local_path(app, "maintenance.lock"), "ab") as lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+        settings = json.dumps({name: app.config[name] for name in _JOB_SETTINGS})
+        # The worker's working directory is kept (a relative SQLite path means the same file); the
+        # project's folder goes on the import path instead.
+        path = os.pathsep.join(filter(None, [app.root_path, os.environ.get("PYTHONPATH")]))
+        done = subprocess.run([sys.executable, "-m", "proxy.maintenance", job],
+                              env={**os.environ, "PYTHONPATH": path, SETTINGS_VARIABLE: settings})
+    if done.returncode:
+        raise RuntimeError(f"the {job} process exited with status {done.returncode}")
+    return None

@@ -6,8 +6,10 @@ import sqlite3
 import threading
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from models import Attempt, Exchange, ExchangeBody, Metric, RequestLog, db
-from tests.conftest import KEYS, MODELS, rows
+from tests.conftest import KEYS, MODELS, rows, wait_for
 
 
 def now():
@@ -128,3 +130,19 @@ def test_backup_is_consistent_while_the_server_keeps_writing(app, tmp_path):
     assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     copied = copy.execute("SELECT count(*) FROM metrics").fetchone()[0]
     assert 20000 <= copied <= 20000 + written[0]
+
+
+@pytest.mark.e2e
+def test_a_gunicorn_worker_prunes_in_a_process_of_its_own(make_app, gunicorn):
+    seeded = make_app()  # the database the server below uses
+    _history(seeded)
+    url = seeded.config["SQLALCHEMY_DATABASE_URI"]
+    server = gunicorn(RETENTION_DAYS="30", BODY_RETENTION_DAYS="7", RETENTION_INTERVAL_SECONDS="1")
+    wait_for(lambda: rows(url, "SELECT request_id FROM request_log ORDER BY id") == [("age-1",), ("age-10",)],
+             message="the 40-day-old request pruned")
+    assert rows(url, "SELECT count(*) FROM exchange_bodies") == [(1,)]
+    # Two workers, one process at a time on a host: the second finds the lock taken, or nothing left.
+    wait_for(lambda: "proxy.maintenance: retention: pruned {'requests': 1, 'metrics': 1, 'bodies': 2}"
+                     in server.output(),
+             message="the job's process to log what it pruned")
+    assert server.output().count("'requests': 1") == 1 and "Traceback" not in server.output()

@@ -1,15 +1,17 @@
 """Hourly rollups: reports read through them agree with reports over every row, and stay right when
 late records arrive, when retention prunes, and when two builders race."""
 import threading
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
+import requests
 from sqlalchemy import func, select
 
 from models import HourlyRollup, RequestLog, RolledHour, db
 from proxy.analytics import rollups, synthetic
 from proxy.analytics.facts import hour_text
 from proxy.analytics.operations import prune
+from tests.conftest import rows, wait_for
 
 ADMIN_KEY = "admin-key-for-rollups-0123456789"
 END = datetime(2026, 6, 1, 12, 30, 0)
@@ -158,3 +160,37 @@ def test_the_background_builder_catches_up_and_stops(app):
         stop.set()
         thread.join(timeout=10)
     assert not thread.is_alive()
+
+
+@pytest.mark.e2e
+def test_a_worker_answers_requests_while_a_busy_hour_is_rolled_up(make_app, gunicorn):
+    seeded = make_app()  # the database the server below uses
+    settled = datetime.now(timezone.utc).replace(tzinfo=None, minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    with seeded.app_context():
+        synthetic.seed(60_000, days=1, end=settled)  # a busy day: some 2,500 requests an hour
+    url = seeded.config["SQLALCHEMY_DATABASE_URI"]
+    server = gunicorn(ROLLUP_INTERVAL_SECONDS="1", WEB_CONCURRENCY=1)
+
+    probes = []  # (request id, whether any rollup could be read once it was answered)
+    for _ in range(5000):
+        answer = requests.post(f"{server.url}/gemini/generate", json={"prompt": {"text": "hi"}}, timeout=30)
+        assert answer.status_code == 200
+        probes.append((answer.headers["X-Request-ID"], bool(rows(url, "SELECT count(*) FROM rolled_hours")[0][0])))
+        if probes[-1][1]:
+            break
+    assert probes[-1][1], "the rollup never finished"
+    wait_for(lambda: rows(url, "SELECT count(*) FROM request_log WHERE route = '/gemini/generate' AND "
+                               f"request_id IN ({', '.join(repr(p) for p, _ in probes)})")[0][0] == len(probes),
+             message="every probe recorded")
+
+    # The rollup's one transaction began at built_at and ended when its hours could be read. A request
+    # that began after it and was answered before the end ran beside it: in the worker itself, the
+    # rollup held up every request until it was done.
+    (began,), = rows(url, "SELECT min(built_at) FROM rolled_hours")
+    started = dict(rows(url, "SELECT request_id, created_at FROM request_log WHERE request_id IN "
+                             f"({', '.join(repr(p) for p, _ in probes)})"))
+    beside = [p for p, rolled in probes if not rolled and started[p] > began]
+    assert beside, f"no request ran while the rollup did ({len(probes)} probes)"
+    wait_for(lambda: rows(url, "SELECT sum(requests) FROM hourly_rollups")[0][0] == 60_000,
+             message="every seeded request in the rollups")
+    assert "proxy.maintenance: rollup: rolled up" in server.output() and "Traceback" not in server.output()

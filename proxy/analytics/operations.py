@@ -10,7 +10,7 @@ from sqlalchemy import delete, select
 from models import Exchange, ExchangeBody, Metric, RequestLog, db
 
 from ..cache.answers import fold_body
-from ..periodic import run_every
+from ..periodic import run_apart, run_every, serving_on_gevent
 from .facts import ONE_HOUR, floor_hour, hour_text
 from .rollups import forget
 
@@ -90,6 +90,8 @@ def start_periodic_prune(app, interval, days, body_days, stop=None):
     """Prune every `interval` seconds in the background until `stop` is set; every worker may run it,
     and it is idempotent."""
     def job(_stop):
+        if serving_on_gevent():
+            return run_apart(app, "retention")
         removed = prune(days, body_days)
         return f"pruned {removed}" if any(removed.values()) else None
 

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from models import Attempt, HourlyAttempts, HourlyHistogram, HourlyRollup, RequestLog, RolledHour, db
 
-from ..periodic import run_every
+from ..periodic import run_apart, run_every, serving_on_gevent
 from .facts import (DIMENSIONS, MEASURES, ONE_HOUR, bucket_of, floor_hour, hour_expression, hour_text, raw_facts,
                     scopes_of)
 
@@ -140,6 +140,8 @@ def start_periodic_rollups(app, interval, stop=None):
     """Roll up settled hours every `interval` seconds in the background until `stop` is set; every
     worker may run it: hours another worker claimed are skipped."""
     def job(stop):
+        if serving_on_gevent():
+            return run_apart(app, "rollup") if missing_hours(_utcnow()) else None
         built = roll_up(pause=lambda: stop.wait(0.01))
         return f"rolled up {built} hour(s) of the request log" if built else None
 
