@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from models import db
+from proxy.storage.spool import Spool, encode
 from tests.conftest import KEYS, MODELS, rows, wait_for
 
 GENERATE = {"prompt": {"text": "Say hello"}}
@@ -253,6 +254,32 @@ def test_requests_are_answered_while_a_long_backlog_is_written(gunicorn, tmp_pat
     assert backlog in seen
     # Answers came between the backlog's transactions, not only before or after a single one.
     assert seen - {0, backlog}, seen
+
+
+def test_the_spool_depth_counts_what_was_appended_since_the_last_count(tmp_path):
+    spool = Spool(str(tmp_path / "spool"))
+    for n in range(3):
+        spool.append({"request_id": f"a{n}"})
+    assert spool.waiting(60) == (3, 0)
+    (own,) = spool.files()
+    with open(own, "ab") as handle:
+        handle.write(b'{"request_id": "a3')  # another worker's append, under way
+    assert spool.waiting(60) == (3, 0)
+    with open(own, "ab") as handle:
+        handle.write(b'"}\n')
+    spool.append({"request_id": "a4"})
+    assert spool.waiting(60) == (5, 0)
+
+    with open(own, "wb") as handle:  # a new file under the same name and inode, longer than the last
+        handle.write(b"".join(encode({"request_id": f"rewritten-{n}"}) for n in range(9)))
+    assert spool.waiting(60) == (9, 0)
+    assert spool.replay(lambda records, tried: (len(records), 0), per_write=4) == (9, 0)
+    assert spool.waiting(60) == (0, 0)
+    spool.append({"request_id": "c0"})
+    assert spool.waiting(60) == (1, 0)
+    spool.reject({"request_id": "c1"}, "too long")
+    spool.reject({"request_id": "c2"}, "too long")
+    assert spool.rejected() == 2 and spool.waiting(60) == (1, 0)
 
 
 def test_records_are_held_in_memory_while_the_spool_disk_refuses_them_too(make_app, tmp_path):

@@ -61,9 +61,16 @@ def _owner(path):
     return int(name.rsplit(".", 2)[-2] if name.endswith(".replaying") else name[len("spool-"):-len(".jsonl")])
 
 
+# What is read of a file to tell it from another that took its name and inode.
+_HEAD_BYTES = 64
+_READ_BYTES = 1 << 20
+
+
 class Spool:
     def __init__(self, directory):
         self.directory = directory
+        # path: (inode, first bytes, bytes counted, lines in them), for the two counts /health asks for
+        self._counted_waiting, self._counted_rejected = {}, {}
         try:
             os.makedirs(directory, exist_ok=True)
         except OSError:
@@ -113,11 +120,8 @@ class Spool:
 
     def rejected(self):
         """How many records the database refused as invalid."""
-        count = 0
-        for path in glob.glob(os.path.join(self.directory, "rejected-*.jsonl")):
-            with open(path, "rb") as handle:
-                count += sum(1 for line in handle if line.strip())
-        return count
+        paths = glob.glob(os.path.join(self.directory, "rejected-*.jsonl"))
+        return sum(lines for lines, _ in self._count(paths, self._counted_rejected))
 
     def waiting(self, stale_seconds):
         """(records waiting to be written, those of them in files no one has appended to for
@@ -125,16 +129,37 @@ class Spool:
         is of records the database would not take (or a dead worker's, until another replays them)."""
         depth = stuck = 0
         now = time.time()
-        for path in self.files():
+        for lines, modified in self._count(self.files(), self._counted_waiting):
+            depth += lines
+            stuck += lines if now - modified >= stale_seconds else 0
+        return depth, stuck
+
+    @staticmethod
+    def _count(paths, counted):
+        """[(records, when last appended to)] of the files still there. Files only grow until they are
+        claimed or removed, so only what was appended since the last count is read: /health asks
+        often, and in a long outage a file holds tens of megabytes (30,000 records: 35 ms to read
+        whole, on the worker's loop). `counted` (path: what is known of it) keeps these files only."""
+        known = dict(counted)
+        counted.clear()
+        results = []
+        for path in paths:
             try:
                 with open(path, "rb") as handle:
-                    count = sum(1 for line in handle if line.strip())
-                    age = now - os.fstat(handle.fileno()).st_mtime
+                    status = os.fstat(handle.fileno())
+                    head = handle.read(_HEAD_BYTES)
+                    inode, known_head, offset, lines = known.get(path, (None, b"", 0, 0))
+                    if inode != status.st_ino or not head.startswith(known_head) or status.st_size < offset:
+                        offset, lines = 0, 0  # a new file under this name
+                    handle.seek(offset)
+                    while chunk := handle.read(_READ_BYTES):
+                        lines += chunk.count(b"\n")
+                        offset += len(chunk)
             except FileNotFoundError:
                 continue
-            depth += count
-            stuck += count if age >= stale_seconds else 0
-        return depth, stuck
+            counted[path] = (status.st_ino, head, offset, lines)
+            results.append((lines, status.st_mtime))
+        return results
 
     def _claimable(self, path, own_only):
         owner = _owner(path)
