@@ -118,11 +118,25 @@ def cpu_seconds(pid):
 
 
 FLOOR = "floor: bare Flask forwarder"
+RELAY = "relay: TCP bytes, no HTTP"
 
 
-def paths(emulator, proxy, floor):
-    """(name, url, body, the serving worker's pid) for the direct path, the floor and both proxy APIs."""
+def start_relay(work, emulator):
+    """scripts/bench_relay.py in front of the emulator."""
+    port = processes.free_port()
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_relay.py")
+    relay = processes.Process("relay", [sys.executable, script, str(port), "127.0.0.1", emulator.url.rsplit(":", 1)[1]],
+                              processes.base_env(), work, f"http://127.0.0.1:{port}/_emulator/stats",
+                              os.path.join(work, "relay.log"))
+    relay.url, relay.worker = f"http://127.0.0.1:{port}", relay.proc.pid
+    return relay.wait_ready()
+
+
+def paths(emulator, proxy, floor, relay):
+    """(name, url, body, the serving process's pid) for the direct path, the relay, the floor and both
+    proxy APIs."""
     return (("direct", f"{emulator.url}/v1beta/models/{MODEL}:generateContent", NATIVE, None),
+            (RELAY, f"{relay.url}/v1beta/models/{MODEL}:generateContent", NATIVE, relay.worker),
             (FLOOR, f"{floor.url}/v1beta/models/{MODEL}:generateContent", NATIVE, floor.worker),
             ("pass-through", f"{proxy.url}/v1beta/models/{MODEL}:generateContent", NATIVE, proxy.worker),
             ("/gemini/generate", f"{proxy.url}/gemini/generate", GENERATE, proxy.worker))
@@ -131,14 +145,14 @@ def paths(emulator, proxy, floor):
 ROUNDS = 3  # each level's requests in this many rounds, the paths taking turns, so drift hits all alike
 
 
-def latency_table(emulator, proxy, floor, levels, totals):
+def latency_table(emulator, proxy, floor, relay, levels, totals):
     """Added latency at each concurrency, with UPSTREAM_MS ± UPSTREAM_JITTER_MS of upstream latency."""
     control(emulator, "config", {"latency_ms": UPSTREAM_MS, "latency_jitter_ms": UPSTREAM_JITTER_MS})
     headers = {"x-goog-api-key": KEY}
     rows = []
     for concurrency in levels:
         total = totals(concurrency)
-        every = paths(emulator, proxy, floor)
+        every = paths(emulator, proxy, floor, relay)
         for _, url, body, _ in every:  # as many connections open on every hop as the level will use
             run(url, body, concurrency, concurrency, headers)
         seen = {name: ([], [], 0.0) for name, *_ in every}
@@ -167,11 +181,11 @@ def latency_table(emulator, proxy, floor, levels, totals):
     return rows
 
 
-def saturation_table(emulator, proxy, floor, total):
+def saturation_table(emulator, proxy, floor, relay, total):
     """No upstream latency, 10 at a time: the most one worker serves, and its CPU per request."""
     headers = {"x-goog-api-key": KEY}
     rows = []
-    for name, url, body, worker in paths(emulator, proxy, floor):
+    for name, url, body, worker in paths(emulator, proxy, floor, relay):
         run(url, body, 10, 50, headers)
         before = cpu_seconds(worker) if worker else 0
         latencies, failed, wall, _ = run(url, body, 10, total, headers)
@@ -258,7 +272,7 @@ def main():
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="bench-")
     emulator = processes.start_emulator(work, [KEY])
-    proxy = floor = None
+    proxy = floor = relay = None
     try:
         settings = dict(GEMINI_API_KEY=KEY, GEMINI_BASE_URL=emulator.url, GEMINI_MODELS=MODEL,
                         DATABASE_URL=f"sqlite:///{work}/proxy.db", ACCESS_LOG="false",
@@ -271,11 +285,12 @@ def main():
                                          GEMINI_BASE_URL=emulator.url, ACCESS_LOG="false")
         floor.wait_ready(log_marker="Worker ready")
         (floor.worker,) = processes.workers_of(floor.proc.pid)
+        relay = start_relay(work, emulator)
         idle_rss = rss_mib(worker)
 
         totals = (lambda c: max(50, c * 2)) if args.quick else (lambda c: max(300, c * 4))
-        latency = latency_table(emulator, proxy, floor, (1, 10, 100, 500), totals)
-        saturation = saturation_table(emulator, proxy, floor, 500 if args.quick else 3000)
+        latency = latency_table(emulator, proxy, floor, relay, (1, 10, 100, 500), totals)
+        saturation = saturation_table(emulator, proxy, floor, relay, 500 if args.quick else 3000)
         calls = counted_calls(emulator)
 
         control(emulator, "config", {"stream_chunk_delay_ms": 20, "stream_chunk_words": 4})
@@ -285,7 +300,7 @@ def main():
         p_first, p_last = stream(proxy.url + path, headers)
 
         capacity = [held_in_flight(emulator, worker, name, url, body, headers, idle_rss)
-                    for name, url, body, _ in paths(emulator, proxy, floor)]
+                    for name, url, body, _ in paths(emulator, proxy, floor, relay)]
         control(emulator, "config", {"latency_ms": 0, "latency_jitter_ms": 0})
         big = {"contents": [{"parts": [{"text": "[[big-chunk:8000000]] tell me"}]}]}
         stream_rss = [rss_mib(worker)]
@@ -296,7 +311,7 @@ def main():
 
         analytics = analytics_timings(args.analytics_rows) if args.analytics_rows else None
     finally:
-        for server in (proxy, floor):
+        for server in (proxy, floor, relay):
             if server:
                 server.stop()
         emulator.stop()
@@ -333,13 +348,14 @@ def write_report(args, latency, saturation, calls, streams, capacity, memory, an
         "",
         "Targets at concurrency 10: added p50 ≤ 2 ms, added p99 ≤ 10 ms. Where the offered load (concurrency ÷ "
         f"{UPSTREAM_MS} ms) is beyond what one worker serves (below), the added latency is queueing for that "
-        f"worker's CPU. The floor (`scripts/bench_floor.py`) is a bare Flask app forwarding with urllib3 under the "
-        "same Gunicorn worker, without keys, limits, records, metrics or cache: what any Flask forwarder adds on "
-        "this machine.",
+        f"worker's CPU. The relay (`scripts/bench_relay.py`) copies bytes between sockets on gevent and parses no "
+        "HTTP: what one more loopback hop costs on this machine. The floor (`scripts/bench_floor.py`) is a bare "
+        "Flask app forwarding with urllib3 under the same Gunicorn worker, without keys, limits, records, metrics "
+        "or cache: what any Flask forwarder adds on this machine.",
         "",
         "## Saturation (no upstream latency, 10 at a time: the most one worker serves)",
         "",
-        "| path | requests/s | worker CPU per request, ms | failed |",
+        "| path | requests/s | worker (or relay) CPU per request, ms | failed |",
         "|---|---|---|---|",
         *[f"| {row['path']} | {row['throughput']:.0f} | "
           f"{'–' if row['cpu_ms'] is None else format(row['cpu_ms'], '.2f')} | {row['failed']} |" for row in saturation],
