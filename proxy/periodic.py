@@ -42,13 +42,6 @@ def run_every(app, name, interval, job, stop=None):
     return thread
 
 
-def serving_on_gevent():
-    """True in a Gunicorn gevent worker. There, a rollup or a prune run in-process keeps SQLite (C code,
-    on the loop's thread) busy for seconds, and every request the worker holds waits as long."""
-    monkey = sys.modules.get("gevent.monkey")
-    return monkey is not None and monkey.is_module_patched("socket")
-
-
 def run_apart(app, job):
     """Run `python -m proxy.maintenance <job>` with this worker's settings and wait for it; the loop
     serves requests meanwhile (gevent's subprocess). One such process at a time per host: while another

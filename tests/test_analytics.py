@@ -1,11 +1,15 @@
 """Analytics reports checked against known inserted history: exact counts, sums and percentiles."""
 import math
+import threading
+import time
 from types import SimpleNamespace
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import requests
 
 from models import ApiClient, Attempt, RequestLog, db
+from proxy.analytics import synthetic
 
 ADMIN_KEY = "admin-key-for-analytics-01234"
 T0 = datetime(2026, 3, 10, 12, 0, 0)  # a fixed, naive-UTC moment the history is laid around
@@ -231,3 +235,32 @@ def test_seed_command_fills_realistic_history(app, client):
                                              query_string={**three_days, "group_by": "model"}).json["groups"]}
     assert models == {"gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.5-pro"}
     assert client.get("/analytics/fallbacks", query_string=three_days).json["retries"] > 0
+
+
+@pytest.mark.e2e
+def test_a_long_report_lets_the_workers_other_requests_through(make_app, gunicorn):
+    seeded = make_app()  # the database the server below uses
+    with seeded.app_context():
+        synthetic.seed(80_000, days=30)  # no rollups: a 30-day report reads every row, for some 400 ms
+    server = gunicorn(WEB_CONCURRENCY=1, ROLLUP_INTERVAL_SECONDS="0", ADMIN_API_KEY=ADMIN_KEY)
+    since = (datetime.now(timezone.utc) - timedelta(days=30)).replace(tzinfo=None).isoformat() + "Z"
+    report = {}
+
+    def fetch():
+        report["answer"] = requests.get(f"{server.url}/analytics/summary?from={since}",
+                                        headers={"X-API-Key": ADMIN_KEY}, timeout=60)
+        report["done"] = time.monotonic()
+
+    fetch()  # warm: the first report also loads the statistics SQLite plans with
+    reader = threading.Thread(target=fetch)
+    reader.start()
+    time.sleep(0.05)  # the report is under way
+    answered = []
+    while reader.is_alive() and len(answered) < 500:
+        assert requests.post(f"{server.url}/gemini/generate", json={"prompt": {"text": "hi"}},
+                             timeout=30).status_code == 200
+        answered.append(time.monotonic())
+    reader.join()
+    assert report["answer"].status_code == 200 and report["answer"].json()["requests"] > 79_000
+    # SQLite's work ran on the worker's loop: no request moved until the report was done.
+    assert sum(moment < report["done"] for moment in answered) >= 3, (len(answered), answered[:3], report["done"])

@@ -2,6 +2,7 @@
 import logging
 import os
 import sqlite3
+import sys
 import time
 
 from sqlalchemy import event, text
@@ -30,7 +31,40 @@ def engine_options(url, busy_timeout):
     return {"connect_args": {"timeout": busy_timeout}, "pool_size": 10, "max_overflow": 20}
 
 
+def serving_on_gevent():
+    """True in a Gunicorn gevent worker, where SQLite's work (C code, on the loop's own thread) holds up
+    every request the worker has until it ends."""
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and monkey.is_module_patched("socket")
+
+
+# SQLite VM instructions between calls of a progress handler (some tens of microseconds of work), and
+# how long a read runs before the worker's other requests get a turn (seconds).
+_PROGRESS_STEPS = 10_000
+_READ_TURN_SECONDS = 0.005
+
+
+def _let_requests_in(dbapi_connection, clock=time.monotonic):
+    """A progress handler for a gevent worker's connections: a long read (a 30-day report over raw
+    rows: a second) lets the worker's other requests run every few milliseconds, as a networked
+    database's driver would. Never inside a write transaction: switched out there, it would keep the
+    write lock from this worker's other writers meanwhile."""
+    from gevent import idle
+
+    turn_ends = [clock() + _READ_TURN_SECONDS]
+
+    def progress():
+        if clock() >= turn_ends[0] and not dbapi_connection.in_transaction:
+            idle()  # the loop polls the sockets and runs every greenlet that is ready, then comes back
+            turn_ends[0] = clock() + _READ_TURN_SECONDS
+        return 0  # go on: non-zero would interrupt the statement
+
+    return progress
+
+
 def _tune_sqlite(dbapi_connection, _record, busy_timeout_ms):
+    if serving_on_gevent():
+        dbapi_connection.set_progress_handler(_let_requests_in(dbapi_connection), _PROGRESS_STEPS)
     cursor = dbapi_connection.cursor()
     # WAL lets readers run beside the one writer; NORMAL sync is durable across app crashes
     # in WAL mode and much cheaper than FULL; busy_timeout makes writers queue, not fail.
