@@ -7,6 +7,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import event
 
 from models import Attempt, Exchange, ExchangeBody, Metric, RequestLog, db
 from tests.conftest import KEYS, MODELS, rows, wait_for
@@ -70,6 +71,31 @@ def test_prune_keeps_bodies_for_a_shorter_time_than_metrics(app):
     assert rows(url, "SELECT request_id FROM request_log ORDER BY id") == [("age-1",), ("age-10",)]
     assert rows(url, "SELECT count(*) FROM attempts") == [(2,)] and rows(url, "SELECT count(*) FROM exchanges") == [(2,)]
     assert rows(url, "SELECT count(*) FROM exchange_bodies") == [(1,)]
+    assert rows(url, "SELECT count(*) FROM metrics") == [(2,)]
+
+
+def test_prune_deletes_a_batch_a_transaction_and_leaves_nothing_behind(app):
+    from proxy.analytics.operations import prune
+
+    with app.app_context():
+        for n in range(12):
+            created = now() - timedelta(days=40, minutes=n)
+            db.session.add(RequestLog(request_id=f"old-{n}", created_at=created, route="/v1beta/x", status_code=200,
+                                      latency_ms=1.0, metric=Metric(timestamp=created, total_tokens=2),
+                                      exchange=Exchange(path="/v1beta/x", key_source="server",
+                                                        body=ExchangeBody(request_body=b"x"))))
+        db.session.commit()
+    _history(app)
+    statements = []
+    with app.app_context():
+        event.listen(db.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+        removed = prune(30, 20, batch=5)
+    assert removed == {"requests": 13, "metrics": 13, "bodies": 13}
+    deletes = [s for s in statements if s.lstrip().upper().startswith("DELETE FROM REQUEST_LOG")]
+    assert len(deletes) == 3  # 5, 5 and 3 rows, each in its own transaction
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    assert rows(url, "SELECT request_id FROM request_log ORDER BY id") == [("age-1",), ("age-10",)]
+    assert rows(url, "SELECT count(*) FROM exchange_bodies") == [(2,)]
     assert rows(url, "SELECT count(*) FROM metrics") == [(2,)]
 
 

@@ -66,25 +66,44 @@ def export_jsonl(handle, window):
     return count
 
 
-def prune(days, body_days, now=None):
+# Rows deleted per transaction. A first prune of months of history in one transaction held SQLite's
+# write lock for minutes, and every worker's records waited behind it (past the busy timeout, in the
+# spool); between these, writers get their turn.
+DELETE_BATCH = 5_000
+
+
+def prune(days, body_days, now=None, batch=DELETE_BATCH):
     """Delete requests (and their attempts, exchanges, bodies) older than `days`, bodies older than
-    `body_days`, and metrics older than `days`; 0 keeps that kind forever. Returns what went."""
+    `body_days`, and metrics older than `days`; 0 keeps that kind forever. Returns what went. Deletes
+    `batch` rows a transaction; stopped part way, the next run goes on from there."""
     now = now or _utcnow()
     removed = {"requests": 0, "metrics": 0, "bodies": 0}
     if body_days:
         cutoff = now - timedelta(days=body_days)
         old = select(Exchange.id).join(RequestLog, Exchange.request_log_id == RequestLog.id).where(
             RequestLog.created_at < cutoff)
-        removed["bodies"] = db.session.execute(delete(ExchangeBody).where(ExchangeBody.exchange_id.in_(old))).rowcount
+        removed["bodies"] = _delete_in_batches(ExchangeBody.id, ExchangeBody.exchange_id.in_(old), batch)
     if days:
         cutoff = now - timedelta(days=days)
         # Foreign keys cascade to attempts, exchanges and their bodies.
-        removed["requests"] = db.session.execute(delete(RequestLog).where(RequestLog.created_at < cutoff)).rowcount
-        removed["metrics"] = db.session.execute(delete(Metric).where(Metric.timestamp < cutoff)).rowcount
-        # The hour the cutoff falls in is rebuilt from what remains of it.
+        removed["requests"] = _delete_in_batches(RequestLog.id, RequestLog.created_at < cutoff, batch)
+        removed["metrics"] = _delete_in_batches(Metric.id, Metric.timestamp < cutoff, batch)
+        # Last, so that no rollup of a deleted hour is rebuilt meanwhile; the hour the cutoff falls in
+        # is rebuilt from what remains of it.
         forget(end_text=hour_text(floor_hour(cutoff) + ONE_HOUR))
-    db.session.commit()
+        db.session.commit()
     return removed
+
+
+def _delete_in_batches(key, condition, batch):
+    removed = 0
+    while True:
+        chosen = select(key).where(condition).limit(batch)
+        count = db.session.execute(delete(key.table).where(key.in_(chosen))).rowcount
+        db.session.commit()
+        removed += count
+        if count < batch:
+            return removed
 
 
 def start_periodic_prune(app, interval, days, body_days, stop=None):
