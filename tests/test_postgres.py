@@ -2,14 +2,17 @@
 that goes down loses no record. Proved by counting, with Gunicorn gevent workers in front."""
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 
 import pytest
 import requests
 
+from proxy.analytics import rollups, synthetic
 from tests import processes
 from tests.conftest import KEYS, MODELS, rows, wait_for
 
 NATIVE_PATH = f"/v1beta/models/{MODELS[0]}:generateContent"
+ADMIN_KEY = "admin-key-for-postgres-0123456789"
 
 
 @pytest.fixture
@@ -86,3 +89,24 @@ def test_a_database_server_that_goes_down_loses_nothing(gunicorn, postgres, tmp_
     assert count(postgres.url, "metrics") == 26 and count(postgres.url, "exchanges") == 13
     assert requests.get(f"{server.url}/health", timeout=10).json()["status"] == "ok"
     assert "FAILED TO RECORD" not in server.output()
+
+
+@pytest.mark.e2e
+def test_rollups_on_postgresql_agree_with_the_raw_rows(make_app, postgres):
+    app = make_app(SQLALCHEMY_DATABASE_URI=postgres.url, ADMIN_API_KEY=ADMIN_KEY)
+    end = datetime(2026, 6, 1, 12, 30)
+    with app.app_context():
+        synthetic.seed(3000, days=2, end=end)
+    client = app.test_client()
+    client.environ_base["HTTP_X_API_KEY"] = ADMIN_KEY
+    window = "from=2026-05-30T12:00:00Z&to=2026-06-01T12:00:00Z"
+    raw = client.get(f"/analytics/summary?{window}").json
+    with app.app_context():
+        built = rollups.roll_up(now=end + timedelta(hours=2))
+    assert built >= 48
+    rolled = client.get(f"/analytics/summary?{window}").json
+    assert rolled["latency_ms"]["exact"] is False  # read from the rollups
+    for measure in ("requests", "successes", "total_tokens", "prompt_tokens", "completion_tokens"):
+        assert rolled[measure] == raw[measure], measure
+    assert count(postgres.url, "rolled_hours") == built
+    assert rows(postgres.url, "SELECT sum(requests) FROM hourly_rollups") == [(3000,)]

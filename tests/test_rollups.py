@@ -1,11 +1,12 @@
 """Hourly rollups: reports read through them agree with reports over every row, and stay right when
 late records arrive, when retention prunes, and when two builders race."""
+import sqlite3
 import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from models import HourlyRollup, RequestLog, RolledHour, db
 from proxy.analytics import rollups, synthetic
@@ -88,6 +89,39 @@ def test_every_report_agrees_with_the_raw_rows(app, client):
     assert rolled["summary?model=gemini-2.5-pro&route=/gemini/generate"]["latency_ms"]["exact"] is True
     with app.app_context():
         assert db.session.execute(select(func.sum(HourlyRollup.requests))).scalar() == 4000
+
+
+def test_writers_go_on_while_an_hour_is_aggregated_and_a_record_landing_meanwhile_is_not_missed(app):
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    (earliest,), = rows(url, "SELECT min(created_at) FROM request_log")
+    late_at = earliest[:14] + "07:00.000000"  # in the first hour the first run builds
+    landed = []
+
+    def another_writer(_connection, _cursor, statement, *_):
+        # The last read before the write: the histograms' rows.
+        if landed or "GROUP BY" in statement or "request_log.ttfb_ms" not in statement:
+            return
+        writer = sqlite3.connect(url.split("///", 1)[1], timeout=0)  # no waiting: the lock must be free
+        try:
+            writer.execute("BEGIN IMMEDIATE")
+            writer.execute("INSERT INTO request_log (request_id, created_at, route, method, status_code, latency_ms, "
+                           "attempt_count, streamed) VALUES ('late', ?, '/gemini/generate', 'POST', 200, 5.0, 1, 0)",
+                           (late_at,))
+            writer.commit()
+        finally:
+            writer.close()
+        landed.append(late_at)
+
+    with app.app_context():
+        event.listen(db.engine, "after_cursor_execute", another_writer)
+    first = roll_up(app)
+    assert landed
+    with app.app_context():
+        assert db.session.get(RolledHour, late_at[:13] + ":00:00") is None  # its run is left for the next
+    second = roll_up(app)
+    assert second > 0 and first + second >= 72
+    with app.app_context():
+        assert db.session.execute(select(func.sum(HourlyRollup.requests))).scalar() == 4001
 
 
 def test_a_second_run_builds_nothing_and_the_hour_still_open_is_left_alone(app):
