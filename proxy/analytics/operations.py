@@ -11,7 +11,7 @@ from models import Exchange, ExchangeBody, Metric, RequestLog, db
 
 from ..cache.answers import fold_body
 from ..periodic import run_apart, run_every
-from ..storage.database import serving_on_gevent
+from ..storage.sqlite_turns import serving_on_gevent
 from .facts import ONE_HOUR, floor_hour, hour_text
 from .rollups import forget
 

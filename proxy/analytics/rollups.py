@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from models import Attempt, HourlyAttempts, HourlyHistogram, HourlyRollup, RequestLog, RolledHour, db
 
 from ..periodic import run_apart, run_every
-from ..storage.database import serving_on_gevent
+from ..storage.sqlite_turns import serving_on_gevent
 from .facts import (DIMENSIONS, MEASURES, ONE_HOUR, bucket_of, floor_hour, hour_expression, hour_text, raw_facts,
                     scopes_of)
 

@@ -2,13 +2,13 @@
 import logging
 import os
 import sqlite3
-import sys
-import time
 
 from sqlalchemy import event, text
 from sqlalchemy.exc import DisconnectionError, OperationalError, SQLAlchemyError
 
 from models import db
+
+from .sqlite_turns import PROGRESS_STEPS, let_requests_in, serving_on_gevent, take_write_lock_politely
 
 log = logging.getLogger(__name__)
 
@@ -27,44 +27,14 @@ def local_path(app, name):
 def engine_options(url, busy_timeout):
     if not url.startswith("sqlite"):
         return {"pool_pre_ping": True}
-    # sqlite3's own busy handler waits for the lock instead of failing at once.
+    # How long a writer waits for the lock: for write transactions, sqlite_turns tries for it between
+    # other requests; for the rest (tables made, checkpoints), SQLite's own busy handler waits.
     return {"connect_args": {"timeout": busy_timeout}, "pool_size": 10, "max_overflow": 20}
-
-
-def serving_on_gevent():
-    """True in a Gunicorn gevent worker, where SQLite's work (C code, on the loop's own thread) holds up
-    every request the worker has until it ends."""
-    monkey = sys.modules.get("gevent.monkey")
-    return monkey is not None and monkey.is_module_patched("socket")
-
-
-# SQLite VM instructions between calls of a progress handler (some tens of microseconds of work), and
-# how long a read runs before the worker's other requests get a turn (seconds).
-_PROGRESS_STEPS = 10_000
-_READ_TURN_SECONDS = 0.005
-
-
-def _let_requests_in(dbapi_connection, clock=time.monotonic):
-    """A progress handler for a gevent worker's connections: a long read (a 30-day report over raw
-    rows: a second) lets the worker's other requests run every few milliseconds, as a networked
-    database's driver would. Never inside a write transaction: switched out there, it would keep the
-    write lock from this worker's other writers meanwhile."""
-    from gevent import idle
-
-    turn_ends = [clock() + _READ_TURN_SECONDS]
-
-    def progress():
-        if clock() >= turn_ends[0] and not dbapi_connection.in_transaction:
-            idle()  # the loop polls the sockets and runs every greenlet that is ready, then comes back
-            turn_ends[0] = clock() + _READ_TURN_SECONDS
-        return 0  # go on: non-zero would interrupt the statement
-
-    return progress
 
 
 def _tune_sqlite(dbapi_connection, _record, busy_timeout_ms):
     if serving_on_gevent():
-        dbapi_connection.set_progress_handler(_let_requests_in(dbapi_connection), _PROGRESS_STEPS)
+        dbapi_connection.set_progress_handler(let_requests_in(dbapi_connection), PROGRESS_STEPS)
     cursor = dbapi_connection.cursor()
     # WAL lets readers run beside the one writer; NORMAL sync is durable across app crashes
     # in WAL mode and much cheaper than FULL; busy_timeout makes writers queue, not fail.
@@ -73,45 +43,6 @@ def _tune_sqlite(dbapi_connection, _record, busy_timeout_ms):
     cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
-
-
-# The statements before which Python's sqlite3 opens a transaction of its own (a deferred one).
-_WRITES = ("insert", "update", "delete", "replace")
-# Between tries for the write lock: from the first to the longest, doubling (seconds).
-_FIRST_TRY_GAP, _LONGEST_TRY_GAP = 0.001, 0.025
-
-
-def _take_write_lock_politely(busy_timeout, sleep=time.sleep, clock=time.monotonic):
-    """A before_cursor_execute hook: open each write transaction with the write lock already taken.
-
-    SQLite's own busy handler waits for the lock inside C, and a gevent worker's every request waits
-    with it: another process holding the database for seconds froze all of them for seconds. Here the
-    lock is tried without waiting, and between tries `sleep` (gevent's, in a worker) lets the other
-    requests run. The patience is the same busy timeout. With the lock held from BEGIN, the
-    transaction's statements and its COMMIT need not wait in WAL mode."""
-    busy_timeout_ms = int(busy_timeout * 1000)
-
-    def before_cursor_execute(_connection, cursor, statement, _parameters, _context, _executemany):
-        dbapi_connection = cursor.connection
-        if dbapi_connection.in_transaction or not statement.lstrip()[:7].lower().startswith(_WRITES):
-            return
-        deadline = clock() + busy_timeout
-        gap = _FIRST_TRY_GAP
-        dbapi_connection.execute("PRAGMA busy_timeout=0")
-        try:
-            while True:
-                try:
-                    dbapi_connection.execute("BEGIN IMMEDIATE")
-                    return
-                except sqlite3.OperationalError as exc:
-                    if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or clock() + gap > deadline:
-                        raise
-                sleep(gap)
-                gap = min(gap * 2, _LONGEST_TRY_GAP)
-        finally:
-            dbapi_connection.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
-
-    return before_cursor_execute
 
 
 def _read_only_is_a_disconnect(context):
@@ -157,7 +88,7 @@ def init_database(app):
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             event.listen(db.engine, "connect", lambda conn, rec: _tune_sqlite(conn, rec, busy * 1000))
-            event.listen(db.engine, "before_cursor_execute", _take_write_lock_politely(busy))
+            event.listen(db.engine, "before_cursor_execute", take_write_lock_politely(busy))
             event.listen(db.engine, "handle_error", _read_only_is_a_disconnect)
             if _file_of(url):
                 _watch_file(db.engine, _file_of(url))
