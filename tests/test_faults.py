@@ -219,8 +219,9 @@ def test_a_dead_workers_records_are_written_under_steady_traffic(gunicorn, tmp_p
     server = gunicorn(SPOOL_REPLAY_SECONDS="0.5", WEB_CONCURRENCY=1)
     left = {"request_id": "dead-worker-record-1", "created_at": {"$dt": "2026-01-02T03:04:05.000006"},
             "route": "/gemini/generate", "status_code": 200, "latency_ms": 12.5}
-    with open(tmp_path / "proxy.db.spool" / f"spool-{2**22 + 1}.jsonl", "w") as handle:  # no such pid
-        handle.write(json.dumps(left) + "\n")
+    spool = tmp_path / "proxy.db.spool"
+    (spool / "incoming.tmp").write_text(json.dumps(left) + "\n")  # whole: a dead worker writes no more
+    (spool / "incoming.tmp").rename(spool / f"spool-{2**22 + 1}.jsonl")  # no such pid
     found = []
     for _ in range(150):  # traffic never pauses long enough for an idle-time replay
         assert requests.post(f"{server.url}/gemini/generate", json=GENERATE, timeout=30).status_code == 200

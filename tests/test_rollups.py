@@ -227,4 +227,6 @@ def test_a_worker_answers_requests_while_a_busy_hour_is_rolled_up(make_app, guni
     assert beside, f"no request ran while the rollup did ({len(probes)} probes)"
     wait_for(lambda: rows(url, "SELECT sum(requests) FROM hourly_rollups")[0][0] == 60_000,
              message="every seeded request in the rollups")
-    assert "proxy.maintenance: rollup: rolled up" in server.output() and "Traceback" not in server.output()
+    # The process logs once it has committed.
+    wait_for(lambda: "proxy.maintenance: rollup: rolled up" in server.output(), message="the rollup's log line")
+    assert "Traceback" not in server.output()
