@@ -5,6 +5,7 @@ import os
 import sqlite3
 import subprocess
 import threading
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -223,13 +224,14 @@ def test_a_dead_workers_records_are_written_under_steady_traffic(gunicorn, tmp_p
     (spool / "incoming.tmp").write_text(json.dumps(left) + "\n")  # whole: a dead worker writes no more
     (spool / "incoming.tmp").rename(spool / f"spool-{2**22 + 1}.jsonl")  # no such pid
     found = []
-    for _ in range(150):  # traffic never pauses long enough for an idle-time replay
+    # Traffic never pauses long enough for an idle-time replay, for 20 replay intervals at most (a
+    # count of requests would not do: 150 took less than one interval).
+    deadline = time.monotonic() + 10
+    while not found and time.monotonic() < deadline:
         assert requests.post(f"{server.url}/gemini/generate", json=GENERATE, timeout=30).status_code == 200
         found = rows(server.database_url, "SELECT latency_ms FROM request_log WHERE request_id = "
                                           "'dead-worker-record-1'")
-        if found:
-            break
-    assert found == [(12.5,)]
+    assert found == [(12.5,)], server.output()[-3000:]
 
 
 @pytest.mark.e2e
