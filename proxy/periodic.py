@@ -55,7 +55,8 @@ def run_apart(app, job):
         # The worker's working directory is kept (a relative SQLite path means the same file); the
         # project's folder goes on the import path instead.
         path = os.pathsep.join(filter(None, [app.root_path, os.environ.get("PYTHONPATH")]))
-        done = subprocess.run([sys.executable, "-m", "proxy.maintenance", job],
+        # The process keeps the lock open too: if this worker exits first, no other starts a second.
+        done = subprocess.run([sys.executable, "-m", "proxy.maintenance", job], pass_fds=(lock.fileno(),),
                               env={**os.environ, "PYTHONPATH": path, SETTINGS_VARIABLE: settings})
     if done.returncode:
         raise RuntimeError(f"the {job} process exited with status {done.returncode}")

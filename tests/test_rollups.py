@@ -1,5 +1,8 @@
 """Hourly rollups: reports read through them agree with reports over every row, and stay right when
 late records arrive, when retention prunes, and when two builders race."""
+import fcntl
+import os
+import signal
 import sqlite3
 import threading
 from datetime import datetime, timedelta, timezone
@@ -12,6 +15,7 @@ from models import HourlyRollup, RequestLog, RolledHour, db
 from proxy.analytics import rollups, synthetic
 from proxy.analytics.facts import hour_text
 from proxy.analytics.operations import prune
+from tests import processes
 from tests.conftest import rows, wait_for
 
 ADMIN_KEY = "admin-key-for-rollups-0123456789"
@@ -230,3 +234,36 @@ def test_a_worker_answers_requests_while_a_busy_hour_is_rolled_up(make_app, guni
     # The process logs once it has committed.
     wait_for(lambda: "proxy.maintenance: rollup: rolled up" in server.output(), message="the rollup's log line")
     assert "Traceback" not in server.output()
+
+
+def finished(pid):
+    """The process has exited (an orphan's zombie counts: this sandbox's init may not reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.e2e
+def test_a_worker_killed_during_a_rollup_leaves_the_lock_with_the_rollup_process(make_app, gunicorn):
+    seeded = make_app()
+    settled = datetime.now(timezone.utc).replace(tzinfo=None, minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    with seeded.app_context():
+        synthetic.seed(60_000, days=1, end=settled)
+    url = seeded.config["SQLALCHEMY_DATABASE_URI"]
+    server = gunicorn(ROLLUP_INTERVAL_SECONDS="1", WEB_CONCURRENCY=1)
+    (worker,) = processes.workers_of(server.proc.pid)
+    wait_for(lambda: processes.workers_of(worker), message="the rollup process")
+    (job,) = processes.workers_of(worker)
+    os.kill(worker, signal.SIGKILL)  # Gunicorn starts another worker, which would start a rollup too
+    wait_for(lambda: finished(worker), message="the worker gone, its files closed")
+
+    lock_path = url.split("///", 1)[1] + ".maintenance.lock"
+    with open(lock_path, "ab") as lock:
+        # While the orphaned rollup runs, the lock is its: no second rollup process starts on this host.
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        wait_for(lambda: finished(job), message="the rollup process to finish")
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    assert rows(url, "SELECT sum(requests) FROM hourly_rollups")[0][0] == 60_000
