@@ -107,6 +107,9 @@ def test_a_database_locked_for_seconds_loses_nothing(gunicorn, tmp_path):
         wait_for(lambda: health(server)["spool"]["depth"] == 30, message="30 spooled records")
         # Degraded once the writer's patience (the busy timeout) has run out.
         wait_for(lambda: health(server)["status"] == "degraded", message="health to report the refusal")
+        # Whichever of the two workers answers the scrape counts both workers' records.
+        wait_for(lambda: spool_gauge(server, "stuck") == 30, message="the records counted stuck")
+        assert [spool_gauge(server, "waiting") for _ in range(4)] == [30] * 4
     finally:
         locker.rollback()
         locker.close()
@@ -118,6 +121,15 @@ def test_a_database_locked_for_seconds_loses_nothing(gunicorn, tmp_path):
     assert rows(server.database_url, "SELECT count(*) FROM exchanges") == [(10,)]
     assert rows(server.database_url, "SELECT count(*) FROM metrics") == [(35,)]
     assert health(server)["status"] == "ok"
+    assert [spool_gauge(server, state) for state in ("waiting", "stuck", "rejected")] == [0, 0, 0]
+
+
+def spool_gauge(server, state):
+    """gemini_proxy_spool_records{state=...} from /metrics."""
+    text = requests.get(f"{server.url}/metrics", timeout=10).text
+    (value,) = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line.startswith(f'gemini_proxy_spool_records{{state="{state}"}}')]
+    return value
 
 
 @pytest.mark.e2e

@@ -40,13 +40,6 @@ health_model = ns.model("Health", {
 })
 
 
-def _spool():
-    spool = current_app.extensions["spool"]
-    depth, stuck = spool.waiting(2 * current_app.config["SPOOL_REPLAY_SECONDS"])
-    return {"depth": depth, "stuck": stuck, "rejected": spool.rejected(),
-            "held_in_memory": len(current_app.extensions["records"].held)}
-
-
 @ns.route("")
 @ns.doc(security=[])
 class Health(Resource):
@@ -64,7 +57,7 @@ class Health(Resource):
             "version": __version__,
             "uptime_seconds": round(time.monotonic() - current_app.extensions["started_at"], 3),
             "database": {"reachable": reachable},
-            "spool": _spool(),
+            "spool": current_app.extensions["records"].status(),
             "api_key_configured": bool(len(service.pool)),
             "api_keys": len(service.pool),
             "models": service.models,

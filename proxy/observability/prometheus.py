@@ -4,6 +4,7 @@ import os
 from prometheus_client import (
     CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
 
@@ -57,15 +58,38 @@ def observe(record):
         _series_of(TOKENS, model, "completion").inc(record.get("completion_tokens") or 0)
 
 
-def exposition():
-    """The text format, summed over every worker when running multi-process."""
+class SpoolCollector:
+    """Records the database has not taken yet, counted at scrape time: every worker's spool files are in
+    one folder, so whichever worker answers counts them all. What to alert on when the database refuses
+    records."""
+
+    def __init__(self, writer):
+        self.writer = writer
+
+    def collect(self):
+        status = self.writer.status()
+        family = GaugeMetricFamily("gemini_proxy_spool_records", "Request records not yet in the database: "
+                                   "waiting (every worker's), stuck (of those, waiting longer than two replay "
+                                   "intervals), rejected (refused as invalid, kept apart)", labels=["state"])
+        for state, key in (("waiting", "depth"), ("stuck", "stuck"), ("rejected", "rejected")):
+            family.add_metric([state], status[key])
+        yield family
+
+
+def exposition(spool=None):
+    """The text format, summed over every worker when running multi-process, with the `spool` collector's
+    gauge (the same in every worker, so not summed)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    from prometheus_client import REGISTRY
-
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    else:
+        from prometheus_client import REGISTRY as registry
+    body = generate_latest(registry)
+    if spool is not None:
+        own = CollectorRegistry()
+        own.register(spool)
+        body += generate_latest(own)
+    return body, CONTENT_TYPE_LATEST
 
 
 def count_cooldown(model, reason):

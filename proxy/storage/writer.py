@@ -124,6 +124,13 @@ class RecordWriter:
         time.sleep(_TURN_SECONDS)  # gevent's sleep, in a worker
         return insert_records(records, tried=tried, reject=self.spool.reject)
 
+    def status(self):
+        """Records the database has not taken yet: waiting in the spool (every worker's), those of them
+        waiting longer than two replay intervals (a healthy worker writes its own within moments),
+        refused as invalid and kept apart, and held in this worker's memory."""
+        depth, stuck = self.spool.waiting(2 * self.retry_seconds)
+        return {"depth": depth, "stuck": stuck, "rejected": self.spool.rejected(), "held_in_memory": len(self.held)}
+
     def start(self):
         """Run the write-behind loop in the background, and write what is left when the process exits."""
         self._thread = threading.Thread(target=self._loop, name="record-writer", daemon=True)
