@@ -1,6 +1,7 @@
 """The response cache: keys, policy, TTL, LRU, replay to both SDKs, analytics, sharing across workers."""
 import copy
 import json
+import sqlite3
 import time
 import warnings
 
@@ -188,6 +189,23 @@ def test_hits_are_in_the_request_log_and_analytics(app, client, emulator):
     assert summary["cache"]["hit_rate"] == pytest.approx(2 / 3)
     assert summary["cache"]["tokens_saved"] == 2 * tokens and summary["total_tokens"] == tokens
     assert summary["cache"]["cost_saved_usd"] == pytest.approx(2 * summary["cost_usd"])
+
+
+def test_a_hit_is_served_while_another_process_holds_the_write_lock(make_app, emulator):
+    # A short busy timeout: the records of these requests wait in the spool instead of the test.
+    app = make_app(**CACHED, SQLITE_BUSY_TIMEOUT_SECONDS=1.0)
+    client = app.test_client()
+    assert native(client).headers["X-Cache"] == "MISS"
+    locker = sqlite3.connect(app.config["SQLALCHEMY_DATABASE_URI"].split("///", 1)[1], timeout=5)
+    locker.execute("BEGIN IMMEDIATE")  # say, a backup or another instance's long write
+    try:
+        # The hit's count waited for the lock, then failed, and the hit was thrown away for a call upstream.
+        again = native(client, key=KEYS[1])
+    finally:
+        locker.rollback()
+        locker.close()
+    assert again.status_code == 200 and again.headers["X-Cache"] == "HIT"
+    assert upstream_calls(emulator) == 1
 
 
 def test_cache_clear_command(app, client, emulator):

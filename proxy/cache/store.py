@@ -5,14 +5,20 @@ import time
 import zlib
 from datetime import datetime, timezone
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from models import CacheEntry, db
 
 from ..compression import compress
+from ..storage.sqlite_turns import WRITE_LOCK_PATIENCE
 
 log = logging.getLogger(__name__)
+
+
+# How long a cache write waits for SQLite's write lock (seconds): the busy timeout is for records, which
+# must not be lost; a cache entry may.
+_BRIEF_WAIT = {WRITE_LOCK_PATIENCE: 0.05}
 
 
 def _pack(answer):
@@ -32,27 +38,38 @@ class DatabaseStore:
 
     def get(self, key):
         try:
-            entry = db.session.execute(select(CacheEntry).where(CacheEntry.key == key)).scalar_one_or_none()
-            if entry is None:
-                return None
-            now = self._now()
-            if entry.expires_at <= now:
-                db.session.delete(entry)
-                db.session.commit()
-                return None
-            entry.last_used_at, entry.hits = now, entry.hits + 1
-            answer = _unpack(entry.body)
-            db.session.commit()
-            return answer
+            entry = db.session.execute(select(CacheEntry.id, CacheEntry.body, CacheEntry.expires_at)
+                                       .where(CacheEntry.key == key)).first()
         except SQLAlchemyError:
             db.session.rollback()
             log.warning("cache read failed; serving from upstream", exc_info=True)
             return None
+        if entry is None:
+            return None
+        now = self._now()
+        if entry.expires_at <= now:
+            self._keep_books(delete(CacheEntry).where(CacheEntry.id == entry.id))
+            return None
+        self._keep_books(update(CacheEntry).where(CacheEntry.id == entry.id)
+                         .values(last_used_at=now, hits=CacheEntry.hits + 1))
+        return _unpack(entry.body)
+
+    @staticmethod
+    def _keep_books(statement):
+        """An expired entry's removal or a hit's count: neither need happen now, so neither waits for the
+        write lock long, and the hit is served either way."""
+        try:
+            db.session.execute(statement, execution_options=_BRIEF_WAIT)
+            db.session.commit()
+        except SQLAlchemyError:
+            db.session.rollback()
+            log.info("cache bookkeeping skipped: the database is busy", exc_info=True)
 
     def put(self, key, model, answer):
         now = self._now()
         try:
-            db.session.execute(delete(CacheEntry).where(CacheEntry.key == key))
+            # An entry may be lost, so it waits no longer than a hit's books for the write lock.
+            db.session.execute(delete(CacheEntry).where(CacheEntry.key == key), execution_options=_BRIEF_WAIT)
             db.session.add(CacheEntry(key=key, model=model, body=_pack(answer), created_at=now, last_used_at=now,
                                       expires_at=datetime.fromtimestamp(self.clock() + self.ttl, timezone.utc)
                                       .replace(tzinfo=None)))

@@ -38,6 +38,8 @@ def let_requests_in(dbapi_connection, clock=time.monotonic):
 
 # The statements before which Python's sqlite3 opens a transaction of its own (a deferred one).
 _WRITES = ("insert", "update", "delete", "replace")
+# The execution option by which a write that need not happen now waits less than the busy timeout.
+WRITE_LOCK_PATIENCE = "write_lock_patience"
 # Between tries for the write lock: from the first to the longest, doubling (seconds).
 _FIRST_TRY_GAP, _LONGEST_TRY_GAP = 0.001, 0.025
 
@@ -52,11 +54,13 @@ def take_write_lock_politely(busy_timeout, sleep=time.sleep, clock=time.monotoni
     transaction's statements and its COMMIT need not wait in WAL mode."""
     busy_timeout_ms = int(busy_timeout * 1000)
 
-    def before_cursor_execute(_connection, cursor, statement, _parameters, _context, _executemany):
+    def before_cursor_execute(_connection, cursor, statement, _parameters, context, _executemany):
         dbapi_connection = cursor.connection
         if dbapi_connection.in_transaction or not statement.lstrip()[:7].lower().startswith(_WRITES):
             return
-        deadline = clock() + busy_timeout
+        # A statement may ask to wait less (execution option WRITE_LOCK_PATIENCE, seconds).
+        options = context.execution_options if context is not None else {}
+        deadline = clock() + options.get(WRITE_LOCK_PATIENCE, busy_timeout)
         gap = _FIRST_TRY_GAP
         dbapi_connection.execute("PRAGMA busy_timeout=0")
         try:
