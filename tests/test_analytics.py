@@ -1,5 +1,6 @@
 """Analytics reports checked against known inserted history: exact counts, sums and percentiles."""
 import math
+import sqlite3
 import threading
 import time
 from types import SimpleNamespace
@@ -264,3 +265,23 @@ def test_a_long_report_lets_the_workers_other_requests_through(make_app, gunicor
     assert report["answer"].status_code == 200 and report["answer"].json()["requests"] > 79_000
     # SQLite's work ran on the worker's loop: no request moved until the report was done.
     assert sum(moment < report["done"] for moment in answered) >= 3, (len(answered), answered[:3], report["done"])
+
+
+def test_a_long_read_run_by_the_gevent_loop_itself_is_not_interrupted():
+    import gevent
+
+    from proxy.storage.sqlite_turns import PROGRESS_STEPS, let_requests_in
+
+    connection = sqlite3.connect(":memory:")
+    connection.set_progress_handler(let_requests_in(connection), PROGRESS_STEPS)
+    count = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 300000) SELECT count(*) FROM n"
+    beside = []
+    ticker = gevent.spawn(lambda: [beside.append(gevent.sleep(0.001)) for _ in range(10_000)])
+    assert gevent.spawn(lambda: connection.execute(count).fetchone()[0]).get() == 300_000
+    assert beside  # the greenlet beside it ran while the read did
+    # The loop's own greenlet may not switch out: asked to, the read would be interrupted.
+    results = []
+    gevent.get_hub().loop.run_callback(lambda: results.append(connection.execute(count).fetchone()[0]))
+    gevent.sleep(0.5)
+    ticker.kill()
+    assert results == [300_000]

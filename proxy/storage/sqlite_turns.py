@@ -23,13 +23,16 @@ def let_requests_in(dbapi_connection, clock=time.monotonic):
     rows: a second) lets the worker's other requests run every few milliseconds, as a networked
     database's driver would. Never inside a write transaction: switched out there, it would keep the
     write lock from this worker's other writers meanwhile."""
-    from gevent import idle
+    from gevent import get_hub, getcurrent, idle
 
     turn_ends = [clock() + _READ_TURN_SECONDS]
 
     def progress():
         if clock() >= turn_ends[0] and not dbapi_connection.in_transaction:
-            idle()  # the loop polls the sockets and runs every greenlet that is ready, then comes back
+            # The loop's own greenlet may not wait (a callback of the loop's); an exception raised here
+            # would interrupt the statement.
+            if getcurrent() is not get_hub():
+                idle()  # the loop polls the sockets and runs every greenlet that is ready, then comes back
             turn_ends[0] = clock() + _READ_TURN_SECONDS
         return 0  # go on: non-zero would interrupt the statement
 
