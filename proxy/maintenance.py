@@ -15,17 +15,15 @@ log = logging.getLogger("proxy.maintenance")
 
 
 def _rollup(_settings):
-    from .analytics.rollups import roll_up
+    from .analytics.rollups import roll_up_once
 
-    built = roll_up()
-    return f"rolled up {built} hour(s) of the request log" if built else None
+    return roll_up_once()
 
 
 def _retention(settings):
-    from .analytics.operations import prune
+    from .analytics.operations import prune_once
 
-    removed = prune(settings["RETENTION_DAYS"], settings["BODY_RETENTION_DAYS"])
-    return f"pruned {removed}" if any(removed.values()) else None
+    return prune_once(settings["RETENTION_DAYS"], settings["BODY_RETENTION_DAYS"])
 
 
 JOBS = {"rollup": _rollup, "retention": _retention}

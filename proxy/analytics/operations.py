@@ -106,14 +106,19 @@ def _delete_in_batches(key, condition, batch):
             return removed
 
 
+def prune_once(days, body_days):
+    """One background run: what it removed, for the log, or None."""
+    removed = prune(days, body_days)
+    return f"pruned {removed}" if any(removed.values()) else None
+
+
 def start_periodic_prune(app, interval, days, body_days, stop=None):
     """Prune every `interval` seconds in the background until `stop` is set; every worker may run it,
     and it is idempotent."""
     def job(_stop):
         if serving_on_gevent():
             return run_apart(app, "retention")
-        removed = prune(days, body_days)
-        return f"pruned {removed}" if any(removed.values()) else None
+        return prune_once(days, body_days)
 
     return run_every(app, "retention", interval, job, stop)
 

@@ -177,13 +177,18 @@ def roll_up(now=None, longest_run=6, pause=None):
     return built
 
 
+def roll_up_once(pause=None):
+    """One background run: what it did, for the log, or None."""
+    built = roll_up(pause=pause)
+    return f"rolled up {built} hour(s) of the request log" if built else None
+
+
 def start_periodic_rollups(app, interval, stop=None):
     """Roll up settled hours every `interval` seconds in the background until `stop` is set; every
     worker may run it: hours another worker claimed are skipped."""
     def job(stop):
         if serving_on_gevent():
             return run_apart(app, "rollup") if missing_hours(_utcnow()) else None
-        built = roll_up(pause=lambda: stop.wait(0.01))
-        return f"rolled up {built} hour(s) of the request log" if built else None
+        return roll_up_once(pause=lambda: stop.wait(0.01))
 
     return run_every(app, "rollups", interval, job, stop)
