@@ -5,6 +5,7 @@ import time
 import pytest
 import requests
 from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
 from app import create_app
@@ -135,6 +136,19 @@ def wait_for(predicate, timeout=30.0, message="condition"):
             return
         time.sleep(0.1)
     pytest.fail(f"timed out waiting for {message}")
+
+
+def samples(text):
+    """{(name, sorted labels): value} of a Prometheus text exposition."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def value(found, name, **labels):
+    return found.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def rows(database_url, sql):

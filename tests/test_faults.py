@@ -14,10 +14,18 @@ import requests
 
 from models import db
 from proxy.storage.spool import Spool, encode
-from tests.conftest import KEYS, MODELS, rows, wait_for
+from tests.conftest import KEYS, MODELS, rows, samples, value, wait_for
 
 GENERATE = {"prompt": {"text": "Say hello"}}
 NATIVE = {"contents": [{"parts": [{"text": "Say hello"}]}]}
+
+
+def leave_dead_workers_file(spool_dir, data):
+    """A spool file of a worker that died (no pid is this large), appearing whole: a worker may claim it
+    the moment it has its name, and a dead worker writes no more."""
+    incoming = spool_dir / "incoming.tmp"
+    incoming.write_bytes(data)
+    incoming.rename(spool_dir / f"spool-{2**22 + 1}.jsonl")
 
 
 def native_path(model=MODELS[0]):
@@ -57,8 +65,7 @@ def test_a_record_spooled_twice_is_written_once(make_app, tmp_path):
     with open(spooled[0], "rb") as handle:
         line = handle.read()
     # A worker that died (no pid is this large) left the same record again, and a line it cut short.
-    with open(os.path.join(str(tmp_path / "spool"), f"spool-{2**22 + 1}.jsonl"), "wb") as handle:
-        handle.write(line + b'{"torn": tru')
+    leave_dead_workers_file(tmp_path / "spool", line + b'{"torn": tru')
     assert app.extensions["records"].replay() == \
         "replayed 1 spooled record(s) into the database (1 were already there)"
     assert rows(app.config["SQLALCHEMY_DATABASE_URI"], "SELECT count(*) FROM request_log") == [(1,)]
@@ -126,10 +133,9 @@ def test_a_database_locked_for_seconds_loses_nothing(gunicorn, tmp_path):
 
 def spool_gauge(server, state):
     """gemini_proxy_spool_records{state=...} from /metrics."""
-    text = requests.get(f"{server.url}/metrics", timeout=10).text
-    (value,) = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                if line.startswith(f'gemini_proxy_spool_records{{state="{state}"}}')]
-    return value
+    found = samples(requests.get(f"{server.url}/metrics", timeout=10).text)
+    assert ("gemini_proxy_spool_records", (("state", state),)) in found
+    return value(found, "gemini_proxy_spool_records", state=state)
 
 
 @pytest.mark.e2e
@@ -213,8 +219,7 @@ def test_a_record_the_database_refuses_as_invalid_is_kept_apart_and_holds_back_n
     with open(waiting[0], "rb") as handle:
         template = json.loads(handle.readline())
     broken = dict(template, request_id="broken-record-1", route=None)  # route may not be null
-    with open(spool_dir / f"spool-{2**22 + 1}.jsonl", "wb") as handle:  # left by a worker that died
-        handle.write(json.dumps(broken).encode() + b"\n")
+    leave_dead_workers_file(spool_dir, json.dumps(broken).encode() + b"\n")
     assert "replayed 3" in app.extensions["records"].replay()
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     assert rows(url, "SELECT count(*) FROM request_log WHERE request_id != 'broken-record-1'") == [(3,)]
@@ -232,9 +237,7 @@ def test_a_dead_workers_records_are_written_under_steady_traffic(gunicorn, tmp_p
     server = gunicorn(SPOOL_REPLAY_SECONDS="0.5", WEB_CONCURRENCY=1)
     left = {"request_id": "dead-worker-record-1", "created_at": {"$dt": "2026-01-02T03:04:05.000006"},
             "route": "/gemini/generate", "status_code": 200, "latency_ms": 12.5}
-    spool = tmp_path / "proxy.db.spool"
-    (spool / "incoming.tmp").write_text(json.dumps(left) + "\n")  # whole: a dead worker writes no more
-    (spool / "incoming.tmp").rename(spool / f"spool-{2**22 + 1}.jsonl")  # no such pid
+    leave_dead_workers_file(tmp_path / "proxy.db.spool", json.dumps(left).encode() + b"\n")
     found = []
     # Traffic never pauses long enough for an idle-time replay, for 20 replay intervals at most (a
     # count of requests would not do: 150 took less than one interval).
@@ -253,9 +256,7 @@ def test_requests_are_answered_while_a_long_backlog_is_written(gunicorn, tmp_pat
     lines = "".join(json.dumps({"request_id": f"backlog-{n}", "created_at": {"$dt": "2026-01-02T03:04:05.000006"},
                                 "route": "/gemini/generate", "status_code": 200, "latency_ms": 1.0}) + "\n"
                     for n in range(backlog))
-    spool = tmp_path / "proxy.db.spool"
-    (spool / "incoming.tmp").write_text(lines)
-    (spool / "incoming.tmp").rename(spool / f"spool-{2**22 + 1}.jsonl")  # no such pid
+    leave_dead_workers_file(tmp_path / "proxy.db.spool", lines.encode())
 
     def written():
         return rows(server.database_url, "SELECT count(*) FROM request_log WHERE request_id LIKE 'backlog-%'")[0][0]

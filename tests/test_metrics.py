@@ -3,23 +3,10 @@ import time
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import KEYS, MODELS
+from tests.conftest import KEYS, MODELS, samples, value
 
 pytestmark = pytest.mark.e2e
-
-
-def samples(text):
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
-
-
-def value(found, name, **labels):
-    return found.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def test_metrics_sum_over_two_workers(gunicorn, emulator):

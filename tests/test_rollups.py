@@ -200,13 +200,20 @@ def test_the_background_builder_catches_up_and_stops(app):
     assert not thread.is_alive()
 
 
-@pytest.mark.e2e
-def test_a_worker_answers_requests_while_a_busy_hour_is_rolled_up(make_app, gunicorn):
-    seeded = make_app()  # the database the server below uses
+@pytest.fixture
+def busy_day(make_app):
+    """The URL of the database the gunicorn fixture's servers use, holding a busy settled day: 60,000
+    requests, some 2,500 an hour, not rolled up."""
+    seeded = make_app()
     settled = datetime.now(timezone.utc).replace(tzinfo=None, minute=0, second=0, microsecond=0) - timedelta(hours=2)
     with seeded.app_context():
-        synthetic.seed(60_000, days=1, end=settled)  # a busy day: some 2,500 requests an hour
-    url = seeded.config["SQLALCHEMY_DATABASE_URI"]
+        synthetic.seed(60_000, days=1, end=settled)
+    return seeded.config["SQLALCHEMY_DATABASE_URI"]
+
+
+@pytest.mark.e2e
+def test_a_worker_answers_requests_while_a_busy_hour_is_rolled_up(busy_day, gunicorn):
+    url = busy_day
     server = gunicorn(ROLLUP_INTERVAL_SECONDS="1", WEB_CONCURRENCY=1)
 
     probes = []  # (request id, whether any rollup could be read once it was answered)
@@ -246,12 +253,8 @@ def finished(pid):
 
 
 @pytest.mark.e2e
-def test_a_worker_killed_during_a_rollup_leaves_the_lock_with_the_rollup_process(make_app, gunicorn):
-    seeded = make_app()
-    settled = datetime.now(timezone.utc).replace(tzinfo=None, minute=0, second=0, microsecond=0) - timedelta(hours=2)
-    with seeded.app_context():
-        synthetic.seed(60_000, days=1, end=settled)
-    url = seeded.config["SQLALCHEMY_DATABASE_URI"]
+def test_a_worker_killed_during_a_rollup_leaves_the_lock_with_the_rollup_process(busy_day, gunicorn):
+    url = busy_day
     server = gunicorn(ROLLUP_INTERVAL_SECONDS="1", WEB_CONCURRENCY=1)
     (worker,) = processes.workers_of(server.proc.pid)
     wait_for(lambda: processes.workers_of(worker), message="the rollup process")
