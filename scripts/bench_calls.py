@@ -1,8 +1,10 @@
-"""The benchmark's noise-free measure: Python function calls a request makes in the worker's app, counted
-by cProfile, for the floor and both proxy APIs, and the calls a request's record costs the batch write.
+"""The benchmark's steady measures: Python function calls a request makes in the worker's app, counted
+by cProfile, for the floor and both proxy APIs, and the calls a request's record costs the batch write;
+and the CPU time a request takes with the app warm, one request at a time.
 
-Wall-clock and CPU times on a shared machine drift by half within minutes; a call count does not, so
-it shows what a change to the request path saves. Run by scripts/benchmark.py:
+Wall-clock and CPU times under load on a shared machine drift by half within minutes; a call count does
+not, and a warm request's CPU time drifts by a few per cent, so they show what a change to the request
+path saves. Run by scripts/benchmark.py:
 
     .venv/bin/python scripts/bench_calls.py EMULATOR_URL API_KEY MODEL
 """
@@ -13,10 +15,12 @@ import os
 import pstats
 import sys
 import tempfile
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REQUESTS = 300  # counted; the counts are the same for every request once the app is warm
 WARM_UP = 30  # connections opened, caches filled, lazy imports done
+TIMED_RUNS = 5  # of REQUESTS each; the least CPU is the run least disturbed by the machine's other work
 
 
 def _environ(path, body, key):
@@ -47,8 +51,21 @@ def calls_of(function):
     return pstats.Stats(profile).total_calls
 
 
+def cpu_ms_of(app, template, body, writer):
+    """The CPU time of a request in ms (the emulator's excluded), serving REQUESTS one after another."""
+    runs = []
+    for _ in range(TIMED_RUNS):
+        started = time.process_time()
+        for _ in range(REQUESTS):
+            _serve(app, template, body)
+        runs.append((time.process_time() - started) * 1000 / REQUESTS)
+        if writer is not None:
+            writer.flush()
+    return min(runs)
+
+
 def count(app, path, body, key, writer=None):
-    """(calls a request, calls a record costs the batch write) at `path`."""
+    """(calls a request, calls a record costs the batch write, CPU ms a warm request) at `path`."""
     template = _environ(path, body, key)
     for _ in range(WARM_UP):
         _serve(app, template, body)
@@ -56,7 +73,7 @@ def count(app, path, body, key, writer=None):
         writer.flush()
     per_request = calls_of(lambda: [_serve(app, template, body) for _ in range(REQUESTS)]) / REQUESTS
     per_record = calls_of(writer.flush) / REQUESTS if writer is not None else None
-    return per_request, per_record
+    return per_request, per_record, cpu_ms_of(app, template, body, writer)
 
 
 def main(emulator_url, key, model):

@@ -156,6 +156,7 @@ def latency_table(emulator, proxy, floor, relay, levels, totals):
         for _, url, body, _ in every:  # as many connections open on every hop as the level will use
             run(url, body, concurrency, concurrency, headers)
         seen = {name: ([], [], 0.0) for name, *_ in every}
+        p50s = {name: [] for name, *_ in every}  # each round's, to show how far the machine moves them
         for turn in range(ROUNDS):
             for name, url, body, _ in every:
                 # Every path draws the same upstream latencies, so the percentiles differ by the proxy alone.
@@ -163,10 +164,13 @@ def latency_table(emulator, proxy, floor, relay, levels, totals):
                 values, failed, wall, _ = run(url, body, concurrency, total // ROUNDS, headers)
                 latencies, failures, walls = seen[name]
                 seen[name] = (latencies + values, failures + failed, walls + wall)
+                p50s[name].append(percentile(values, 50))
         direct, d_fail, d_wall = seen["direct"]
         for name, *_ in every[1:]:
             values, failed, wall = seen[name]
+            by_round = [mine - theirs for mine, theirs in zip(p50s[name], p50s["direct"])]
             rows.append({
+                "added_p50_rounds": (min(by_round), max(by_round)),
                 "concurrency": concurrency, "path": name, "requests": total // ROUNDS * ROUNDS,
                 "failed": len(failed) + len(d_fail),
                 "direct_p50": percentile(direct, 50), "direct_p99": percentile(direct, 99),
@@ -196,8 +200,8 @@ def saturation_table(emulator, proxy, floor, relay, total):
 
 
 def counted_calls(emulator):
-    """Python function calls a request costs the floor and each API, and its record the batch write
-    (scripts/bench_calls.py, in its own process): the same on a calm machine and a noisy one."""
+    """Python function calls a request costs the floor and each API, its record the batch write, and the CPU
+    time of a warm request (scripts/bench_calls.py, in its own process): steady on a noisy machine."""
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_calls.py")
     result = subprocess.run([sys.executable, script, emulator.url, KEY, MODEL], check=True, capture_output=True,
                             text=True)
@@ -335,13 +339,15 @@ def write_report(args, latency, saturation, calls, streams, capacity, memory, an
         f"## Added latency (proxy minus direct, same client, same run, {UPSTREAM_MS} ± {UPSTREAM_JITTER_MS} ms of "
         f"upstream latency, the paths taking turns in {ROUNDS} rounds)",
         "",
-        "| concurrency | path | requests | direct p50 ms | proxy p50 ms | added p50 ms | direct p99 ms | proxy p99 ms "
-        "| added p99 ms | throughput vs direct | failed |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| concurrency | path | requests | direct p50 ms | proxy p50 ms | added p50 ms | added p50 by round, ms "
+        "| direct p99 ms | proxy p99 ms | added p99 ms | throughput vs direct | failed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in latency:
+        low, high = row["added_p50_rounds"]
         lines.append(f"| {row['concurrency']} | {row['path']} | {row['requests']} | {row['direct_p50']:.2f} | "
-                     f"{row['proxy_p50']:.2f} | **{row['added_p50']:.2f}** | {row['direct_p99']:.2f} | "
+                     f"{row['proxy_p50']:.2f} | **{row['added_p50']:.2f}** | {low:.2f} to {high:.2f} | "
+                     f"{row['direct_p99']:.2f} | "
                      f"{row['proxy_p99']:.2f} | **{row['added_p99']:.2f}** | {row['throughput_ratio']:.2f} | "
                      f"{row['failed']} |")
     lines += [
@@ -351,7 +357,9 @@ def write_report(args, latency, saturation, calls, streams, capacity, memory, an
         f"worker's CPU. The relay (`scripts/bench_relay.py`) copies bytes between sockets on gevent and parses no "
         "HTTP: what one more loopback hop costs on this machine. The floor (`scripts/bench_floor.py`) is a bare "
         "Flask app forwarding with urllib3 under the same Gunicorn worker, without keys, limits, records, metrics "
-        "or cache: what any Flask forwarder adds on this machine.",
+        "or cache: what any Flask forwarder adds on this machine. The rounds column is each round's proxy p50 "
+        f"less that round's direct p50 ({ROUNDS} rounds of a third of the requests): how far this machine's other "
+        "work moves the figure within one run.",
         "",
         "## Saturation (no upstream latency, 10 at a time: the most one worker serves)",
         "",
@@ -360,18 +368,22 @@ def write_report(args, latency, saturation, calls, streams, capacity, memory, an
         *[f"| {row['path']} | {row['throughput']:.0f} | "
           f"{'–' if row['cpu_ms'] is None else format(row['cpu_ms'], '.2f')} | {row['failed']} |" for row in saturation],
         "",
-        "## Work per request, counted (Python function calls in the worker's app; the same on a calm machine and "
-        "a noisy one)",
+        "## Work per request (Python function calls counted in the worker's app, the same on a calm machine and "
+        "a noisy one; and the CPU time of a warm request, nearly so)",
         "",
-        "| path | calls a request | calls its record adds to the batch write | in all | against the floor |",
-        "|---|---|---|---|---|",
+        "| path | calls a request | calls its record adds to the batch write | in all | against the floor "
+        "| CPU a warm request, ms | against the floor |",
+        "|---|---|---|---|---|---|---|",
         *[f"| {FLOOR if path == 'floor' else path} | {request:.0f} | {'–' if record is None else format(record, '.0f')} | "
-          f"{request + (record or 0):.0f} | {(request + (record or 0)) / calls['floor'][0]:.2f}× |"
-          for path, (request, record) in calls.items()],
+          f"{request + (record or 0):.0f} | {(request + (record or 0)) / calls['floor'][0]:.2f}× | {cpu:.3f} | "
+          f"{cpu / calls['floor'][2]:.2f}× |"
+          for path, (request, record, cpu) in calls.items()],
         "",
         "Counted by cProfile over 300 requests each, after 30 to warm up, with the app called as Gunicorn calls "
         "it (`scripts/bench_calls.py`). The times above vary with the machine; these counts change only with "
-        "the code, so they show what a change to the request path saved.",
+        "the code, so they show what a change to the request path saved. The CPU time is the least of five runs "
+        "of 300 requests served one after another without the profiler, Gunicorn's HTTP parsing and the batch "
+        "write not included: it moves by a few per cent from run to run, where CPU under load moves by half.",
         "",
         "## Streaming (SSE, 20 sequential streams, 20 ms between upstream chunks)",
         "",
