@@ -3,10 +3,15 @@ import sys
 
 from app import create_app
 from config import ConfigError
+from proxy.storage.schema import SchemaError
 
 try:
     app = create_app()
 except ConfigError as exc:
     # Name the bad setting and stop, rather than serve with a guess.
     print(f"gemini-proxy: configuration error: {exc}", file=sys.stderr)
+    sys.exit(4)
+except SchemaError as exc:
+    # Stop before taking requests whose every record the database would refuse.
+    print(f"gemini-proxy: database error: {exc}", file=sys.stderr)
     sys.exit(4)

@@ -121,6 +121,14 @@ def runner(app):
     return app.test_cli_runner()
 
 
+@pytest.fixture
+def postgres():
+    """A throwaway PostgreSQL server (Debian's package; .ci/run installs it)."""
+    server = processes.Postgres().start()
+    yield server
+    server.remove()
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     process = processes.start_redis(str(tmp_path_factory.mktemp("redis")))

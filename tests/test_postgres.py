@@ -8,18 +8,10 @@ import pytest
 import requests
 
 from proxy.analytics import rollups, synthetic
-from tests import processes
 from tests.conftest import KEYS, MODELS, rows, wait_for
 
 NATIVE_PATH = f"/v1beta/models/{MODELS[0]}:generateContent"
 ADMIN_KEY = "admin-key-for-postgres-0123456789"
-
-
-@pytest.fixture
-def postgres():
-    server = processes.Postgres().start()
-    yield server
-    server.remove()
 
 
 def send(server, count, start=0):
