@@ -115,7 +115,8 @@ class Attempt(db.Model):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     model: Mapped[str] = mapped_column(String(100))
     key_id: Mapped[Optional[str]] = mapped_column(String(24))  # fingerprint, never the key
-    outcome: Mapped[str] = mapped_column(String(20))  # ok | quota | transient | timeout | error | blocked
+    # ok | quota | transient | timeout | untrusted | key_rejected | not_found | rejected | error | blocked
+    outcome: Mapped[str] = mapped_column(String(20))
     status_code: Mapped[Optional[int]]
     error_code: Mapped[Optional[str]] = mapped_column(String(64))
     error_message: Mapped[Optional[str]] = mapped_column(Text)

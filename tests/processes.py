@@ -30,8 +30,8 @@ def base_env(**extra):
 
 
 class Process:
-    def __init__(self, name, argv, env, cwd, ready_url, log_path):
-        self.name, self.ready_url, self.log_path = name, ready_url, log_path
+    def __init__(self, name, argv, env, cwd, ready_url, log_path, verify=True):
+        self.name, self.ready_url, self.log_path, self.verify = name, ready_url, log_path, verify
         self.log = open(log_path, "wb")
         self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -44,7 +44,7 @@ class Process:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.output()}")
             if log_marker is None or self.output().count(log_marker) >= count:
                 try:
-                    requests.get(self.ready_url, timeout=timeout)
+                    requests.get(self.ready_url, timeout=timeout, verify=self.verify)
                     return self
                 except requests.RequestException:
                     pass
@@ -76,13 +76,37 @@ def workers_of(master_pid):
     return sorted(int(pid) for pid in out.split())
 
 
-def start_emulator(tmp_dir, keys):
+def start_emulator(tmp_dir, keys, certfile=None, cafile=None):
+    """The emulator; over HTTPS with `certfile` (chain and key, PEM), checked against `cafile`."""
     port = free_port()
     argv = [PYTHON, "-m", "proxy.emulator", "--port", str(port), "--keys", ",".join(keys)]
+    if certfile:
+        argv += ["--certfile", certfile, "--keyfile", certfile]
+    scheme = "https" if certfile else "http"
     process = Process("emulator", argv, base_env(PYTHONPATH=ROOT), ROOT,
-                      f"http://127.0.0.1:{port}/_emulator/stats", os.path.join(tmp_dir, "emulator.log"))
-    process.url = f"http://127.0.0.1:{port}"
+                      f"{scheme}://localhost:{port}/_emulator/stats", os.path.join(tmp_dir, f"emulator-{port}.log"),
+                      verify=cafile or True)
+    process.url, process.port = f"{scheme}://{'localhost' if certfile else '127.0.0.1'}:{port}", port
     return process.wait_ready()
+
+
+def start_connect_proxy(tmp_dir, routes):
+    """tests/connect_proxy.py: an HTTPS egress proxy tunnelling each "host:port" of `routes` to its
+    "address:port"."""
+    port = free_port()
+    argv = [PYTHON, os.path.join(ROOT, "tests", "connect_proxy.py"), str(port),
+            *(f"{name}={target}" for name, target in routes.items())]
+    process = Process("connect-proxy", argv, base_env(), tmp_dir, None, os.path.join(tmp_dir, f"connect-{port}.log"))
+    process.url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process
+        except OSError:
+            time.sleep(0.1)
+    process.stop()
+    raise RuntimeError(f"the CONNECT proxy did not listen:\n{process.output()}")
 
 
 def start_gunicorn(tmp_dir, app="wsgi:app", **settings):

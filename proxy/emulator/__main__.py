@@ -19,14 +19,17 @@ def main(argv=None):
     parser.add_argument("--keys", default="", help="comma-separated valid keys (default: any key)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before every answer")
     parser.add_argument("--access-log", action="store_true")
+    parser.add_argument("--certfile", help="serve HTTPS with this certificate chain (PEM), as Google does")
+    parser.add_argument("--keyfile", help="the certificate's private key (PEM)")
     args = parser.parse_args(argv)
     keys = [key.strip() for key in args.keys.split(",") if key.strip()]
     app = create_emulator(valid_keys=keys, latency_ms=args.latency_ms)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s emulator %(message)s")
-    logging.info("Gemini emulator listening on http://%s:%d", args.host, args.port)
+    tls = {"certfile": args.certfile, "keyfile": args.keyfile} if args.certfile else {}
+    logging.info("Gemini emulator listening on %s://%s:%d", "https" if tls else "http", args.host, args.port)
     # A deep accept queue: 500 clients connecting at once must not wait out a SYN retry (1 s).
     server = WSGIServer((args.host, args.port), app, log="default" if args.access_log else None,
-                        error_log=logging.getLogger("emulator"), backlog=2048)
+                        error_log=logging.getLogger("emulator"), backlog=2048, **tls)
     server.init_socket()
     # Google's servers do not hold back a response's body behind its headers; without TCP_NODELAY
     # (inherited by accepted sockets) Nagle's algorithm and delayed ACKs would add 40 ms to every reply.

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import urllib3
 
-from ..upstream.failures import from_google_error
+from ..upstream.failures import UNTRUSTED, from_google_error, untrusted_certificate, untrusted_message
 from ..upstream.messages import AttemptRecord
 from ..upstream.retry import backoff, delay_for
 from ..upstream.session import upstream_pool
@@ -186,12 +186,16 @@ class Forwarder:
             # NewConnectionError subclasses ConnectTimeoutError, yet a refused connection is no timeout.
             timed_out = isinstance(exc, urllib3.exceptions.TimeoutError) and not isinstance(
                 exc, urllib3.exceptions.NewConnectionError)
-            attempts.append(AttemptRecord(len(attempts) + 1, model or "-", key_id,
-                                          "timeout" if timed_out else "transient",
-                                          (self.clock() - started) * 1000, started_at,
-                                          error_message=type(exc).__name__))
+            untrusted = untrusted_certificate(exc)
+            outcome = "timeout" if timed_out else (UNTRUSTED if untrusted else "transient")
+            message = untrusted_message(untrusted) if untrusted else type(exc).__name__
+            attempts.append(AttemptRecord(len(attempts) + 1, model or "-", key_id, outcome,
+                                          (self.clock() - started) * 1000, started_at, error_message=message[:500]))
             if timed_out:
                 raise NativeError(504, "DEADLINE_EXCEEDED", "Gemini did not answer in time.", attempts) from None
+            if untrusted:
+                log.error("%s", message)
+                raise NativeError(502, "UNAVAILABLE", f"{message}.", attempts) from None
             raise NativeError(502, "UNAVAILABLE", f"Gemini is unreachable ({type(exc).__name__}).", attempts) from None
         reply = Reply(response.status, dict(response.headers), model, attempts, key_id=key_id)
         if response.status in RETRYABLE_STATUSES:

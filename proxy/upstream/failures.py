@@ -1,4 +1,5 @@
-"""What went wrong on one upstream call, read from Google's error body."""
+"""What went wrong on one upstream call, read from Google's error body (or from the TLS handshake)."""
+import ssl
 from dataclasses import dataclass
 from typing import Optional
 
@@ -9,6 +10,9 @@ TIMEOUT = "timeout"  # no answer in time: retry while the deadline allows
 KEY_REJECTED = "key_rejected"  # the server's key is invalid or forbidden: rest it, try another
 NOT_FOUND = "not_found"  # the model does not exist here: fall back
 REJECTED = "rejected"  # the request itself is invalid: no retry, no fallback
+# Gemini's TLS certificate failed verification: every model is behind the same host, and a certificate
+# does not become trusted in a second, so neither a retry nor a fallback can help; the operator must act.
+UNTRUSTED = "untrusted"
 
 _RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 _QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
@@ -75,3 +79,25 @@ def from_google_error(status, details, message):
         retry_delay=retry_delay,
         daily_quota=daily,
     )
+
+
+def untrusted_certificate(exc):
+    """Why the peer's certificate was refused, when `exc` (or an error it wraps) is a failed TLS
+    verification; None for any other failure, a handshake cut short included (that one may pass)."""
+    seen, pending = set(), [exc]
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, ssl.SSLCertVerificationError):
+            return getattr(error, "verify_message", None) or "certificate verify failed"
+        if isinstance(error, BaseException):
+            pending += [error.__cause__, error.__context__, *getattr(error, "args", ())]
+            pending.append(getattr(error, "reason", None))  # urllib3's MaxRetryError and ProxyError
+    return None
+
+
+def untrusted_message(reason):
+    return (f"Gemini's TLS certificate is not trusted here ({reason}); a private CA, such as an egress "
+            "proxy's that inspects TLS, goes in SSL_CERT_FILE")

@@ -13,9 +13,11 @@ from google.api_core import exceptions as api_exceptions
 from google.api_core.gapic_v1.client_info import ClientInfo
 from google.protobuf import json_format
 
-from .failures import REJECTED, TIMEOUT, TRANSIENT, UpstreamFailure, from_google_error
+from .failures import (
+    REJECTED, TIMEOUT, TRANSIENT, UNTRUSTED, UpstreamFailure, from_google_error, untrusted_message,
+)
 from .messages import Completion
-from .session import UpstreamHttp
+from .session import UntrustedCertificate, UpstreamHttp
 
 # Many greenlets share one client per key; a pool smaller than the requests in flight churns connections.
 _POOL_SIZE = 1000  # as many as a worker holds requests in flight (WORKER_CONNECTIONS)
@@ -107,6 +109,8 @@ class GeminiSdk:
             raise UpstreamFailure(REJECTED, f"the request cannot be sent: {type(exc).__name__}") from None
         except requests.exceptions.Timeout:
             raise UpstreamFailure(TIMEOUT, "Gemini did not answer in time") from None
+        except UntrustedCertificate as exc:
+            raise UpstreamFailure(UNTRUSTED, untrusted_message(exc)) from None
         except requests.exceptions.RequestException as exc:
             raise UpstreamFailure(TRANSIENT, f"Gemini unreachable: {type(exc).__name__}") from None
         except json_format.ParseError as exc:

@@ -54,7 +54,8 @@ class AttemptRecord:
     number: int
     model: str
     key_id: Optional[str]
-    outcome: str  # ok | quota | transient | timeout | key_rejected | not_found | rejected | blocked
+    # ok | quota | transient | timeout | untrusted | key_rejected | not_found | rejected | blocked
+    outcome: str
     latency_ms: float
     started_at: object = None  # datetime, UTC
     status_code: Optional[int] = None

@@ -8,7 +8,7 @@ from ..errors import (
     DeadlineExceeded, NoApiKey, PromptBlocked, QuotaExhausted, ResponseBlocked, UpstreamFailed,
     UpstreamModelNotFound, UpstreamRejected,
 )
-from .failures import KEY_REJECTED, NOT_FOUND, QUOTA, REJECTED, UpstreamFailure
+from .failures import KEY_REJECTED, NOT_FOUND, QUOTA, REJECTED, UNTRUSTED, UpstreamFailure
 from .gemini_sdk import BLOCKING_FINISH_REASONS
 from .keypool import KeyPool
 from .messages import AttemptRecord, Generation
@@ -75,6 +75,9 @@ class GenerationService:
                     f"No answer from Gemini within the {self.deadline:g} s request deadline.", attempts=attempts
                 ) from None
             except UpstreamFailure as failure:
+                if failure.kind == UNTRUSTED:
+                    log.error("%s", failure.message)
+                    raise UpstreamFailed(f"{failure.message}.", attempts=attempts) from None
                 raise UpstreamRejected(f"Gemini rejected the request: {failure.message}", attempts=attempts) from None
             return self._checked(Generation(completion, model, attempts))
         if api_key and any(f.kind == KEY_REJECTED for f in failures.values()):
@@ -126,7 +129,7 @@ class GenerationService:
                 pool.rest(key, each, _REJECTED_KEY_REST, "key_rejected")
         elif failure.kind == NOT_FOUND:
             raise _ModelUnavailable(failure)
-        elif failure.kind == REJECTED:
+        elif failure.kind in (REJECTED, UNTRUSTED):
             raise failure
 
     def _attempt(self, attempts, model, key, started, started_at, failure=None):

@@ -14,6 +14,12 @@ import urllib3
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_environ_proxies
 
+from .failures import untrusted_certificate
+
+
+class UntrustedCertificate(requests.exceptions.SSLError):
+    """Gemini's TLS certificate failed verification; the message says why."""
+
 
 @lru_cache(maxsize=64)
 def _encoded(items):
@@ -61,6 +67,9 @@ class UpstreamHttp:
         except urllib3.exceptions.LocationParseError as exc:
             raise requests.exceptions.InvalidURL(str(exc)) from None
         except urllib3.exceptions.HTTPError as exc:
+            reason = untrusted_certificate(exc)
+            if reason is not None:
+                raise UntrustedCertificate(reason) from None
             raise requests.exceptions.ConnectionError(str(exc)) from None
         response = requests.Response()
         response.status_code, response._content, response.url = reply.status, reply.data, url
