@@ -8,26 +8,17 @@ from gevent import monkey
 
 monkey.patch_all()
 
+import os  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
 
 import gevent  # noqa: E402
 from gevent.server import StreamServer  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from scripts.bench_relay import pipe  # noqa: E402  (the benchmark's relay copies bytes the same way)
+
 _HEAD_LIMIT = 16 * 1024
-
-
-def pipe(source, target):
-    try:
-        while data := source.recv(65536):
-            target.sendall(data)
-    except OSError:
-        pass
-    finally:
-        try:
-            target.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
 
 
 def read_head(client):

@@ -70,6 +70,18 @@ class Process:
         self.log.close()
 
 
+def refusal_of(process, timeout=60.0):
+    """The output of a server that must refuse to start: it exits by itself, and not with 0."""
+    try:
+        process.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"{process.name} kept running") from None
+    finally:
+        process.stop()
+    assert process.proc.returncode != 0, f"{process.name} exited with 0"
+    return process.output()
+
+
 def workers_of(master_pid):
     """The pids of a Gunicorn master's workers."""
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(master_pid)], capture_output=True, text=True).stdout

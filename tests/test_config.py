@@ -1,5 +1,4 @@
 """Settings: defaults, parsing, and a bad value stopping start-up with its name."""
-import subprocess
 
 import pytest
 
@@ -47,11 +46,4 @@ def test_bad_values_are_refused_by_name(name, value):
 def test_gunicorn_refuses_to_start_on_a_bad_setting(tmp_path):
     process = processes.start_gunicorn(str(tmp_path), RETRY_MAX_ATTEMPTS="lots", WEB_CONCURRENCY=1,
                                        DATABASE_URL=f"sqlite:///{tmp_path}/p.db")
-    try:
-        process.proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        pytest.fail("Gunicorn kept running with a bad setting")
-    finally:
-        process.stop()
-    assert process.proc.returncode != 0
-    assert "RETRY_MAX_ATTEMPTS='lots' is not a valid int" in process.output()
+    assert "RETRY_MAX_ATTEMPTS='lots' is not a valid int" in processes.refusal_of(process)
