@@ -4,11 +4,13 @@ import hmac
 from flask import current_app, g, request
 
 from ..errors import AdminDisabled, Unauthorized
+from ..passthrough import uploads
 from . import clients
 
 API, NATIVE, ADMIN = "api", "native", "admin"
-_AREAS = (("/gemini/", API), ("/gemini-proxy", API), ("/v1beta/", NATIVE), ("/v1/", NATIVE), ("/admin/", ADMIN),
-          ("/analytics/", ADMIN), ("/metrics", ADMIN))
+_AREAS = (("/gemini/", API), ("/gemini-proxy", API), ("/v1beta/", NATIVE), ("/v1/", NATIVE),
+          ("/upload/v1beta/", NATIVE), ("/upload/v1/", NATIVE), ("/admin/", ADMIN), ("/analytics/", ADMIN),
+          ("/metrics", ADMIN))
 
 
 def area_of(path):
@@ -52,6 +54,8 @@ def authenticate():
                 state.proxy_key_slot = slot
                 break
     state.client = client
+    if client is None and area == NATIVE and uploads.signed_chunk(incoming, current_app.extensions["forwarder"].pool):
+        return  # a chunk of an upload a client began here: the URL it was given is its credential
     if client is None and keys_required():
         presented = explicit or _bearer() or (area == NATIVE and (
             headers.get("x-goog-api-key", "").strip() or incoming.args.get("key", "").strip()))

@@ -1,10 +1,11 @@
-"""The emulator's HTTP routes: Gemini's REST API under /v1beta and /v1, and a control API."""
+"""The emulator's HTTP routes: Gemini's REST API under /v1beta and /v1 (files: files.py), and a control API."""
 import json
 import time
 
 from flask import Flask, Response, jsonify, request
 
 from . import replies
+from .files import register_files
 from .state import EmulatorState
 
 _API_VERSIONS = ("v1beta", "v1")
@@ -127,6 +128,8 @@ def create_emulator(valid_keys=None, latency_ms=0.0):
     def control_requests():
         with state.lock:
             return jsonify(list(state.requests))
+
+    register_files(app, state, _API_VERSIONS, _api_key)
 
     @app.errorhandler(404)
     def unknown_path(_error):

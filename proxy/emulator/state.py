@@ -25,6 +25,8 @@ class EmulatorState:
             self.peak_in_flight = 0
             self.total = 0
             self.requests = collections.deque(maxlen=1000)
+            self.uploads = {}  # upload id: a resumable upload under way
+            self.files = {}  # name: an uploaded file's resource
 
     def configure(self, settings):
         with self.lock:

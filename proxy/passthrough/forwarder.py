@@ -47,6 +47,7 @@ class NativeCall:
     client_headers: dict = field(default_factory=dict)  # as the client sent them, for the log
     model: Optional[str] = None
     action: Optional[str] = None
+    prefix: str = ""  # "upload/" for the Files API's uploads, which Gemini serves under /upload/{version}
 
     @property
     def streaming(self):
@@ -78,6 +79,7 @@ class Reply:
     live: object = None  # urllib3 response, unread
     body: bytes = b""
     key_id: Optional[str] = None
+    key: Optional[str] = field(default=None, repr=False)  # the server key that answered (never stored)
 
 
 def parse_model_path(path):
@@ -88,10 +90,10 @@ def parse_model_path(path):
     return None, action or None
 
 
-def native_route(version, path):
+def native_route(version, path, prefix=""):
     """The route analytics group by: the model replaced by a placeholder."""
     model, action = parse_model_path(path)
-    return f"/{version}/" + (f"models/{{model}}:{action}" if model else path.split("/")[0])
+    return f"/{prefix}{version}/" + (f"models/{{model}}:{action}" if model else path.split("/")[0])
 
 
 class Forwarder:
@@ -127,7 +129,9 @@ class Forwarder:
             tries = 0
             while tries < self.max_attempts:
                 key = None
-                if call.key.source == SERVER:
+                if call.key.pinned:
+                    key = self._pinned_key(call, attempts)
+                elif call.key.source == SERVER:
                     keys = self.pool.candidates(model or "*")
                     if not keys:
                         if not len(self.pool):
@@ -140,7 +144,7 @@ class Forwarder:
                 if reply.status not in RETRYABLE_STATUSES:
                     return reply
                 failure = self._failure(reply)
-                if reply.status == 429 and key is not None:
+                if reply.status == 429 and key is not None and not call.key.pinned:
                     self.pool.rest_for_quota(key, model or "*", failure, self.quota_cooldown)
                     continue  # another server key, at once; a resting key is never tried again
                 tries += 1
@@ -161,8 +165,17 @@ class Forwarder:
         raise NativeError(429, "RESOURCE_EXHAUSTED", "Every server key is out of quota for this model; retry in "
                           f"{int(retry_after) + 1} s.", attempts)
 
+    def _pinned_key(self, call, attempts):
+        """The server key an upload was begun with: its session belongs to that key's project, so no other
+        key may go on with it, and a rest for quota does not apply."""
+        key = self.pool.key_with_id(call.key.pinned)
+        if key is None:
+            raise NativeError(409, "ABORTED", "This upload was begun with a server key the proxy no longer "
+                              "holds; begin the upload again.", attempts)
+        return key
+
     def _attempt(self, call, model, key, attempts, deadline):
-        url = f"{self.base_url}/{call.version}/{upstream_path(call.with_model(model))}"
+        url = f"{self.base_url}/{call.prefix}{call.version}/{upstream_path(call.with_model(model))}"
         query = [call.query] if call.query else []
         if call.key.where == "query":
             query.append("key=" + quote(call.key.key, safe=""))
@@ -197,7 +210,7 @@ class Forwarder:
                 log.error("%s", message)
                 raise NativeError(502, "UNAVAILABLE", f"{message}.", attempts) from None
             raise NativeError(502, "UNAVAILABLE", f"Gemini is unreachable ({type(exc).__name__}).", attempts) from None
-        reply = Reply(response.status, dict(response.headers), model, attempts, key_id=key_id)
+        reply = Reply(response.status, dict(response.headers), model, attempts, key_id=key_id, key=key)
         if response.status in RETRYABLE_STATUSES:
             reply.body = response.read()
             response.release_conn()

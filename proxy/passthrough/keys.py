@@ -10,6 +10,7 @@ class KeyChoice:
     source: str  # client | server
     key: Optional[str] = None  # the client's key; server keys are drawn per attempt
     where: Optional[str] = None  # header | query | bearer: how the client sent it, and how it is sent on
+    pinned: Optional[str] = None  # the fingerprint of the server key an upload was begun with, and goes on with
 
 
 def choose_key(request):

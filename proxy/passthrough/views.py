@@ -1,4 +1,4 @@
-"""The routes under /v1beta and /v1: forward, stream back chunk by chunk, record when done."""
+"""The routes under /v1beta and /v1 (and /upload/...): forward, stream back chunk by chunk, record when done."""
 import json
 import logging
 
@@ -8,10 +8,11 @@ from ..cache.answers import fold_body, replay
 from ..cache.policy import OFF
 from ..errors import ModelNotAllowed, PromptTooLong
 from ..storage.exchanges import record_exchange
+from . import uploads
 from .capture import Capture
 from .forwarder import GENERATION_ACTIONS, NativeCall, NativeError, Reply, native_route, parse_model_path
 from .headers import client_headers, query_without_key, upstream_headers
-from .keys import SERVER, KeyChoice, choose_key
+from .keys import CLIENT, SERVER, KeyChoice, choose_key
 
 log = logging.getLogger(__name__)
 
@@ -33,36 +34,51 @@ class Stream:
         self.upstream_broke = False
 
 
-def _call_from_request(incoming, state, version, path):
+def _call_from_request(incoming, state, version, path, prefix):
     model, action = parse_model_path(path)
+    query = query_without_key(incoming.query_string)
+    # A proxy key sent where Gemini expects its own is swapped for a server key.
+    key = KeyChoice(SERVER) if state.get("proxy_key_slot") else choose_key(incoming)
+    if prefix:
+        query, pinned = uploads.pinned_key(query)
+        if pinned == uploads.OWN and key.source == SERVER:
+            key = KeyChoice(CLIENT)  # begun with the client's own key, which this chunk does not carry: none
+        elif pinned and pinned != uploads.OWN:
+            key = KeyChoice(SERVER, pinned=pinned)
+    return _call(incoming, version, path, prefix, query, key, model, action)
+
+
+def _call(incoming, version, path, prefix, query, key, model, action):
     return NativeCall(
         method=incoming.method,
         version=version,
         path=path,
-        query=query_without_key(incoming.query_string),
+        query=query,
         body=incoming.get_data(cache=False),
         headers=upstream_headers(incoming.headers),
-        # A proxy key sent where Gemini expects its own is swapped for a server key.
-        key=KeyChoice(SERVER) if state.get("proxy_key_slot") else choose_key(incoming),
+        key=key,
         client_headers=dict(incoming.headers),
         model=model,
         action=action,
+        prefix=prefix,
     )
 
 
-@bp.route("/<any(v1beta, v1):version>/<path:path>", methods=_METHODS)
-def forward(version, path):
+@bp.route("/<any(v1beta, v1):version>/<path:path>", methods=_METHODS, defaults={"prefix": ""})
+@bp.route("/upload/<any(v1beta, v1):version>/<path:path>", methods=_METHODS, defaults={"prefix": uploads.PREFIX})
+def forward(version, path, prefix):
     # The objects behind Flask's proxies, looked up once: this is the pass-through's every request.
-    app, state = current_app._get_current_object(), g._get_current_object()
+    app, state, incoming = current_app._get_current_object(), g._get_current_object(), request._get_current_object()
     config = app.config
-    call = _call_from_request(request._get_current_object(), state, version, path)
+    call = _call_from_request(incoming, state, version, path, prefix)
     state.model_requested = call.model
     _check_limits(call, config)
     decision, key, cached = _consult_cache(call)
-    stream = Stream(config["LOG_BODY_MAX_BYTES"] if config["LOG_BODIES"] else 0,
-                    config["CACHE_MAX_BODY_BYTES"] if decision.write and not cached else 0)
+    capture = config["LOG_BODY_MAX_BYTES"] if config["LOG_BODIES"] and not uploads.carries_file(incoming) else 0
+    stream = Stream(capture, config["CACHE_MAX_BODY_BYTES"] if decision.write and not cached else 0)
     context = {"request_id": state.request_id, "started_at": state.started_at, "elapsed_ms": state.elapsed_ms,
-               "route": native_route(version, path), "client_id": state.client.id if state.get("client") else None,
+               "route": native_route(version, path, prefix),
+               "client_id": state.client.id if state.get("client") else None,
                "cache_status": state.get("cache_status")}
     state.native_recorded = True  # recorded when the response closes, not by the after_request hook
     if cached is not None:
@@ -75,7 +91,12 @@ def forward(version, path):
             return _failed(error, app, context, call, stream)
 
     body = _relay(reply, stream, state.elapsed_ms)
-    response = Response(body, status=reply.status, headers=client_headers(reply.headers))
+    headers = client_headers(reply.headers)
+    if prefix:
+        # The chunks must come through the proxy too, and go on with the key the upload began with.
+        server_key = reply.key if call.key.source == SERVER else None
+        headers = uploads.pointed_here(headers, incoming.url_root, server_key, reply.key_id)
+    response = Response(body, status=reply.status, headers=headers)
     length = reply.headers.get("Content-Length") or reply.headers.get("content-length")
     if length and not reply.headers.get("Transfer-Encoding"):
         response.headers["Content-Length"] = length

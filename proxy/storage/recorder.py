@@ -6,6 +6,7 @@ from flask import current_app, g, request
 from ..access.limits import count_usage
 from ..observability.prometheus import observe
 from ..passthrough.forwarder import native_route
+from ..passthrough.uploads import PREFIX as UPLOAD_PREFIX
 
 
 def should_record():
@@ -16,6 +17,9 @@ def should_record():
 def _route():
     if g.get("area") == "native":
         version, _, path = request.path.lstrip("/").partition("/")
+        if f"{version}/" == UPLOAD_PREFIX:
+            version, _, path = path.partition("/")
+            return native_route(version, path, UPLOAD_PREFIX)
         return native_route(version, path)
     return request.url_rule.rule if request.url_rule else request.path
 

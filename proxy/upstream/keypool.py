@@ -48,6 +48,10 @@ class KeyPool:
     def key_id(self, key):
         return self._ids.get(key) or fingerprint(key)
 
+    def key_with_id(self, key_id):
+        """The pool's key of that fingerprint, or None."""
+        return next((key for key, known in self._ids.items() if known == key_id), None)
+
     def candidates(self, model):
         """Keys usable for `model` now, starting at the next in turn so load spreads."""
         if not self.keys:

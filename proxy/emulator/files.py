@@ -1,0 +1,147 @@
+"""Gemini's Files API, emulated: resumable uploads under /upload/{version}/files, and files/{id} to get,
+list and delete. The upload id is a chunk's credential, and the SDKs send chunks without a key; a chunk
+that carries a key other than the one that began the upload is refused, so a proxy that hands a chunk
+to another key of its pool (another project, at Google) is caught here rather than there."""
+import hashlib
+import json
+import secrets
+from datetime import datetime, timedelta, timezone
+
+from flask import Response, jsonify, request
+
+from . import replies
+
+_CHUNK_GRANULARITY = 8 * 1024 * 1024  # bytes: every chunk but the last is a multiple of this
+_KEPT_FOR = timedelta(hours=48)  # Gemini keeps uploaded files two days
+
+
+def _now():
+    return datetime.now(timezone.utc)
+
+
+def _stamp(moment):
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def register_files(app, state, versions, api_key):
+    """Add the Files API routes to the emulator `app`; `api_key()` reads the caller's key."""
+
+    def error(status, message):
+        return Response(json.dumps(replies.error_body(status, message)), status=status, mimetype="application/json")
+
+    def refused_key(key):
+        if not key:
+            return Response(json.dumps(replies.missing_key_error()), status=403, mimetype="application/json")
+        if state.valid_keys and key not in state.valid_keys:
+            return Response(json.dumps(replies.invalid_key_error()), status=400, mimetype="application/json")
+        return None
+
+    def seen(action, key, size=0):
+        state.enter({"model": None, "action": action, "key": key, "query": dict(request.args), "bytes": size,
+                     "headers": {name.lower(): value for name, value in request.headers.items()}, "body": None})
+        state.leave()
+
+    @app.post("/upload/<version>/files")
+    def upload(version):
+        key = api_key()
+        if version not in versions:
+            return error(404, f"Unknown API version {version}.")
+        upload_id = request.args.get("upload_id")
+        if upload_id is not None:
+            return _chunk(upload_id, key)
+        refused = refused_key(key)
+        return refused if refused is not None else _start(version, key)
+
+    def _start(version, key):
+        seen("upload.start", key)
+        command = request.headers.get("X-Goog-Upload-Command", "")
+        if request.headers.get("X-Goog-Upload-Protocol") != "resumable" or command != "start":
+            return error(400, "Only resumable uploads are supported: X-Goog-Upload-Protocol: resumable, "
+                              "X-Goog-Upload-Command: start.")
+        body = request.get_json(force=True, silent=True) or {}
+        # Google's JSON parser takes a field by its JSON name or its proto name, as the SDKs send either.
+        file = body.get("file") or {}
+        wanted = {name: file.get(name, file.get(proto)) for name, proto in
+                  (("displayName", "display_name"), ("mimeType", "mime_type"), ("name", "name"))}
+        upload_id = secrets.token_hex(16)
+        with state.lock:
+            state.uploads[upload_id] = {
+                "key": key, "version": version, "data": bytearray(), "display_name": wanted.get("displayName"),
+                "mime_type": request.headers.get("X-Goog-Upload-Header-Content-Type") or wanted.get("mimeType"),
+                "declared": request.headers.get("X-Goog-Upload-Header-Content-Length", type=int),
+                "name": wanted.get("name"),
+            }
+        url = f"{request.host_url}upload/{version}/files?upload_id={upload_id}&upload_protocol=resumable"
+        response = Response(status=200)
+        response.headers.update({"X-Goog-Upload-URL": url, "X-Goog-Upload-Control-URL": url,
+                                 "X-Goog-Upload-Status": "active",
+                                 "X-Goog-Upload-Chunk-Granularity": str(_CHUNK_GRANULARITY)})
+        return response
+
+    def _chunk(upload_id, key):
+        data = request.get_data(cache=False)
+        seen("upload.chunk", key, len(data))
+        command = request.headers.get("X-Goog-Upload-Command", "")
+        with state.lock:
+            session = state.uploads.get(upload_id)
+            if session is None:
+                return error(404, "No upload session with this id.")
+            if key and session["key"] != key:
+                return error(403, "The upload session was begun with another API key.")
+            offset = request.headers.get("X-Goog-Upload-Offset", type=int)
+            if offset != len(session["data"]):
+                return error(400, f"X-Goog-Upload-Offset {offset} is not where the upload stands "
+                                  f"({len(session['data'])}).")
+            session["data"] += data
+            received = len(session["data"])
+            if "finalize" not in command:
+                response = Response(status=200)
+                response.headers.update({"X-Goog-Upload-Status": "active",
+                                         "X-Goog-Upload-Size-Received": str(received)})
+                return response
+            del state.uploads[upload_id]
+            if session["declared"] is not None and session["declared"] != received:
+                return error(400, f"Received {received} bytes of the {session['declared']} declared.")
+            resource = _resource(session, upload_id)
+            state.files[resource["name"]] = resource
+        response = jsonify({"file": resource})
+        response.headers["X-Goog-Upload-Status"] = "final"
+        return response
+
+    def _resource(session, upload_id):
+        name = session["name"] or f"files/{upload_id[:12]}"
+        now = _now()
+        return {
+            "name": name, "displayName": session["display_name"] or "",
+            "mimeType": session["mime_type"] or "application/octet-stream",
+            "sizeBytes": str(len(session["data"])), "createTime": _stamp(now), "updateTime": _stamp(now),
+            "expirationTime": _stamp(now + _KEPT_FOR),
+            "sha256Hash": hashlib.sha256(session["data"]).hexdigest(),
+            "uri": f"{request.host_url}{session['version']}/{name}", "state": "ACTIVE", "source": "UPLOADED",
+        }
+
+    @app.route("/<version>/files/<file_id>", methods=["GET", "DELETE"])
+    def one_file(version, file_id):
+        key = api_key()
+        refused = refused_key(key)
+        if refused is not None or version not in versions:
+            return refused or error(404, f"Unknown API version {version}.")
+        seen(f"files.{request.method.lower()}", key)
+        name = f"files/{file_id}"
+        with state.lock:
+            resource = state.files.get(name)
+            if resource is not None and request.method == "DELETE":
+                del state.files[name]
+        if resource is None:
+            return error(403, f"You do not have permission to access the File {file_id} or it may not exist.")
+        return jsonify({} if request.method == "DELETE" else resource)
+
+    @app.get("/<version>/files")
+    def list_files(version):
+        key = api_key()
+        refused = refused_key(key)
+        if refused is not None or version not in versions:
+            return refused or error(404, f"Unknown API version {version}.")
+        seen("files.list", key)
+        with state.lock:
+            return jsonify({"files": list(state.files.values())})
