@@ -173,7 +173,10 @@ def start_nginx(tmp_dir, upstream_port):
     os.makedirs(temp, exist_ok=True)
     config = os.path.join(tmp_dir, "nginx.conf")
     with open(config, "w") as handle:
+        # Run as root, nginx's worker would switch to nobody, who cannot write a request body too large
+        # for memory (a file's chunk) into the test's private folder; as another user this is ignored.
         handle.write(f"""daemon off;
+user root;
 worker_processes 1;
 pid {tmp_dir}/nginx.pid;
 error_log {tmp_dir}/nginx-error.log info;

@@ -1,5 +1,6 @@
-"""The repo's nginx site in front of Gunicorn: plain requests, streams that arrive chunk by chunk, and
-the client's own address in the proxy's access log (believed from nginx only)."""
+"""The repo's nginx site in front of Gunicorn: plain requests, streams that arrive chunk by chunk, file
+uploads whose chunks come back through nginx, and the client's own address in the proxy's access log
+(believed from nginx only)."""
 import http.client
 import json
 import time
@@ -7,6 +8,8 @@ from urllib.parse import urlparse
 
 import pytest
 import requests
+from google import genai
+from google.genai import types
 
 from tests import processes
 from tests.conftest import KEYS, MODELS
@@ -82,3 +85,16 @@ def test_a_stream_through_nginx_arrives_chunk_by_chunk(stack, emulator):
     # event would arrive together at the end.
     gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:])]
     assert sum(1 for gap in gaps if gap >= delay / 2) >= len(gaps) - 1
+
+
+def test_a_file_uploaded_through_nginx_sends_its_chunks_to_nginx(stack, tmp_path):
+    # The upload URL the client is given names the address it reached the proxy by (nginx's), not
+    # Gunicorn's, nor Gemini's.
+    _, nginx = stack
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"tides " * 2000)
+    client = genai.Client(api_key=KEYS[0], http_options=types.HttpOptions(base_url=nginx.url, api_version="v1beta"))
+    started = requests.post(f"{nginx.url}/upload/v1beta/files", json={"file": {}}, timeout=30, headers={
+        "x-goog-api-key": KEYS[0], "X-Goog-Upload-Protocol": "resumable", "X-Goog-Upload-Command": "start"})
+    assert started.headers["X-Goog-Upload-URL"].startswith(f"{nginx.url}/upload/v1beta/files?upload_id=")
+    assert client.files.upload(file=str(path), config={"mime_type": "text/plain"}).size_bytes == 12000
