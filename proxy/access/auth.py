@@ -54,7 +54,7 @@ def authenticate():
                 state.proxy_key_slot = slot
                 break
     state.client = client
-    if client is None and area == NATIVE and uploads.signed_chunk(incoming, current_app.extensions["forwarder"].pool):
+    if client is None and area == NATIVE and uploads.signed_chunk(incoming):
         return  # a chunk of an upload a client began here: the URL it was given is its credential
     if client is None and keys_required():
         presented = explicit or _bearer() or (area == NATIVE and (

@@ -10,6 +10,8 @@ import hashlib
 import hmac
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from flask import current_app
+
 PREFIX = "upload/"
 PINNED = "gemini_proxy_key"  # the query parameter the proxy adds to the upload URL it gives out
 OWN = "own"  # begun with the client's own Gemini key: the chunks carry it, or none
@@ -17,20 +19,21 @@ _URL_HEADERS = {"x-goog-upload-url", "x-goog-upload-control-url"}
 
 
 def carries_file(incoming):
-    """A chunk of a file (not the JSON that begins the upload): kept out of the stored bodies."""
-    return incoming.path.startswith("/" + PREFIX) and "upload" in incoming.headers.get("X-Goog-Upload-Command", "")
+    """An upload's chunk of a file (not the JSON that begins it): kept out of the stored bodies."""
+    return "upload" in incoming.headers.get("X-Goog-Upload-Command", "")
 
 
 def _signature(key, upload_id):
     return hmac.new(key.encode(), upload_id.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def signed_chunk(incoming, pool):
+def signed_chunk(incoming):
     """A chunk sent to an upload URL the proxy gave out for one of its server keys."""
     if not incoming.path.startswith("/" + PREFIX):
         return False
     key_id, _, signature = incoming.args.get(PINNED, "").partition(".")
     upload_id = incoming.args.get("upload_id", "")
+    pool = current_app.extensions["forwarder"].pool
     key = pool.key_with_id(key_id) if key_id and signature and upload_id else None
     return key is not None and hmac.compare_digest(signature, _signature(key, upload_id))
 

@@ -45,10 +45,6 @@ def _call_from_request(incoming, state, version, path, prefix):
             key = KeyChoice(CLIENT)  # begun with the client's own key, which this chunk does not carry: none
         elif pinned and pinned != uploads.OWN:
             key = KeyChoice(SERVER, pinned=pinned)
-    return _call(incoming, version, path, prefix, query, key, model, action)
-
-
-def _call(incoming, version, path, prefix, query, key, model, action):
     return NativeCall(
         method=incoming.method,
         version=version,
@@ -64,9 +60,13 @@ def _call(incoming, version, path, prefix, query, key, model, action):
     )
 
 
-@bp.route("/<any(v1beta, v1):version>/<path:path>", methods=_METHODS, defaults={"prefix": ""})
-@bp.route("/upload/<any(v1beta, v1):version>/<path:path>", methods=_METHODS, defaults={"prefix": uploads.PREFIX})
-def forward(version, path, prefix):
+@bp.route("/upload/<any(v1beta, v1):version>/<path:path>", methods=_METHODS)
+def upload(version, path):
+    return forward(version, path, uploads.PREFIX)
+
+
+@bp.route("/<any(v1beta, v1):version>/<path:path>", methods=_METHODS)
+def forward(version, path, prefix=""):
     # The objects behind Flask's proxies, looked up once: this is the pass-through's every request.
     app, state, incoming = current_app._get_current_object(), g._get_current_object(), request._get_current_object()
     config = app.config
@@ -74,7 +74,8 @@ def forward(version, path, prefix):
     state.model_requested = call.model
     _check_limits(call, config)
     decision, key, cached = _consult_cache(call)
-    capture = config["LOG_BODY_MAX_BYTES"] if config["LOG_BODIES"] and not uploads.carries_file(incoming) else 0
+    capture = config["LOG_BODY_MAX_BYTES"] if config["LOG_BODIES"] and not (
+        prefix and uploads.carries_file(incoming)) else 0
     stream = Stream(capture, config["CACHE_MAX_BODY_BYTES"] if decision.write and not cached else 0)
     context = {"request_id": state.request_id, "started_at": state.started_at, "elapsed_ms": state.elapsed_ms,
                "route": native_route(version, path, prefix),
