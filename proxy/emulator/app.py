@@ -1,4 +1,5 @@
-"""The emulator's HTTP routes: Gemini's REST API under /v1beta and /v1 (files: files.py), and a control API."""
+"""The emulator's HTTP routes: Gemini's REST API under /v1beta and /v1 (files: files.py; the OpenAI-compatible
+endpoint: openai_compat.py), and a control API."""
 import json
 import time
 
@@ -6,6 +7,7 @@ from flask import Flask, Response, jsonify, request
 
 from . import replies
 from .files import register_files
+from .openai_compat import register_openai
 from .state import EmulatorState
 
 _API_VERSIONS = ("v1beta", "v1")
@@ -130,6 +132,7 @@ def create_emulator(valid_keys=None, latency_ms=0.0):
             return jsonify(list(state.requests))
 
     register_files(app, state, _API_VERSIONS, _api_key)
+    register_openai(app, state, _API_VERSIONS, _api_key, _chunks)
 
     @app.errorhandler(404)
     def unknown_path(_error):

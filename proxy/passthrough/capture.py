@@ -36,6 +36,9 @@ def summarize(objects):
     summary = {"usage": None, "finish_reason": None, "model_version": None, "error": None, "chunks": 0}
     for obj in objects:
         summary["chunks"] += 1
+        if "object" in obj and str(obj["object"]).startswith("chat.completion"):  # OpenAI-compatible endpoint
+            _openai(summary, obj)
+            continue
         if "error" in obj and isinstance(obj["error"], dict):
             summary["error"] = obj["error"]
         usage = obj.get("usageMetadata")
@@ -49,6 +52,19 @@ def summarize(objects):
         if isinstance(feedback, dict) and feedback.get("blockReason") is not None:
             summary["finish_reason"] = f"BLOCKED_{feedback['blockReason']}"
     return summary
+
+
+def _openai(summary, obj):
+    """An OpenAI-shaped answer or chunk, read into the same summary (its usage is the last chunk's)."""
+    usage = obj.get("usage")
+    if isinstance(usage, dict):
+        summary["usage"] = {"promptTokenCount": usage.get("prompt_tokens"),
+                            "candidatesTokenCount": usage.get("completion_tokens"),
+                            "totalTokenCount": usage.get("total_tokens")}
+    summary["model_version"] = obj.get("model") or summary["model_version"]
+    for choice in obj.get("choices") or ():
+        if isinstance(choice, dict) and choice.get("finish_reason") is not None:
+            summary["finish_reason"] = str(choice["finish_reason"]).upper()  # as Gemini's read: STOP, LENGTH
 
 
 class Capture:

@@ -21,6 +21,8 @@ from .keys import SERVER, auth_headers
 log = logging.getLogger(__name__)
 
 GENERATION_ACTIONS = {"generateContent", "streamGenerateContent"}
+# Gemini's OpenAI-compatible endpoint (v1beta/openai/chat/completions, ...): the model is named in the body.
+OPENAI = "openai/"
 RETRYABLE_STATUSES = {429, 500, 503, 504}
 
 
@@ -49,8 +51,14 @@ class NativeCall:
     action: Optional[str] = None
     prefix: str = ""  # "upload/" for the Files API's uploads, which Gemini serves under /upload/{version}
 
+    @cached_property
+    def openai(self):
+        return self.path.startswith(OPENAI)
+
     @property
     def streaming(self):
+        if self.openai:
+            return (self.payload or {}).get("stream") is True
         return self.action == "streamGenerateContent"
 
     @cached_property
@@ -90,8 +98,18 @@ def parse_model_path(path):
     return None, action or None
 
 
+def openai_model(payload):
+    """The model an OpenAI-compatible request names in its body, as Gemini's paths name it."""
+    model = (payload or {}).get("model")
+    if not isinstance(model, str):
+        return None
+    return model.removeprefix("models/") or None
+
+
 def native_route(version, path, prefix=""):
     """The route analytics group by: the model replaced by a placeholder."""
+    if path.startswith(OPENAI):
+        return f"/{prefix}{version}/" + ("openai/models" if path.startswith(OPENAI + "models") else path)
     model, action = parse_model_path(path)
     return f"/{prefix}{version}/" + (f"models/{{model}}:{action}" if model else path.split("/")[0])
 

@@ -10,7 +10,9 @@ from ..errors import ModelNotAllowed, PromptTooLong
 from ..storage.exchanges import record_exchange
 from . import uploads
 from .capture import Capture
-from .forwarder import GENERATION_ACTIONS, NativeCall, NativeError, Reply, native_route, parse_model_path
+from .forwarder import (
+    GENERATION_ACTIONS, NativeCall, NativeError, Reply, native_route, openai_model, parse_model_path,
+)
 from .headers import client_headers, query_without_key, upstream_headers
 from .keys import CLIENT, SERVER, KeyChoice, choose_key
 
@@ -45,7 +47,7 @@ def _call_from_request(incoming, state, version, path, prefix):
             key = KeyChoice(CLIENT)  # begun with the client's own key, which this chunk does not carry: none
         elif pinned and pinned != uploads.OWN:
             key = KeyChoice(SERVER, pinned=pinned)
-    return NativeCall(
+    call = NativeCall(
         method=incoming.method,
         version=version,
         path=path,
@@ -58,6 +60,9 @@ def _call_from_request(incoming, state, version, path, prefix):
         action=action,
         prefix=prefix,
     )
+    if call.openai:
+        call.model = openai_model(call.payload)  # so ALLOWED_MODELS, limits and records see it
+    return call
 
 
 @bp.route("/upload/<any(v1beta, v1):version>/<path:path>", methods=_METHODS)
@@ -134,8 +139,13 @@ def _keep_in_cache(app, decision, key, call, reply, stream):
 
 def _prompt_chars(payload):
     contents = (payload or {}).get("contents") or []
-    return sum(len(part.get("text") or "") for content in contents if isinstance(content, dict)
-               for part in content.get("parts") or [] if isinstance(part, dict))
+    chars = sum(len(part.get("text") or "") for content in contents if isinstance(content, dict)
+                for part in content.get("parts") or [] if isinstance(part, dict))
+    for message in (payload or {}).get("messages") or []:  # the OpenAI-compatible endpoint
+        content = message.get("content") if isinstance(message, dict) else None
+        parts = [{"text": content}] if isinstance(content, str) else content if isinstance(content, list) else []
+        chars += sum(len(part.get("text") or "") for part in parts if isinstance(part, dict))
+    return chars
 
 
 def _check_limits(call, config):

@@ -6,10 +6,13 @@ from ..access.limits import count_usage
 from ..compression import compress
 from ..observability.prometheus import observe
 from ..passthrough.capture import iter_json_objects, summarize
+from ..passthrough.forwarder import OPENAI
 from ..passthrough.headers import redacted
 from .recorder import attempt_rows
 
 log = logging.getLogger(__name__)
+
+OPENAI_CHAT = OPENAI + "chat/completions"  # a generation too, in OpenAI's shape
 
 
 def _compress(data):
@@ -17,6 +20,10 @@ def _compress(data):
 
 
 def _generation_settings(call):
+    if call.openai and call.payload is not None:
+        payload = call.payload
+        return {"temperature": payload.get("temperature"), "topP": payload.get("top_p"),
+                "maxOutputTokens": payload.get("max_completion_tokens", payload.get("max_tokens"))}
     if call.action not in ("generateContent", "streamGenerateContent") or call.payload is None:
         return {}
     config = call.payload.get("generationConfig") or call.payload.get("generation_config") or {}
@@ -63,7 +70,7 @@ def build_rows(context, call, reply, stream, error, secrets):
         entry["error_message"] = str(summary["error"].get("message", ""))[:2000]
     exchange = {
         "path": f"/{call.version}/{call.path}", "query": call.query or None, "action": call.action,
-        "stream_format": ("sse" if "alt=sse" in call.query else "json") if call.streaming else None,
+        "stream_format": ("sse" if "alt=sse" in call.query or call.openai else "json") if call.streaming else None,
         "key_source": call.key.source, "upstream_status": reply.status if reply else None, "aborted": aborted,
         "request_headers": json.dumps(redacted(call.client_headers)),
         "response_headers": json.dumps(redacted(reply.headers)) if reply else None,
@@ -81,8 +88,8 @@ def build_rows(context, call, reply, stream, error, secrets):
         }
     entry["exchange"] = exchange
     served_by_gemini = context.get("cache_status") != "HIT"  # metrics count Gemini's work
-    if status == 200 and not aborted and usage and served_by_gemini and \
-            call.action in ("generateContent", "streamGenerateContent"):
+    generation = call.action in ("generateContent", "streamGenerateContent") or call.path == OPENAI_CHAT
+    if status == 200 and not aborted and usage and served_by_gemini and generation:
         entry["metric"] = {
             "timestamp": context["started_at"], "prompt_tokens": usage.get("promptTokenCount", 0),
             "completion_tokens": usage.get("candidatesTokenCount", 0), "total_tokens": usage.get("totalTokenCount", 0),
