@@ -42,11 +42,9 @@ def create_emulator(valid_keys=None, latency_ms=0.0):
     def list_models(version):
         if version not in _API_VERSIONS:
             return google_error(404, replies.error_body(404, f"Unknown API version {version}."))
-        key = _api_key()
-        if not key:
-            return google_error(403, replies.missing_key_error())
-        if state.valid_keys and key not in state.valid_keys:
-            return google_error(400, replies.invalid_key_error())
+        refusal = replies.key_refusal(_api_key(), state.valid_keys)
+        if refusal is not None:
+            return google_error(*refusal)
         names = sorted(replies.MODELS)
         size = request.args.get("pageSize", type=int) or 50
         start = int(request.args.get("pageToken") or 0)
@@ -79,10 +77,9 @@ def create_emulator(valid_keys=None, latency_ms=0.0):
         as_array = streaming and not _sse()
         if version not in _API_VERSIONS:
             return google_error(404, replies.error_body(404, f"Unknown API version {version}."), as_array)
-        if not key:
-            return google_error(403, replies.missing_key_error(), as_array)
-        if state.valid_keys and key not in state.valid_keys:
-            return google_error(400, replies.invalid_key_error(), as_array)
+        refusal = replies.key_refusal(key, state.valid_keys)
+        if refusal is not None:
+            return google_error(*refusal, as_array)
         if model not in replies.MODELS:
             return google_error(404, replies.fault_error(404, model), as_array)
         if request.method == "GET" and not action:
@@ -131,7 +128,7 @@ def create_emulator(valid_keys=None, latency_ms=0.0):
         with state.lock:
             return jsonify(list(state.requests))
 
-    register_files(app, state, _API_VERSIONS, _api_key)
+    register_files(app, state, _API_VERSIONS, _api_key, google_error)
     register_openai(app, state, _API_VERSIONS, _api_key, _chunks)
 
     @app.errorhandler(404)

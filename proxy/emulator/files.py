@@ -3,7 +3,6 @@ list and delete. The upload id is a chunk's credential, and the SDKs send chunks
 that carries a key other than the one that began the upload is refused, so a proxy that hands a chunk
 to another key of its pool (another project, at Google) is caught here rather than there."""
 import hashlib
-import json
 import secrets
 from datetime import datetime, timedelta, timezone
 
@@ -23,18 +22,16 @@ def _stamp(moment):
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def register_files(app, state, versions, api_key):
-    """Add the Files API routes to the emulator `app`; `api_key()` reads the caller's key."""
+def register_files(app, state, versions, api_key, google_error):
+    """Add the Files API routes to the emulator `app`; `api_key()` reads the caller's key, and
+    `google_error(status, body)` answers in Google's error shape."""
 
     def error(status, message):
-        return Response(json.dumps(replies.error_body(status, message)), status=status, mimetype="application/json")
+        return google_error(status, replies.error_body(status, message))
 
     def refused_key(key):
-        if not key:
-            return Response(json.dumps(replies.missing_key_error()), status=403, mimetype="application/json")
-        if state.valid_keys and key not in state.valid_keys:
-            return Response(json.dumps(replies.invalid_key_error()), status=400, mimetype="application/json")
-        return None
+        refusal = replies.key_refusal(key, state.valid_keys)
+        return None if refusal is None else google_error(*refusal)
 
     def seen(action, key, size=0):
         state.enter({"model": None, "action": action, "key": key, "query": dict(request.args), "bytes": size,

@@ -101,6 +101,16 @@ def invalid_key_error():
         "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}}])
 
 
+def key_refusal(key, valid_keys):
+    """(status, error body) for a call with no key, or with one the emulator does not take; None to serve
+    it (an empty `valid_keys` takes any key)."""
+    if not key:
+        return 403, missing_key_error()
+    if valid_keys and key not in valid_keys:
+        return 400, invalid_key_error()
+    return None
+
+
 def missing_key_error():
     return error_body(403, "Method doesn't allow unregistered callers (callers without established identity). "
                            "Please use API Key or other form of API consumer identity to call this API.")
