@@ -6,7 +6,7 @@ from ..access.limits import count_usage
 from ..compression import compress
 from ..observability.prometheus import observe
 from ..passthrough.capture import iter_json_objects, summarize
-from ..passthrough.forwarder import OPENAI
+from ..passthrough.forwarder import GENERATION_ACTIONS, OPENAI
 from ..passthrough.headers import redacted
 from .recorder import attempt_rows
 
@@ -24,7 +24,7 @@ def _generation_settings(call):
         payload = call.payload
         return {"temperature": payload.get("temperature"), "topP": payload.get("top_p"),
                 "maxOutputTokens": payload.get("max_completion_tokens", payload.get("max_tokens"))}
-    if call.action not in ("generateContent", "streamGenerateContent") or call.payload is None:
+    if call.action not in GENERATION_ACTIONS or call.payload is None:
         return {}
     config = call.payload.get("generationConfig") or call.payload.get("generation_config") or {}
     return config if isinstance(config, dict) else {}
@@ -88,7 +88,7 @@ def build_rows(context, call, reply, stream, error, secrets):
         }
     entry["exchange"] = exchange
     served_by_gemini = context.get("cache_status") != "HIT"  # metrics count Gemini's work
-    generation = call.action in ("generateContent", "streamGenerateContent") or call.path == OPENAI_CHAT
+    generation = call.action in GENERATION_ACTIONS or call.path == OPENAI_CHAT
     if status == 200 and not aborted and usage and served_by_gemini and generation:
         entry["metric"] = {
             "timestamp": context["started_at"], "prompt_tokens": usage.get("promptTokenCount", 0),
