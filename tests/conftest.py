@@ -159,6 +159,17 @@ def value(found, name, **labels):
     return found.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+def generate_over_http(server, text, timeout=60):
+    """POST /gemini/generate to a running server."""
+    return requests.post(f"{server.url}/gemini/generate", json={"prompt": {"text": text}}, timeout=timeout)
+
+
+def native_over_http(server, text, path=f"/v1beta/models/{MODELS[0]}:generateContent", key=KEYS[0], timeout=60):
+    """A native generateContent (or `path`) call to a running server, with `key` as Gemini's key."""
+    return requests.post(f"{server.url}{path}", json={"contents": [{"parts": [{"text": text}]}]},
+                         headers={"x-goog-api-key": key}, timeout=timeout)
+
+
 def rows(database_url, sql):
     engine = create_engine(database_url)
     try:

@@ -4,7 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.conftest import KEYS, MODELS, rows, wait_for
+from tests.conftest import KEYS, MODELS, native_over_http, rows, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -13,11 +13,6 @@ SPEC_BODY = {"prompt": {"text": "Tell me a joke"}, "generation_config": {"temper
 
 def post(server, body, **kwargs):
     return requests.post(f"{server.url}/gemini/generate", json=body, timeout=60, **kwargs)
-
-
-def post_native(server, text):
-    return requests.post(f"{server.url}/v1beta/models/{MODELS[0]}:generateContent", timeout=60,
-                         json={"contents": [{"parts": [{"text": text}]}]}, headers={"x-goog-api-key": KEYS[0]})
 
 
 @pytest.fixture
@@ -124,7 +119,7 @@ def test_both_apis_reach_gemini_through_the_operators_http_proxy(gunicorn, emula
     # Gemini's address resolves nowhere: only the proxy (the emulator, standing in for one) can reach it.
     server = gunicorn(GEMINI_BASE_URL="http://gemini.invalid", HTTP_PROXY=emulator.url, WEB_CONCURRENCY=1)
     assert post(server, {"prompt": {"text": "through the proxy"}}).status_code == 200
-    native = post_native(server, "native, through the proxy")
+    native = native_over_http(server, "native, through the proxy")
     assert native.status_code == 200 and native.json()["candidates"]
     (generated, forwarded) = emulator.requests()[-2:]
     assert generated["headers"]["host"] == forwarded["headers"]["host"] == "gemini.invalid"
@@ -133,5 +128,5 @@ def test_both_apis_reach_gemini_through_the_operators_http_proxy(gunicorn, emula
 def test_no_proxy_exempts_gemini_from_the_http_proxy(gunicorn, emulator):
     server = gunicorn(HTTP_PROXY="http://127.0.0.1:9", NO_PROXY="127.0.0.1", WEB_CONCURRENCY=1)  # 9: nothing
     assert post(server, {"prompt": {"text": "straight there"}}).status_code == 200
-    native = post_native(server, "native, straight there")
+    native = native_over_http(server, "native, straight there")
     assert native.status_code == 200

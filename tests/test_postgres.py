@@ -8,19 +8,15 @@ import pytest
 import requests
 
 from proxy.analytics import rollups, synthetic
-from tests.conftest import KEYS, MODELS, rows, wait_for
+from tests.conftest import KEYS, generate_over_http, native_over_http, rows, wait_for
 
-NATIVE_PATH = f"/v1beta/models/{MODELS[0]}:generateContent"
 ADMIN_KEY = "admin-key-for-postgres-0123456789"
 
 
 def send(server, count, start=0):
     """`count` requests, alternating between /gemini/generate and the pass-through."""
     def one(n):
-        if n % 2:
-            return requests.post(f"{server.url}{NATIVE_PATH}", json={"contents": [{"parts": [{"text": f"n{n}"}]}]},
-                                 headers={"x-goog-api-key": KEYS[0]}, timeout=60)
-        return requests.post(f"{server.url}/gemini/generate", json={"prompt": {"text": f"g{n}"}}, timeout=60)
+        return native_over_http(server, f"n{n}") if n % 2 else generate_over_http(server, f"g{n}")
 
     with ThreadPoolExecutor(max_workers=10) as pool:
         return list(pool.map(one, range(start, start + count)))

@@ -8,14 +8,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.conftest import KEYS, MODELS, rows, wait_for
+from tests.conftest import KEYS, MODELS, generate_over_http, rows, wait_for
 from tests.processes import workers_of
 
 pytestmark = pytest.mark.e2e
 
 
 def generate(server, n):
-    return requests.post(f"{server.url}/gemini/generate", json={"prompt": {"text": f"q{n}"}}, timeout=60)
+    return generate_over_http(server, f"q{n}")
 
 
 def test_sigterm_lets_requests_and_streams_in_flight_finish(gunicorn, emulator):

@@ -3,18 +3,16 @@ once however many workers start together, the rows already there are kept, and r
 import sqlite3
 
 import pytest
-import requests
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, inspect
 
 from models import db
 from proxy.storage.schema import SchemaError, upgrade
 from tests import processes
-from tests.conftest import KEYS, MODELS, rows, wait_for
+from tests.conftest import generate_over_http, native_over_http, rows, wait_for
 
 # The reports' covering index before the response cache added its column.
 EARLIER_INDEX = ["created_at", "status_code", "latency_ms", "prompt_tokens", "completion_tokens", "total_tokens",
                  "model_used"]
-NATIVE_PATH = f"/v1beta/models/{MODELS[0]}:generateContent"
 
 
 def earlier_database(url):
@@ -59,10 +57,8 @@ def assert_upgraded(url):
 
 def send_both(server, count):
     for n in range(count):
-        assert requests.post(f"{server.url}/gemini/generate", json={"prompt": {"text": f"g{n}"}},
-                             timeout=30).status_code == 200
-        assert requests.post(f"{server.url}{NATIVE_PATH}", json={"contents": [{"parts": [{"text": f"n{n}"}]}]},
-                             headers={"x-goog-api-key": KEYS[0]}, timeout=30).status_code == 200
+        assert generate_over_http(server, f"g{n}", timeout=30).status_code == 200
+        assert native_over_http(server, f"n{n}", timeout=30).status_code == 200
 
 
 @pytest.mark.e2e

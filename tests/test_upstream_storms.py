@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.conftest import KEYS, MODELS, rows, wait_for
+from tests.conftest import KEYS, MODELS, generate_over_http, native_over_http, rows, wait_for
 from tests.processes import workers_of
 
 NATIVE = f"/v1beta/models/{MODELS[0]}:generateContent"
@@ -14,13 +14,12 @@ PER_KIND = 6
 
 
 def generate(server, n):
-    response = requests.post(f"{server.url}/gemini/generate", json={"prompt": {"text": f"g{n}"}}, timeout=30)
+    response = generate_over_http(server, f"g{n}", timeout=30)
     return response.status_code, response.json()["error"]["code"] if response.status_code != 200 else None
 
 
 def native(server, n):
-    response = requests.post(f"{server.url}{NATIVE}", json={"contents": [{"parts": [{"text": f"n{n}"}]}]},
-                             headers={"x-goog-api-key": KEYS[0]}, timeout=30)
+    response = native_over_http(server, f"n{n}", NATIVE, timeout=30)
     return response.status_code, response.content
 
 

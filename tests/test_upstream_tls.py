@@ -14,11 +14,12 @@ from google.genai import types
 from proxy.upstream.failures import untrusted_certificate
 from tests import processes
 from tests.conftest import KEYS, MODELS, rows, wait_for
+from tests.conftest import generate_over_http as generate
+from tests.conftest import native_over_http as native
 
 pytestmark = pytest.mark.e2e
 
 MODEL = MODELS[0]
-NATIVE_PATH = f"/v1beta/models/{MODEL}:generateContent"
 HIDDEN_HOST = "gemini.invalid"  # resolves nowhere: only the egress proxy reaches it
 
 
@@ -43,15 +44,6 @@ def tls_emulator(authority):
 
 def emulated_requests(emulator):
     return requests.get(f"{emulator.url}/_emulator/requests", verify=emulator.verify, timeout=10).json()
-
-
-def generate(server, text):
-    return requests.post(f"{server.url}/gemini/generate", json={"prompt": {"text": text}}, timeout=60)
-
-
-def native(server, text, path=NATIVE_PATH):
-    return requests.post(f"{server.url}{path}", json={"contents": [{"parts": [{"text": text}]}]},
-                         headers={"x-goog-api-key": KEYS[0]}, timeout=60)
 
 
 def test_both_apis_and_a_stream_reach_gemini_over_verified_tls(gunicorn, tls_emulator, authority):
