@@ -1,0 +1,48 @@
+"""The credentials a request presents, read once: at most one of each, and one Gemini key at most.
+
+A proxy key and a Gemini key can both ride in the slots Gemini reads (x-goog-api-key, ?key=, Bearer).
+Two values in one slot (two headers, which the server joins with a comma, or two `key` parameters),
+or keys in two Gemini slots at once, leave it open which one is meant and which one travels on: the
+proxy refuses them rather than guess, so it never forwards one while checking the other."""
+from dataclasses import dataclass
+from typing import Optional
+
+HEADER, QUERY, BEARER = "header", "query", "bearer"
+
+
+class BadCredentials(ValueError):
+    """More than one credential where one is meant; always a 400."""
+
+
+@dataclass(frozen=True)
+class Presented:
+    api_key: str = ""  # X-API-KEY: always the proxy's own
+    bearer: str = ""  # Authorization: Bearer
+    gemini: Optional[tuple] = None  # (slot, value): the one key in a slot Gemini reads, on the pass-through
+
+
+def _single(headers, name):
+    value = headers.get(name, "").strip()
+    if "," in value:  # keys hold no commas; repeated headers reach the app joined by them
+        raise BadCredentials(f"The request carries more than one {name} header; send one credential.")
+    return value
+
+
+def _bearer(headers):
+    value = _single(headers, "Authorization")
+    if value[:7].lower() == "bearer ":
+        return value[7:].strip()
+    return ""
+
+
+def presented(headers, query_key="", native=False):
+    """What the request presents; on the pass-through (`native`), also which Gemini slot holds a key."""
+    found = Presented(api_key=_single(headers, "X-API-KEY"), bearer=_bearer(headers))
+    if not native:
+        return found
+    slots = [(slot, value) for slot, value in ((HEADER, _single(headers, "x-goog-api-key")),
+                                               (QUERY, query_key), (BEARER, found.bearer)) if value]
+    if len(slots) > 1:
+        raise BadCredentials("The request carries keys in more than one of x-goog-api-key, key= and "
+                             "Authorization; send one credential.")
+    return Presented(found.api_key, found.bearer, slots[0] if slots else None)
