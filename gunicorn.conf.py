@@ -53,6 +53,9 @@ keepalive = _env_number("KEEPALIVE_SECONDS", 5)
 # --- logging ------------------------------------------------------------------------------
 accesslog = "-" if os.environ.get("ACCESS_LOG", "true").lower() not in ("0", "false", "no", "off") else None
 errorlog = "-"
+# Gunicorn's own lines (request lines it refuses, "Error handling request <URI>", tracebacks, access
+# lines) with every credential masked, whatever the format below prints.
+logger_class = "proxy.observability.gunicorn_log.RedactingLogger"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # Client address, method and path, status, size, duration in microseconds, and the request id.
 # The path is logged without its query string: Gemini clients may put their key in ?key=.
