@@ -21,6 +21,7 @@ from proxy.cache.cli import cli as cache_cli
 from proxy.cache.service import ResponseCache
 from proxy.cache.store import make_store
 from proxy.dashboard import bp as dashboard_bp
+from proxy.exact_paths import ExactPathMap, refuse_empty_segments
 from proxy.forwarded import TrustedForwarded
 from proxy.logsetup import configure_logging
 from proxy.observability.prometheus import count_cooldown, release_in_flight, track_in_flight
@@ -42,6 +43,7 @@ class ProxyFlask(Flask):
     """Flask, asking once per function rather than on every request whether a hook or view is `async def`:
     Flask asks for each of the fourteen hooks and views a request passes, a twentieth of its calls."""
 
+    url_map_class = ExactPathMap
     _KNOWN_MAX = 4096  # functions remembered; a bound method is remembered by its function
 
     def __init__(self, *args, **kwargs):
@@ -108,6 +110,7 @@ def create_app(config=None):
 
     # Order matters: the request id first, then who is calling, then their limits.
     app.before_request(begin)
+    app.before_request(refuse_empty_segments)
     app.before_request(authenticate)
     init_limits(app)
     app.before_request(check_token_quota)

@@ -90,7 +90,8 @@ def compat_body(error):
 
 
 def _shape_for_path(path):
-    if path.startswith(("/v1beta/", "/v1/")):
+    path = "/" + path.lstrip("/")  # as routing sees it: Werkzeug ignores leading slashes
+    if path.startswith(("/v1beta/", "/v1/", "/upload/")):
         return google_body
     if path.startswith("/gemini-proxy"):
         return compat_body
