@@ -28,6 +28,7 @@ from proxy.observability.prometheus import count_cooldown, release_in_flight, tr
 from proxy.observability.views import bp as metrics_bp
 from proxy.passthrough.forwarder import Forwarder
 from proxy.passthrough.views import bp as passthrough
+from proxy.request_body import BodyGuard, refuse_unread_body
 from proxy.requestctx import begin, finish
 from proxy.storage.database import init_database, local_path, release_connection
 from proxy.storage.recorder import record
@@ -108,10 +109,12 @@ def create_app(config=None):
         quota_cooldown=app.config["QUOTA_COOLDOWN_SECONDS"],
     )
 
-    # Order matters: the request id first, then who is calling, then their limits.
+    # Order matters: the request id first, then who is calling (so what follows is recorded as theirs), then
+    # what cannot be served at all, then their limits.
     app.before_request(begin)
-    app.before_request(refuse_empty_segments)
     app.before_request(authenticate)
+    app.before_request(refuse_empty_segments)
+    app.before_request(refuse_unread_body)
     init_limits(app)
     app.before_request(check_token_quota)
     app.before_request(release_connection)
@@ -133,6 +136,8 @@ def create_app(config=None):
     app.register_blueprint(ops_cli)
     app.register_blueprint(cache_cli)
     app.wsgi_app = TrustedForwarded(app.wsgi_app, app.config["FORWARDED_ALLOW_IPS"])
+    # Outermost: it reads every body before anything else runs, and talks to the server's start_response.
+    app.wsgi_app = BodyGuard(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"], app.config["BODY_READ_SECONDS"])
     return app
 
 

@@ -157,6 +157,7 @@ def load_settings(env=None):
         "FORWARDED_ALLOW_IPS": _networks(env, "FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
         "LOG_LEVEL": _log_level(env, "LOG_LEVEL", "INFO"),
         "MAX_CONTENT_LENGTH": _number(env, "MAX_BODY_BYTES", 32 * 1024 * 1024, int, minimum=1024),
+        "BODY_READ_SECONDS": _number(env, "BODY_READ_SECONDS", 30.0, minimum=0.1, maximum=3600),
         # Deadlines and retry (seconds unless named otherwise)
         "REQUEST_DEADLINE_SECONDS": _number(env, "REQUEST_DEADLINE_SECONDS", 30.0, minimum=1),
         "UPSTREAM_TIMEOUT_SECONDS": _number(env, "UPSTREAM_TIMEOUT_SECONDS", 20.0, minimum=0.1),

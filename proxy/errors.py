@@ -31,8 +31,20 @@ class ModelNotAllowed(InvalidRequest):
     code = "MODEL_NOT_ALLOWED"
 
 
+class MalformedBody(InvalidRequest):
+    """The body's framing is broken (a bad chunk) or it ended before its Content-Length."""
+
+    code = "MALFORMED_BODY"
+
+
 class PayloadTooLarge(ProxyError):
     status, code = 413, "PAYLOAD_TOO_LARGE"
+
+
+class RequestTimeout(ProxyError):
+    """The body did not arrive within BODY_READ_SECONDS."""
+
+    status, code = 408, "REQUEST_TIMEOUT"
 
 
 class NotFound(ProxyError):

@@ -43,6 +43,7 @@ _FAILURES = {
     400: "INVALID_REQUEST, PROMPT_TOO_LONG or MODEL_NOT_FOUND (a model the operator does not allow)",
     401: "UNAUTHORIZED: missing, wrong or revoked X-API-KEY",
     404: "MODEL_NOT_FOUND: Gemini does not know the model",
+    408: "INVALID_REQUEST: the body did not arrive in time",
     413: "INVALID_REQUEST: body too large",
     422: "UPSTREAM_ERROR: Gemini blocked the prompt or withheld the answer",
     429: "QUOTA_ERROR: rate limit, token quota or Gemini quota exhausted; see Retry-After",

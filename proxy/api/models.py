@@ -49,6 +49,7 @@ def document_errors(ns, *statuses):
         401: "Missing, wrong or revoked API key (UNAUTHORIZED)",
         403: "Operator endpoints are off: ADMIN_API_KEY is not set (ADMIN_DISABLED)",
         404: "No such resource (NOT_FOUND) or Gemini does not know the model (MODEL_NOT_FOUND)",
+        408: "The request body did not arrive within BODY_READ_SECONDS (REQUEST_TIMEOUT)",
         413: "Request body too large",
         422: "Gemini blocked the prompt or withheld the answer (PROMPT_BLOCKED, RESPONSE_BLOCKED)",
         429: "Rate limit (RATE_LIMITED), daily token quota (TOKEN_QUOTA_EXCEEDED) or every model and key "
