@@ -1,7 +1,4 @@
 """A WSGI app for tests whose every request but /health raises, naming its URI, as a buggy view might."""
-import logging
-
-log = logging.getLogger("crashing_app")
 
 
 def app(environ, start_response):
@@ -9,4 +6,5 @@ def app(environ, start_response):
     if environ["PATH_INFO"] == "/health":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"ok"]
-    raise RuntimeError(f"could not serve {uri} (headers {[(k, v) for k, v in environ.items() if k.startswith('HTTP_')]})")
+    headers = [(name, value) for name, value in environ.items() if name.startswith("HTTP_")]
+    raise RuntimeError(f"could not serve {uri} (headers {headers})")

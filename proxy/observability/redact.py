@@ -18,10 +18,10 @@ _PARAMETER = re.compile(r"(?P<lead>(?:^|(?<=[?&;\s\"'(\[,]))|%3[fF]|%26)(?P<name
 _ENCODED_PARAMETER = re.compile(r"(?P<lead>%3[fF]|%26)(?P<name>(?:(?!%26|%3[dD])[^&;?#\s\"'<>\\]){1,64})%3[dD]"
                                 r"(?P<value>(?:(?!%26)[^&;#\s\"'<>\\])*)")
 # "name": "value", 'name': 'value', ('name', 'value'): dicts, tuples and JSON that quote a parameter.
-_QUOTED_PARAMETER = re.compile(r"(?P<lead>(?P<quote>[\"'])(?P<name>[A-Za-z_%0-9]{1,64})(?P=quote)\s*[:,]\s*[bu]?[\"'])"
-                               r"(?P<value>[^\"'\r\n]*)")
+_QUOTED_PARAMETER = re.compile(r"(?P<lead>(?P<quote>[\"'])(?P<name>[A-Za-z_%0-9]{1,64})(?P=quote)\s*[:,]\s*"
+                               r"(?:[bu](?=[\"']))?[\"'])(?P<value>[^\"'\r\n]*)")
 _HEADER = re.compile(r"(?P<lead>(?<![\w-])(?:http_)?(?P<name>(?:proxy[-_])?authorization|x[-_]goog[-_]api[-_]key|"
-                     r"x[-_]api[-_]key)[\"']?\s*(?:[:=,]\s*)[bu]?[\"']?)"
+                     r"x[-_]api[-_]key)[\"']?\s*(?:[:=,]\s*)(?:[bu](?=[\"']))?[\"']?)"
                      r"(?P<value>(?:(?:bearer|basic|token)\s+)?[^\s\"',;&]*)", re.IGNORECASE)
 
 
