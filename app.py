@@ -17,6 +17,7 @@ from proxy.analytics.operations import start_periodic_prune
 from proxy.analytics.rollups import start_periodic_rollups, watch_late_records
 from proxy.api import api, document_models
 from proxy.api.errors import register as register_errors
+from proxy.access.upload_grants import EndedUploads
 from proxy.cache.cli import cli as cache_cli
 from proxy.cache.service import ResponseCache
 from proxy.cache.store import make_store
@@ -76,6 +77,7 @@ def create_app(config=None):
     app.extensions["spool"] = Spool(app.config["SPOOL_DIR"] or local_path(app, "spool"))
     app.extensions["records"] = RecordWriter(app, app.extensions["spool"], app.config["RECORD_GATHER_SECONDS"],
                                              app.config["SPOOL_REPLAY_SECONDS"])
+    app.extensions["ended_uploads"] = EndedUploads(local_path(app, "uploads-ended"), app.config["UPLOAD_URL_SECONDS"])
     app.extensions["key_cache"] = KeyCache(local_path(app, "clients-changed"), app.config["CLIENT_CACHE_SECONDS"])
     if app.config["API_KEYS"]:
         with app.app_context():

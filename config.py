@@ -174,6 +174,7 @@ def load_settings(env=None):
         "PASSTHROUGH_MAX_ATTEMPTS": _number(env, "PASSTHROUGH_MAX_ATTEMPTS", 1, int, minimum=1, maximum=10),
         "LOG_BODIES": _flag(env, "LOG_BODIES", True),
         "LOG_BODY_MAX_BYTES": _number(env, "LOG_BODY_MAX_BYTES", 16 * 1024 * 1024, int, minimum=0),
+        "UPLOAD_URL_SECONDS": _number(env, "UPLOAD_URL_SECONDS", 86400, int, minimum=60, maximum=7 * 86400),
         # Access control and limits
         "API_KEYS": _list(env, "API_KEYS"),
         "REQUIRE_API_KEY": _flag(env, "REQUIRE_API_KEY", False),

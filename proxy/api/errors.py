@@ -90,7 +90,7 @@ def compat_body(error):
 
 
 def _shape_for_path(path):
-    if path.startswith(("/v1beta/", "/v1/")):
+    if path.startswith(("/v1beta/", "/v1/", "/upload/")):
         return google_body
     if path.startswith("/gemini-proxy"):
         return compat_body
