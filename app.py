@@ -6,9 +6,9 @@ import time
 from flask import Flask
 
 from config import ConfigError, load_settings
-from proxy.access import clients
 from proxy.access.auth import authenticate
 from proxy.access.cli import cli as keys_cli
+from proxy.access.env_keys import sync_env_keys
 from proxy.access.keycache import KeyCache
 from proxy.access.limits import check_token_quota, init_limits
 from proxy.access.security import init_security
@@ -77,9 +77,8 @@ def create_app(config=None):
     app.extensions["records"] = RecordWriter(app, app.extensions["spool"], app.config["RECORD_GATHER_SECONDS"],
                                              app.config["SPOOL_REPLAY_SECONDS"])
     app.extensions["key_cache"] = KeyCache(local_path(app, "clients-changed"), app.config["CLIENT_CACHE_SECONDS"])
-    if app.config["API_KEYS"]:
-        with app.app_context():
-            clients.sync_env_keys(app.config["API_KEYS"])
+    with app.app_context():  # even with API_KEYS empty: the clients of keys taken out of it stop
+        sync_env_keys(app.config["API_KEYS"])
     app.extensions["started_at"] = time.monotonic()
     # One key pool for both APIs: a key resting after a 429 rests for every caller.
     pool = KeyPool(app.config["GEMINI_API_KEYS"], on_rest=count_cooldown)
