@@ -23,7 +23,7 @@ from proxy.cache.store import make_store
 from proxy.dashboard import bp as dashboard_bp
 from proxy.forwarded import TrustedForwarded
 from proxy.logsetup import configure_logging
-from proxy.observability.prometheus import count_cooldown, release_in_flight, track_in_flight
+from proxy.observability.prometheus import configure_labels, count_cooldown, release_in_flight, track_in_flight
 from proxy.observability.views import bp as metrics_bp
 from proxy.passthrough.forwarder import Forwarder
 from proxy.passthrough.views import bp as passthrough
@@ -128,6 +128,7 @@ def create_app(config=None):
     app.register_blueprint(keys_cli)
     app.register_blueprint(ops_cli)
     app.register_blueprint(cache_cli)
+    configure_labels([*app.config["GEMINI_MODELS"], *allowed], [rule.rule for rule in app.url_map.iter_rules()])
     app.wsgi_app = TrustedForwarded(app.wsgi_app, app.config["FORWARDED_ALLOW_IPS"])
     return app
 
