@@ -5,12 +5,11 @@ import subprocess
 
 import pytest
 import requests
+from sqlalchemy import create_engine
 
 from proxy.access import clients
 from tests import processes
 from tests.conftest import rows
-
-pytestmark = pytest.mark.e2e
 
 ADMIN_KEY = "admin-key-for-tests-0123456789"
 REVOKED = "env-key-to-revoke-1234567890"
@@ -42,6 +41,7 @@ def keys_cli(server, tmp_path, *args):
                           cwd=processes.ROOT, capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.e2e
 def test_revoked_and_rotated_api_keys_stay_refused_across_restarts_until_restored(gunicorn, tmp_path):
     settings = dict(API_KEYS=f"{REVOKED},{ROTATED}", ADMIN_API_KEY=ADMIN_KEY, WEB_CONCURRENCY=2)
     server = gunicorn(**settings)
@@ -134,3 +134,20 @@ def test_restore_of_a_key_issued_by_the_proxy(make_app):
     refused = client.post(f"{url}/restore", headers=ADMIN)  # the old secret is not kept
     assert refused.status_code == 400 and "not kept" in refused.json["error"]["message"]
     assert generate(client, issued["api_key"]) == 401 and generate(client, rotated["api_key"]) == 200
+
+
+def test_an_api_keys_client_from_the_previous_version_is_known_and_its_revocation_sticks(make_app, tmp_path):
+    url = f"sqlite:///{tmp_path / 'proxy.db'}"
+    make_app(API_KEYS=[REVOKED])
+    engine = create_engine(url)
+    with engine.begin() as connection:  # the table as the version before env_key_hash left it
+        connection.exec_driver_sql("DROP INDEX ix_api_clients_env_key_hash")
+        connection.exec_driver_sql("ALTER TABLE api_clients DROP COLUMN env_key_hash")
+        connection.exec_driver_sql("ALTER TABLE api_clients DROP COLUMN env_key_refused")
+    engine.dispose()
+    upgraded = make_app(API_KEYS=[REVOKED])
+    assert rows(url, "SELECT env_key_hash FROM api_clients") == [(clients.hash_key(REVOKED),)]
+    upgraded.test_cli_runner().invoke(args=["keys", "revoke", name_of(REVOKED)])
+    client = make_app(API_KEYS=[REVOKED]).test_client()
+    assert generate(client, REVOKED) == 401
+    assert rows(url, "SELECT COUNT(*), MIN(env_key_refused) FROM api_clients") == [(1, "revoked")]

@@ -3,11 +3,9 @@ values, a bounded set learned from upstream's answers, and `other` for the rest.
 import pytest
 import requests
 
+from proxy.observability.labels import OTHER, BoundedLabel
 from tests.conftest import KEYS, MODELS, native_over_http, samples, value
 
-pytestmark = pytest.mark.e2e
-
-OTHER = "other"
 INVENTED = [f"invented-model-{n:03d}" for n in range(200)]
 
 
@@ -28,6 +26,7 @@ def every_api(server, model):
     return native.status_code, generate.status_code, compat.status_code
 
 
+@pytest.mark.e2e
 def test_invented_models_and_routes_leave_metrics_bounded(gunicorn, emulator):
     server = gunicorn(WEB_CONCURRENCY=2)
     assert every_api(server, MODELS[0]) == (200, 200, 200)
@@ -54,8 +53,6 @@ def test_invented_models_and_routes_leave_metrics_bounded(gunicorn, emulator):
 
 
 def test_a_bounded_label_learns_only_from_answers_and_only_so_many():
-    from proxy.observability.labels import BoundedLabel
-
     label = BoundedLabel(["configured"], limit=2)
     assert label("configured") == "configured" and label("unknown") == OTHER
     assert label("a", learn=True) == "a" and label("a") == "a"
