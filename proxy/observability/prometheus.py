@@ -54,7 +54,7 @@ def _series_of(metric, *values):
 
 def observe(record):
     """Count one finished request from its record (both APIs build one)."""
-    answered = record["status_code"] < 400  # upstream (or the cache, which keeps only upstream's) answered
+    answered = (record["status_code"] or 500) < 400  # upstream (or the cache, which keeps only upstream's) answered
     attempts = record["attempts"]
     attempt_models = [_models(a["model"], learn=a["outcome"] == "ok") for a in attempts]
     route, model = _routes(record["route"], learn=answered), _models(record["model_used"], learn=answered)
