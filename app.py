@@ -6,9 +6,9 @@ import time
 from flask import Flask
 
 from config import ConfigError, load_settings
-from proxy.access import clients
 from proxy.access.auth import authenticate
 from proxy.access.cli import cli as keys_cli
+from proxy.access.env_keys import sync_env_keys
 from proxy.access.keycache import KeyCache
 from proxy.access.limits import check_token_quota, init_limits
 from proxy.access.security import init_security
@@ -24,7 +24,7 @@ from proxy.cache.store import make_store
 from proxy.dashboard import bp as dashboard_bp
 from proxy.forwarded import TrustedForwarded
 from proxy.logsetup import configure_logging
-from proxy.observability.prometheus import count_cooldown, release_in_flight, track_in_flight
+from proxy.observability.prometheus import configure_labels, count_cooldown, release_in_flight, track_in_flight
 from proxy.observability.views import bp as metrics_bp
 from proxy.passthrough.forwarder import Forwarder
 from proxy.passthrough.views import bp as passthrough
@@ -79,9 +79,8 @@ def create_app(config=None):
                                              app.config["SPOOL_REPLAY_SECONDS"])
     app.extensions["ended_uploads"] = EndedUploads(local_path(app, "uploads-ended"), app.config["UPLOAD_URL_SECONDS"])
     app.extensions["key_cache"] = KeyCache(local_path(app, "clients-changed"), app.config["CLIENT_CACHE_SECONDS"])
-    if app.config["API_KEYS"]:
-        with app.app_context():
-            clients.sync_env_keys(app.config["API_KEYS"])
+    with app.app_context():  # even with API_KEYS empty: the clients of keys taken out of it stop
+        sync_env_keys(app.config["API_KEYS"])
     app.extensions["started_at"] = time.monotonic()
     # One key pool for both APIs: a key resting after a 429 rests for every caller.
     pool = KeyPool(app.config["GEMINI_API_KEYS"], on_rest=count_cooldown)
@@ -131,6 +130,7 @@ def create_app(config=None):
     app.register_blueprint(keys_cli)
     app.register_blueprint(ops_cli)
     app.register_blueprint(cache_cli)
+    configure_labels([*app.config["GEMINI_MODELS"], *allowed], [rule.rule for rule in app.url_map.iter_rules()])
     app.wsgi_app = TrustedForwarded(app.wsgi_app, app.config["FORWARDED_ALLOW_IPS"])
     return app
 
