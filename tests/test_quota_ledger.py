@@ -39,6 +39,8 @@ def test_a_hold_is_capped_by_what_is_left_and_refused_only_when_nothing_is(make_
     assert first.granted and first.tokens == 100
     refused = ledger.reserve(1, DAY, 5, 100, 60)
     assert not refused.granted and (refused.used, refused.held) == (0, 100)
+    listing = ledger.reserve(1, DAY, 0, 100, 60)  # a call that spends no output waits for no one
+    assert listing.granted and listing.hold is None
     assert ledger.reserve(2, DAY, 5, 100, 60).tokens == 5  # another client's quota is its own
     assert ledger.reserve(1, "2026-12-03", 5, 100, 60).granted  # and another day's
 
@@ -52,8 +54,9 @@ def test_settling_replaces_the_hold_by_the_real_usage(make_ledger):
     assert second.tokens == 78 and second.used == 22
     ledger.settle(1, DAY, second.hold, 90)  # a request may use more than it held: counted in full
     assert ledger.usage(1, DAY) == (112, 0)
-    refused = ledger.reserve(1, DAY, 1, 100, 60)
-    assert not refused.granted and refused.used == 112
+    for estimate in (1, 0):
+        refused = ledger.reserve(1, DAY, estimate, 100, 60)
+        assert not refused.granted and refused.used == 112
 
 
 def test_a_hold_whose_request_died_expires(make_ledger):
@@ -139,7 +142,7 @@ def test_a_repeated_request_id_releases_its_smallest_hold(tmp_path):
 def test_decide():
     assert decide(100, 99, 0, 65_536) == 1
     assert decide(100, 100, 0, 1) is None and decide(100, 40, 60, 1) is None
-    assert decide(100, 0, 0, 0) == 0
+    assert decide(100, 40, 60, 0) == 0 and decide(100, 100, 0, 0) is None
 
 
 def test_estimate_reads_each_apis_output_cap():

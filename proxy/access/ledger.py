@@ -34,7 +34,10 @@ class Reservation(NamedTuple):
 
 def decide(quota, used, held, estimate):
     """Tokens to hold for a request: its estimate, capped by what is left, so a request is refused only
-    when nothing is left at all. The last one admitted may overrun: by at most its own tokens."""
+    when nothing is left at all. The last one admitted may overrun: by at most its own tokens. A call
+    that holds nothing (no output: a model list, a token count) is refused only once the quota is spent."""
+    if estimate <= 0:
+        return 0 if used < quota else None
     left = quota - used - held
     return max(0, min(estimate, left)) if left > 0 else None
 

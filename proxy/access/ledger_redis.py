@@ -18,6 +18,10 @@ end
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
 local held = 0
 for _, tokens in ipairs(redis.call('HVALS', KEYS[3])) do held = held + tonumber(tokens) end
+if estimate <= 0 then
+  if used < quota then return {1, 0, used, held} end
+  return {0, 0, used, held}
+end
 local left = quota - used - held
 if left <= 0 then return {0, 0, used, held} end
 local tokens = math.max(0, math.min(estimate, left))

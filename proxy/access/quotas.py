@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 _FLOOR_SECONDS = 1.0  # how often a worker reads a client's recorded usage into the ledger
 _PENDING_PRUNE_AT = 1024  # requests awaiting settlement before the long-dead ones are forgotten
 _HELD_RETRY_SECONDS = 1  # a quota held by requests in flight frees up as soon as they finish
+_WARN_EVERY_SECONDS = 60.0  # while Redis is down, one warning a minute rather than one a request
 
 
 class Quotas:
@@ -33,6 +34,7 @@ class Quotas:
         self.hold_seconds, self.clock = hold_seconds, clock
         self._pending = {}  # request id -> [(ledger, client id, day, hold, tokens, since)]
         self._floors = {}  # (client id, day) -> when this worker last read the database for it
+        self._warned_at = {}  # what failed -> when it was last logged
 
     @classmethod
     def from_app(cls, app):
@@ -51,6 +53,16 @@ class Quotas:
         import redis
         return (redis.RedisError,)
 
+    def warn(self, message, exc_info=True):
+        """Log `message` at most once a minute: a store that is down fails every request."""
+        now = self.clock()
+        if now - self._warned_at.get(message, -_WARN_EVERY_SECONDS) >= _WARN_EVERY_SECONDS:
+            self._warned_at[message] = now
+            log.warning(message, exc_info=exc_info)
+
+    def _shared_failed(self, what):
+        self.warn(f"quota storage unreachable ({what}): the quota holds for this instance alone meanwhile")
+
     def due_for_floor(self, client_id, day):
         now = self.clock()
         last = self._floors.get((client_id, day))
@@ -65,7 +77,7 @@ class Quotas:
         try:
             (self.shared or self.local).floor(client_id, day, recorded)
         except self._failures():
-            log.warning("quota storage unreachable: the quota holds for this instance alone meanwhile")
+            self._shared_failed("raising the floor")
             self.local.floor(client_id, day, recorded)
 
     def reserve(self, client_id, day, request_id, estimate, quota):
@@ -73,7 +85,7 @@ class Quotas:
         try:
             reservation = ledger.reserve(client_id, day, estimate, quota, self.hold_seconds)
         except self._failures():
-            log.warning("quota storage unreachable: the quota holds for this instance alone meanwhile")
+            self._shared_failed("reserving")
             ledger = self.local
             reservation = ledger.reserve(client_id, day, estimate, quota, self.hold_seconds)
         if reservation.granted:
@@ -99,7 +111,7 @@ class Quotas:
         try:
             ledger.settle(client_id, day, hold, tokens)
         except self._failures():
-            log.warning("quota storage unreachable: usage counted for this instance alone")
+            self._shared_failed("settling")
             self.local.settle(client_id, day, None, tokens)
 
     def _forget_dead(self):
@@ -170,10 +182,10 @@ def check_token_quota():
                 quotas.floor(client.id, day, recorded_today(client.id, day_start))
             except SQLAlchemyError:  # the ledger holds the quota meanwhile
                 db.session.rollback()
-                log.warning("recorded usage unread (the database did not answer): the quota ledger holds it")
+                quotas.warn("recorded usage unread (the database did not answer): the quota ledger holds it")
         reservation = quotas.reserve(client.id, day, g.request_id, _estimate() if _is_generation() else 0, quota)
     except sqlite3.Error:
-        log.warning("token quota unchecked: the quota ledger did not answer", exc_info=True)
+        quotas.warn("token quota unchecked: the quota ledger did not answer")
         return
     if reservation.granted:
         return
@@ -195,4 +207,4 @@ def count_usage(app, record):
     try:
         quotas.settle(record["client_id"], record["request_id"], tokens)
     except sqlite3.Error:  # the hold expires by itself; never fail the record over it
-        log.warning("token usage not settled: the quota ledger did not answer", exc_info=True)
+        quotas.warn("token usage not settled: the quota ledger did not answer")
