@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from proxy.access.estimate import estimate_tokens, requested_output
+from proxy.access.estimate import UNBOUNDED, estimate_tokens, requested_output
 from proxy.access.ledger import LocalLedger, decide
 from proxy.access.ledger_redis import RedisLedger
 from proxy.access.quotas import Quotas
@@ -153,3 +153,6 @@ def test_estimate_reads_each_apis_output_cap():
     assert requested_output(["not", "a", "dict"]) is None
     assert estimate_tokens(b"x" * 400, {"generationConfig": {"maxOutputTokens": 40}}, 65_536) == 141
     assert estimate_tokens(b"{}", {}, 65_536) == 65_537
+    # A file or cached context is input the body does not show: the request holds all that is left.
+    by_reference = b'{"contents": [{"parts": [{"fileData": {"fileUri": "files/abc"}}]}]}'
+    assert estimate_tokens(by_reference, {"generationConfig": {"maxOutputTokens": 1}}, 65_536) == UNBOUNDED

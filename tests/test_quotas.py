@@ -81,3 +81,18 @@ def test_with_redis_unreachable_the_quota_holds_on_this_instance(make_app):
     client = app.test_client()
     statuses = [call(client, "generate", secret).status_code for _ in range(4)]
     assert statuses[:2] == [200, 200] and statuses[-1] == 429
+
+
+def test_the_hold_of_a_request_that_died_is_released_after_quota_hold_seconds(make_app):
+    app = make_app(QUOTA_HOLD_SECONDS=30)
+    _, secret = issue(app, daily_token_quota=100)
+    ledger = app.extensions["quotas"].local
+    now = [ledger.clock()]
+    ledger.clock = lambda: now[0]
+    with app.test_request_context("/gemini/generate", method="POST", headers={"X-API-KEY": secret},
+                                  json={"prompt": {"text": "never answered"}}):
+        app.preprocess_request()  # it holds all 100 tokens, then its worker dies: nothing settles it
+    client = app.test_client()
+    assert call(client, "generate", secret).status_code == 429
+    now[0] += 31
+    assert call(client, "generate", secret).status_code == 200
