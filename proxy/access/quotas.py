@@ -39,7 +39,8 @@ class Quotas:
     @classmethod
     def from_app(cls, app):
         path = local_path(app, "quota-ledger")
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        if os.path.dirname(path) == app.instance_path:  # beside a SQLite file, its folder is the database's
+            os.makedirs(app.instance_path, exist_ok=True)
         url = app.config["QUOTA_STORAGE_URL"]
         shared = None
         if url:
