@@ -11,7 +11,7 @@ from proxy.access.auth import authenticate
 from proxy.access.cli import cli as keys_cli
 from proxy.access.keycache import KeyCache
 from proxy.access.limits import check_token_quota, init_limits
-from proxy.access.quotas import Quotas
+from proxy.access.holds import QuotaHolds
 from proxy.access.security import init_security
 from proxy.analytics.cli import cli as ops_cli
 from proxy.analytics.operations import start_periodic_prune
@@ -77,7 +77,7 @@ def create_app(config=None):
     app.extensions["spool"] = Spool(app.config["SPOOL_DIR"] or local_path(app, "spool"))
     app.extensions["records"] = RecordWriter(app, app.extensions["spool"], app.config["RECORD_GATHER_SECONDS"],
                                              app.config["SPOOL_REPLAY_SECONDS"])
-    app.extensions["quotas"] = Quotas.from_app(app)
+    app.extensions["quotas"] = QuotaHolds.from_app(app)
     app.extensions["key_cache"] = KeyCache(local_path(app, "clients-changed"), app.config["CLIENT_CACHE_SECONDS"])
     if app.config["API_KEYS"]:
         with app.app_context():

@@ -7,7 +7,7 @@ import pytest
 from proxy.access.estimate import UNBOUNDED, estimate_tokens, requested_output
 from proxy.access.ledger import LocalLedger, decide
 from proxy.access.ledger_redis import RedisLedger
-from proxy.access.quotas import Quotas
+from proxy.access.holds import QuotaHolds
 
 DAY = "2026-12-02"
 
@@ -128,7 +128,7 @@ def test_concurrent_processes_cannot_over_reserve(tmp_path):
 
 def test_a_repeated_request_id_releases_its_smallest_hold(tmp_path):
     ledger = LocalLedger(str(tmp_path / "ledger.db"))
-    quotas = Quotas(ledger)
+    quotas = QuotaHolds(ledger)
     quotas.reserve(1, DAY, "same-id", 60, 100)
     quotas.reserve(1, DAY, "same-id", 10, 100)
     quotas.settle(1, "same-id", 8)  # whichever finished, the larger hold stays until the other settles

@@ -1,9 +1,6 @@
 """Daily token quotas: a request holds an estimate before it goes upstream, and settles it with its
 real usage once recorded, in a ledger every worker (and, with Redis, every instance) shares."""
-import logging
-import os
 import sqlite3
-import time
 from datetime import datetime, timedelta, timezone
 
 from flask import current_app, g, request
@@ -13,117 +10,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from models import RequestLog, db
 
 from ..errors import TokenQuotaExceeded
-from ..storage.database import local_path
 from ..wire import jsonbody, routes
 from .estimate import estimate_tokens
-from .ledger import LocalLedger
 
-log = logging.getLogger(__name__)
-
-_FLOOR_SECONDS = 1.0  # how often a worker reads a client's recorded usage into the ledger
-_PENDING_PRUNE_AT = 1024  # requests awaiting settlement before the long-dead ones are forgotten
 _HELD_RETRY_SECONDS = 1  # a quota held by requests in flight frees up as soon as they finish
-_WARN_EVERY_SECONDS = 60.0  # while Redis is down, one warning a minute rather than one a request
-
-
-class Quotas:
-    """The holds this worker made, by request id, and the ledger(s) they were made in."""
-
-    def __init__(self, local, shared=None, hold_seconds=300.0, clock=time.monotonic):
-        self.local, self.shared = local, shared
-        self.hold_seconds, self.clock = hold_seconds, clock
-        self._pending = {}  # request id -> [(ledger, client id, day, hold, tokens, since)]
-        self._floors = {}  # (client id, day) -> when this worker last read the database for it
-        self._warned_at = {}  # what failed -> when it was last logged
-
-    @classmethod
-    def from_app(cls, app):
-        path = local_path(app, "quota-ledger")
-        if os.path.dirname(path) == app.instance_path:  # beside a SQLite file, its folder is the database's
-            os.makedirs(app.instance_path, exist_ok=True)
-        url = app.config["QUOTA_STORAGE_URL"]
-        shared = None
-        if url:
-            from .ledger_redis import RedisLedger
-            shared = RedisLedger(url)
-        return cls(LocalLedger(path), shared, app.config["QUOTA_HOLD_SECONDS"])
-
-    def _failures(self):
-        if self.shared is None:
-            return ()
-        import redis
-        return (redis.RedisError,)
-
-    def warn(self, message, exc_info=True):
-        """Log `message` at most once a minute: a store that is down fails every request."""
-        now = self.clock()
-        if now - self._warned_at.get(message, -_WARN_EVERY_SECONDS) >= _WARN_EVERY_SECONDS:
-            self._warned_at[message] = now
-            log.warning(message, exc_info=exc_info)
-
-    def _shared_failed(self, what):
-        self.warn(f"quota storage unreachable ({what}): the quota holds for this instance alone meanwhile")
-
-    def due_for_floor(self, client_id, day):
-        now = self.clock()
-        last = self._floors.get((client_id, day))
-        if last is not None and now - last < _FLOOR_SECONDS:
-            return False
-        if len(self._floors) > _PENDING_PRUNE_AT:
-            self._floors.clear()
-        self._floors[(client_id, day)] = now
-        return True
-
-    def floor(self, client_id, day, recorded):
-        try:
-            (self.shared or self.local).floor(client_id, day, recorded)
-        except self._failures():
-            self._shared_failed("raising the floor")
-            self.local.floor(client_id, day, recorded)
-
-    def reserve(self, client_id, day, request_id, estimate, quota):
-        ledger = self.shared or self.local
-        try:
-            reservation = ledger.reserve(client_id, day, estimate, quota, self.hold_seconds)
-        except self._failures():
-            self._shared_failed("reserving")
-            ledger = self.local
-            reservation = ledger.reserve(client_id, day, estimate, quota, self.hold_seconds)
-        if reservation.granted:
-            if len(self._pending) >= _PENDING_PRUNE_AT:
-                self._forget_dead()
-            self._pending.setdefault(request_id, []).append(
-                (ledger, client_id, day, reservation.hold, reservation.tokens, self.clock()))
-        return reservation
-
-    def settle(self, client_id, request_id, tokens):
-        """The request's real tokens replace its hold; a request that held nothing is not counted here
-        (no quota applied to it), the database's floor counts it if one applies later."""
-        holds = self._pending.get(request_id)
-        mine = [h for h in holds or () if h[1] == client_id]
-        if not mine:
-            return
-        # Client-chosen request ids may repeat: release the smallest hold, which never frees more than it should.
-        entry = min(mine, key=lambda h: h[4])
-        holds.remove(entry)
-        if not holds:
-            del self._pending[request_id]
-        ledger, _, day, hold, _, _ = entry
-        try:
-            ledger.settle(client_id, day, hold, tokens)
-        except self._failures():
-            self._shared_failed("settling")
-            self.local.settle(client_id, day, None, tokens)
-
-    def _forget_dead(self):
-        """Holds whose request never settled (it died) expire in the ledger; forget them here too."""
-        cutoff = self.clock() - self.hold_seconds
-        for request_id in list(self._pending):
-            alive = [h for h in self._pending[request_id] if h[5] > cutoff]
-            if alive:
-                self._pending[request_id] = alive
-            else:
-                del self._pending[request_id]
 
 
 def seconds_until_utc_midnight(now=None):
