@@ -1,5 +1,7 @@
 """Daily token quotas through Gunicorn (two workers): concurrency, a locked database, and Redis across
 instances cannot take a client past its quota by more than about one request's tokens."""
+import os
+import signal
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
@@ -7,6 +9,7 @@ import pytest
 import requests
 
 from tests.conftest import MODELS, rows, wait_for
+from tests.processes import workers_of
 
 CLIENT_KEY = "quota-client-key-000001"
 QUOTA = 100  # about five of the emulator's answers (about 20 tokens each)
@@ -121,3 +124,24 @@ def test_redis_holds_the_quota_across_instances(gunicorn, emulator, redis_server
     emulator.configure(latency_ms=400)
     assert_quota_held_and_usable(servers, concurrently(servers))
     assert list(store.scan_iter("gemini-proxy:quota:*"))
+
+
+@pytest.mark.e2e
+def test_the_hold_of_a_request_whose_worker_died_is_released(gunicorn, emulator):
+    server = gunicorn(API_KEYS=CLIENT_KEY, DAILY_TOKEN_QUOTA=str(QUOTA), QUOTA_HOLD_SECONDS="3")
+    before = workers_of(server.proc.pid)
+    emulator.configure(latency_ms=20_000)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        doomed = pool.submit(call, server, "generate", 0)  # holds the whole quota: it names no output cap
+        wait_for(lambda: emulator.stats()["in_flight"] >= 1, 20, "the request at Gemini")
+        emulator.configure(latency_ms=0)
+        held = call(server, "generate", 1)
+        assert held.status_code == 429 and "in flight" in held.json()["error"]["message"]
+        for pid in before:
+            os.kill(pid, signal.SIGKILL)  # its request never settles
+        with pytest.raises(requests.ConnectionError):
+            doomed.result()
+    wait_for(lambda: len(set(workers_of(server.proc.pid)) - set(before)) == 2, 30, "Gunicorn to replace its workers")
+    attempts = iter(range(2, 200))
+    wait_for(lambda: call(server, "generate", next(attempts)).status_code == 200, 20,
+             "the dead request's hold to expire")
