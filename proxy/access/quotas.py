@@ -14,6 +14,8 @@ from ..wire import jsonbody, routes
 from .estimate import estimate_tokens
 
 _HELD_RETRY_SECONDS = 1  # a quota held by requests in flight frees up as soon as they finish
+# Bodies parsed for their output cap; a larger one (inline media) is not parsed twice, and holds the default.
+_PARSED_MAX_BYTES = 256 * 1024
 
 
 def seconds_until_utc_midnight(now=None):
@@ -48,7 +50,7 @@ def _is_generation():
 def _estimate():
     body = request.get_data(cache=True)  # cached: the resource and the pass-through read the same bytes
     try:
-        payload = jsonbody.loads(body) if body else None
+        payload = jsonbody.loads(body) if body and len(body) <= _PARSED_MAX_BYTES else None
     except jsonbody.BadJson:
         payload = None  # refused as a 400 further on, which settles at 0
     return estimate_tokens(body, payload, current_app.config["MAX_OUTPUT_TOKENS_LIMIT"])
