@@ -9,9 +9,10 @@ from config import ConfigError, load_settings
 from proxy.access import clients
 from proxy.access.auth import authenticate
 from proxy.access.cli import cli as keys_cli
-from proxy.access.keycache import KeyCache
-from proxy.access.limits import check_token_quota, init_limits
 from proxy.access.holds import QuotaHolds
+from proxy.access.keycache import KeyCache
+from proxy.access.limits import init_limits
+from proxy.access.quotas import check_token_quota
 from proxy.access.security import init_security
 from proxy.analytics.cli import cli as ops_cli
 from proxy.analytics.operations import start_periodic_prune

@@ -3,7 +3,7 @@ from flask import current_app, g, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
-# Storage settles quotas through count_usage, and the factory installs check_token_quota, from here.
+# Storage imports count_usage (and may import check_token_quota) from here, where they used to live.
 from .quotas import check_token_quota, count_usage  # noqa: F401
 
 
