@@ -156,3 +156,13 @@ def test_estimate_reads_each_apis_output_cap():
     # A file or cached context is input the body does not show: the request holds all that is left.
     by_reference = b'{"contents": [{"parts": [{"fileData": {"fileUri": "files/abc"}}]}]}'
     assert estimate_tokens(by_reference, {"generationConfig": {"maxOutputTokens": 1}}, 65_536) == UNBOUNDED
+
+
+def test_a_worker_forgets_requests_that_never_settled(tmp_path):
+    clock = Clock(0.0)
+    quotas = QuotaHolds(LocalLedger(str(tmp_path / "ledger.db")), hold_seconds=30, clock=clock)
+    for n in range(1024):
+        quotas.reserve(1, DAY, f"dead-{n}", 0, 100)
+    clock.now += 31
+    quotas.reserve(1, DAY, "alive", 0, 100)
+    assert list(quotas._pending) == ["alive"]

@@ -23,6 +23,7 @@ class QuotaHolds:
         self._pending = {}  # request id -> [(ledger, client id, day, hold, tokens, since)]
         self._floors = {}  # (client id, day) -> when this worker last read the database for it
         self._warned_at = {}  # what failed -> when it was last logged
+        self._prune_at = _PENDING_PRUNE_AT  # doubles while that many are really in flight: pruning is O(n)
 
     @classmethod
     def from_app(cls, app):
@@ -78,15 +79,16 @@ class QuotaHolds:
             ledger = self.local
             reservation = ledger.reserve(client_id, day, estimate, quota, self.hold_seconds)
         if reservation.granted:
-            if len(self._pending) >= _PENDING_PRUNE_AT:
+            if len(self._pending) >= self._prune_at:
                 self._forget_dead()
+                self._prune_at = max(_PENDING_PRUNE_AT, 2 * len(self._pending))
             self._pending.setdefault(request_id, []).append(
                 (ledger, client_id, day, reservation.hold, reservation.tokens, self.clock()))
         return reservation
 
     def settle(self, client_id, request_id, tokens):
-        """The request's real tokens replace its hold; a request that held nothing is not counted here
-        (no quota applied to it), the database's floor counts it if one applies later."""
+        """The request's real tokens replace its hold. A request this worker reserved nothing for (no
+        quota applied to it) is not counted here; the database's floor counts it if one applies later."""
         holds = self._pending.get(request_id)
         mine = [h for h in holds or () if h[1] == client_id]
         if not mine:
