@@ -9,8 +9,10 @@ from config import ConfigError, load_settings
 from proxy.access.auth import authenticate
 from proxy.access.cli import cli as keys_cli
 from proxy.access.env_keys import sync_env_keys
+from proxy.access.holds import QuotaHolds
 from proxy.access.keycache import KeyCache
-from proxy.access.limits import check_token_quota, init_limits
+from proxy.access.limits import init_limits
+from proxy.access.quotas import check_token_quota
 from proxy.access.security import init_security
 from proxy.analytics.cli import cli as ops_cli
 from proxy.analytics.operations import start_periodic_prune
@@ -78,6 +80,7 @@ def create_app(config=None):
     app.extensions["records"] = RecordWriter(app, app.extensions["spool"], app.config["RECORD_GATHER_SECONDS"],
                                              app.config["SPOOL_REPLAY_SECONDS"])
     app.extensions["ended_uploads"] = EndedUploads(local_path(app, "uploads-ended"), app.config["UPLOAD_URL_SECONDS"])
+    app.extensions["quotas"] = QuotaHolds.from_app(app)
     app.extensions["key_cache"] = KeyCache(local_path(app, "clients-changed"), app.config["CLIENT_CACHE_SECONDS"])
     with app.app_context():  # even with API_KEYS empty: the clients of keys taken out of it stop
         sync_env_keys(app.config["API_KEYS"])

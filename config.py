@@ -84,6 +84,13 @@ def _url(env, name, default):
     return value
 
 
+def _redis_url(env, name):
+    value = env.get(name, "").strip()
+    if value and not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"{name} must be empty or a redis://, rediss:// or unix:// URL")
+    return value
+
+
 def _log_level(env, name, default):
     value = _text(env, name, default).upper()
     if value not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -183,6 +190,9 @@ def load_settings(env=None):
         "RATE_LIMIT": _rate_limit(env, "RATE_LIMIT"),
         "RATE_LIMIT_STORAGE_URL": _text(env, "RATE_LIMIT_STORAGE_URL", "memory://"),
         "DAILY_TOKEN_QUOTA": _number(env, "DAILY_TOKEN_QUOTA", 0, int, minimum=0),
+        # "" keeps the quota ledger in a file beside the database (this instance's workers); redis:// shares it.
+        "QUOTA_STORAGE_URL": _redis_url(env, "QUOTA_STORAGE_URL"),
+        "QUOTA_HOLD_SECONDS": _number(env, "QUOTA_HOLD_SECONDS", 300.0, minimum=1),
         "CORS_ORIGINS": _list(env, "CORS_ORIGINS"),
         # Response cache
         "CACHE_ENABLED": _flag(env, "CACHE_ENABLED", False),
