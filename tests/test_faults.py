@@ -51,7 +51,8 @@ def test_a_refused_record_is_spooled_then_written_once(make_app, tmp_path):
     assert rows(url, "SELECT count(*) FROM exchange_bodies") == [(1,)]
     assert rows(url, "SELECT count(*) FROM metrics") == [(2,)]
     assert rows(url, "SELECT count(*) FROM attempts") == [(2,)]
-    assert client.get("/health").json["spool"] == {"depth": 0, "stuck": 0, "rejected": 0, "held_in_memory": 0}
+    assert client.get("/health").json["spool"] == {"depth": 0, "stuck": 0, "oldest_seconds": 0.0, "rejected": 0,
+                                                  "held_in_memory": 0}
 
 
 def test_a_record_spooled_twice_is_written_once(make_app, tmp_path):
@@ -224,7 +225,7 @@ def test_a_record_the_database_refuses_as_invalid_is_kept_apart_and_holds_back_n
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     assert rows(url, "SELECT count(*) FROM request_log WHERE request_id != 'broken-record-1'") == [(3,)]
     health = client.get("/health").json
-    assert health["spool"] == {"depth": 0, "stuck": 0, "rejected": 1, "held_in_memory": 0}
+    assert health["spool"] == {"depth": 0, "stuck": 0, "oldest_seconds": 0.0, "rejected": 1, "held_in_memory": 0}
     assert "invalid" in health["message"]
     (kept,) = [path for path in os.listdir(spool_dir) if path.startswith("rejected-")]
     with open(spool_dir / kept, "rb") as handle:
@@ -276,26 +277,26 @@ def test_the_spool_depth_counts_what_was_appended_since_the_last_count(tmp_path)
     spool = Spool(str(tmp_path / "spool"))
     for n in range(3):
         spool.append({"request_id": f"a{n}"})
-    assert spool.waiting(60) == (3, 0)
+    assert spool.waiting(60)[:2] == (3, 0)
     (own,) = spool.files()
     with open(own, "ab") as handle:
         handle.write(b'{"request_id": "a3')  # another worker's append, under way
-    assert spool.waiting(60) == (3, 0)
+    assert spool.waiting(60)[:2] == (3, 0)
     with open(own, "ab") as handle:
         handle.write(b'"}\n')
     spool.append({"request_id": "a4"})
-    assert spool.waiting(60) == (5, 0)
+    assert spool.waiting(60)[:2] == (5, 0)
 
     with open(own, "wb") as handle:  # a new file under the same name and inode, longer than the last
         handle.write(b"".join(encode({"request_id": f"rewritten-{n}"}) for n in range(9)))
-    assert spool.waiting(60) == (9, 0)
+    assert spool.waiting(60)[:2] == (9, 0)
     assert spool.replay(lambda records, tried: (len(records), 0), per_write=4) == (9, 0)
-    assert spool.waiting(60) == (0, 0)
+    assert spool.waiting(60)[:2] == (0, 0)
     spool.append({"request_id": "c0"})
-    assert spool.waiting(60) == (1, 0)
+    assert spool.waiting(60)[:2] == (1, 0)
     spool.reject({"request_id": "c1"}, "too long")
     spool.reject({"request_id": "c2"}, "too long")
-    assert spool.rejected() == 2 and spool.waiting(60) == (1, 0)
+    assert spool.rejected() == 2 and spool.waiting(60)[:2] == (1, 0)
 
 
 def test_records_are_held_in_memory_while_the_spool_disk_refuses_them_too(make_app, tmp_path):
@@ -322,7 +323,8 @@ def test_records_are_held_in_memory_while_the_spool_disk_refuses_them_too(make_a
     ids = {answer.headers["X-Request-ID"] for answer in answers}
     assert {r for (r,) in rows(url, "SELECT request_id FROM request_log")} == ids
     assert rows(url, "SELECT count(*) FROM exchange_bodies") == [(1,)]
-    assert client.get("/health").json["spool"] == {"depth": 0, "stuck": 0, "rejected": 0, "held_in_memory": 0}
+    assert client.get("/health").json["spool"] == {"depth": 0, "stuck": 0, "oldest_seconds": 0.0, "rejected": 0,
+                                                  "held_in_memory": 0}
 
 
 @pytest.fixture
