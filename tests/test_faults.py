@@ -132,6 +132,47 @@ def test_a_database_locked_for_seconds_loses_nothing(gunicorn, tmp_path):
     assert [spool_gauge(server, state) for state in ("waiting", "stuck", "rejected")] == [0, 0, 0]
 
 
+@pytest.mark.e2e
+def test_health_is_degraded_once_records_have_waited_two_replay_intervals_behind_a_locked_database(gunicorn):
+    # A long busy timeout: the writers wait for the lock rather than fail, so no write is refused.
+    server = gunicorn(SQLITE_BUSY_TIMEOUT_SECONDS="60", SPOOL_REPLAY_SECONDS="0.5", RECORD_GATHER_SECONDS="0")
+    path = server.database_url.split("///", 1)[1]
+    assert all(r.status_code == 200 for r in send(server, 4))
+    wait_for(lambda: rows(server.database_url, "SELECT count(*) FROM request_log") == [(4,)], message="4 rows")
+    assert health(server)["status"] == "ok"
+
+    locker = sqlite3.connect(path, timeout=5)
+    locker.execute("BEGIN EXCLUSIVE")
+    stop, trickled = threading.Event(), []
+
+    def trickle():  # traffic goes on: every worker's spool file is appended to all the time
+        while not stop.is_set():
+            trickled.extend(send(server, 4))
+            time.sleep(0.1)
+
+    trickler = threading.Thread(target=trickle)
+    try:
+        waiting = send(server, 20)
+        assert [r.status_code for r in waiting] == [200] * 20
+        trickler.start()
+        # Every one of the 20 has waited longer than two replay intervals, however fresh its file.
+        wait_for(lambda: health(server)["spool"]["stuck"] >= 20, 20, "the 20 records counted stuck")
+        body = health(server)
+        assert body["status"] == "degraded" and body["spool"]["oldest_seconds"] >= 1.0
+        assert "has not taken records" in body["message"]
+    finally:
+        stop.set()
+        if trickler.is_alive():
+            trickler.join()
+        locker.rollback()
+        locker.close()
+    total = 4 + 20 + len(trickled)
+    wait_for(lambda: rows(server.database_url, "SELECT count(*) FROM request_log") == [(total,)], 30,
+             "every record written")
+    wait_for(lambda: health(server)["status"] == "ok", message="health to be ok again")
+    assert health(server)["spool"]["stuck"] == 0
+
+
 def spool_gauge(server, state):
     """gemini_proxy_spool_records{state=...} from /metrics."""
     found = samples(requests.get(f"{server.url}/metrics", timeout=10).text)
