@@ -28,7 +28,7 @@ from proxy.observability.views import bp as metrics_bp
 from proxy.passthrough.forwarder import Forwarder
 from proxy.passthrough.views import bp as passthrough
 from proxy.requestctx import begin, finish
-from proxy.storage.admitted import forget_on_close, note_admitted
+from proxy.storage import admitted
 from proxy.storage.database import init_database, local_path, release_connection
 from proxy.storage.recorder import record
 from proxy.storage.spool import Spool
@@ -108,6 +108,7 @@ def create_app(config=None):
     )
 
     # Order matters: the request id first, then who is calling, then their limits.
+    note_admitted, forget_on_close = admitted.hooks(app.extensions["records"].inflight)
     app.before_request(begin)
     app.before_request(authenticate)
     init_limits(app)

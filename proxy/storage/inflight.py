@@ -12,13 +12,13 @@ import logging
 import os
 import threading
 import time
+from datetime import datetime
 
 from .spool import alive, decode, encode
 
 log = logging.getLogger(__name__)
 
 WORKER_DIED = "WORKER_DIED"
-_MESSAGE = "The worker serving this request died before the request ended; only its start is known."
 # The file is rewritten when it is this large and holds four times what is still in flight.
 _COMPACT_BYTES = 256 * 1024
 
@@ -29,15 +29,6 @@ def _owner(path):
     return int(name.rsplit(".", 2)[-2] if name.endswith(".inflight") else name[len("inflight-"):-len(".jsonl")])
 
 
-def aborted(note):
-    """The record of a request whose worker died: what was known when it was admitted."""
-    return {"request_id": note["request_id"], "created_at": note["started_at"], "route": note["route"],
-            "method": note.get("method") or "POST", "client_id": note.get("client_id"),
-            "model_requested": note.get("model"), "status_code": 502, "error_code": WORKER_DIED,
-            "error_message": _MESSAGE, "latency_ms": 0.0, "attempt_count": 0, "attempts": [],
-            "metric": None, "exchange": None}
-
-
 class InFlight:
     def __init__(self, directory):
         self.directory = directory
@@ -45,7 +36,7 @@ class InFlight:
         self._held_bytes = 0
         self._descriptor = self._pid = None
         self._appended = 0  # bytes in the file since it was last rewritten
-        self._lock = threading.Lock()  # gevent's in a worker; the development server runs threads
+        self._lock = threading.Lock()  # the development server runs threads
         self._refused = False
 
     def _path(self, pid=None):
@@ -60,7 +51,7 @@ class InFlight:
     def start(self, key, note):
         """Note a request admitted; never raises (a request is not refused for want of its note)."""
         line = encode(note)
-        with self._lock:
+        with self._lock:  # gevent's in a worker, where it is never contended
             try:
                 os.write(self._open(), line)
             except OSError as exc:
@@ -113,8 +104,8 @@ class InFlight:
                 except FileNotFoundError:
                     pass
 
-    def replay_dead(self, write, per_write):
-        """Hand the notes of dead processes to `write(records, tried=True)` as aborted records; returns
+    def replay_dead(self, write, per_write, aborted):
+        """Hand the notes of dead processes to `write(records, tried=True)` as `aborted(note)`; returns
         (written, already there). Stops at the first batch `write` cannot take (it raises), keeping
         that file for the next run."""
         written = duplicates = 0
@@ -135,7 +126,8 @@ class InFlight:
                         notes.append(decode(line))
                     except ValueError:
                         continue  # the process died writing it: nothing of that request is known
-            records = [aborted(note) for note in notes if isinstance(note, dict) and note.get("request_id")]
+            records = [aborted(note) for note in notes if isinstance(note, dict) and note.get("request_id")
+                       and isinstance(note.get("started_at"), datetime)]
             lost = 0
             for start in range(0, len(records), per_write):
                 done, already = write(records[start:start + per_write], tried=True)

@@ -44,8 +44,12 @@ def _decode(mapping):
     return mapping
 
 
+# One encoder for every line: json.dumps with these arguments would build a new one each time.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_encode)
+
+
 def encode(record):
-    return (json.dumps(record, separators=(",", ":"), default=_encode) + "\n").encode("utf-8")
+    return (_ENCODER.encode(record) + "\n").encode("utf-8")
 
 
 def decode(line):

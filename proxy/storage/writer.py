@@ -10,6 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from models import db
 
 from .batch import insert_records
+from .admitted import aborted
 from .database import create_tables
 from .inflight import InFlight
 
@@ -110,7 +111,7 @@ class RecordWriter:
                                                       own_only=own_only)
                 if not own_only:
                     # After the dead workers' spooled records, so that those they did record are found.
-                    lost, noted = self.inflight.replay_dead(self._insert_turn, _RECORDS_PER_TRANSACTION)
+                    lost, noted = self.inflight.replay_dead(self._insert_turn, _RECORDS_PER_TRANSACTION, aborted)
                     written, duplicates = written + lost, duplicates + noted
             except SQLAlchemyError as exc:
                 db.session.rollback()
