@@ -3,6 +3,8 @@ their own records should those turn up; a live worker's notes stay small. Proved
 import os
 from datetime import datetime
 
+import pytest
+
 from proxy.storage import inflight
 from proxy.storage.spool import encode
 from tests.conftest import rows
@@ -59,9 +61,11 @@ def test_two_survivors_record_a_dead_workers_unfinished_requests_once(make_app, 
                 or name.startswith(("spool-", f"inflight-{DEAD}"))]
 
 
-def test_a_final_record_that_turns_up_later_replaces_the_worker_died_row(make_app, tmp_path):
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.e2e)])
+def test_a_final_record_that_turns_up_later_replaces_the_worker_died_row(make_app, tmp_path, request, database):
     spool_dir = tmp_path / "spool"
-    app = make_app(SPOOL_DIR=str(spool_dir))
+    overrides = {"SQLALCHEMY_DATABASE_URI": request.getfixturevalue("postgres").url} if database == "postgresql" else {}
+    app = make_app(SPOOL_DIR=str(spool_dir), **overrides)
     started = datetime(2026, 12, 2, 11, 0, 0, 5)
     leave(spool_dir, f"inflight-{DEAD}.jsonl", [note("late-000001", started)])
     app.extensions["records"].replay()
@@ -103,3 +107,16 @@ def test_a_live_worker_forgets_each_request_once_it_has_closed_and_keeps_its_not
     notes.end("other")
     notes.close()
     assert not own.exists()
+
+
+def test_notes_left_under_a_reused_pid_are_replayed_not_taken_over(make_app, tmp_path):
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    started = datetime(2026, 12, 2, 12, 0, 0, 7)
+    # A restarted container's worker gets the pid its predecessor had, and finds its notes.
+    leave(spool_dir, f"inflight-{os.getpid()}.jsonl", [note("before-restart", started)])
+    app = make_app(SPOOL_DIR=str(spool_dir))
+    assert app.test_client().post("/gemini/generate", json={"prompt": {"text": "hi"}}).status_code == 200
+    app.extensions["records"].replay()
+    assert [row for row in logged(app) if row[2]] == [("before-restart", 502, "WORKER_DIED", "gemini-2.5-flash")]
+    assert len(logged(app)) == 2

@@ -34,7 +34,8 @@ class InFlight:
         self.directory = directory
         self._held = {}  # key: the note's line, for the requests this process holds now
         self._held_bytes = 0
-        self._descriptor = self._pid = None
+        self._descriptor = self._pid = None  # the file open, and the process that opened it
+        self._looked = None  # the process that looked for a file an earlier one left under its pid
         self._appended = 0  # bytes in the file since it was last rewritten
         self._lock = threading.Lock()  # the development server runs threads
         self._refused = False
@@ -44,9 +45,28 @@ class InFlight:
 
     def _open(self):
         if self._pid != os.getpid():  # opened lazily, and again in a forked child
-            self._descriptor = os.open(self._path(), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            path = self._path()
+            if self._looked != os.getpid():
+                self._looked = os.getpid()
+                if os.path.exists(path):
+                    # Left by an earlier process with this pid (a restarted container's worker): its notes
+                    # are a dead process's, for replay, not this one's to rewrite.
+                    os.rename(path, self._claimed_path())
+            try:
+                self._descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            except FileNotFoundError:  # the folder is gone (or was never made): make it, once
+                os.makedirs(self.directory, exist_ok=True)
+                self._descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             self._pid = os.getpid()
         return self._descriptor
+
+    def _forget_descriptor(self):
+        if self._pid == os.getpid():  # a forked child does not close its parent's
+            os.close(self._descriptor)
+        self._pid = None
+
+    def _claimed_path(self):
+        return os.path.join(self.directory, f"claimed-{time.time_ns()}.{os.getpid()}.inflight")
 
     def start(self, key, note):
         """Note a request admitted; never raises (a request is not refused for want of its note)."""
@@ -59,7 +79,7 @@ class InFlight:
                     log.error("the spool's disk refuses in-flight notes (%s): a request a worker dies with "
                               "meanwhile is not recorded", exc)
                 self._refused = True
-                self._pid = None
+                self._forget_descriptor()
                 return
             self._refused = False
             self._held[key] = line
@@ -86,8 +106,7 @@ class InFlight:
             except OSError:
                 log.exception("the in-flight notes could not be rewritten; they are kept as they are")
                 return
-            os.close(self._descriptor)
-            self._pid = None
+            self._forget_descriptor()  # the next note opens the new file
             self._appended = self._held_bytes
 
     def close(self):
@@ -96,8 +115,7 @@ class InFlight:
         with self._lock:
             if self._pid != os.getpid():
                 return
-            os.close(self._descriptor)
-            self._pid = None
+            self._forget_descriptor()
             if not self._held:
                 try:
                     os.remove(self._path())
@@ -114,7 +132,7 @@ class InFlight:
             owner = _owner(path)
             if owner == os.getpid() and path.endswith(".jsonl") or owner != os.getpid() and alive(owner):
                 continue  # a live process's requests are still going on
-            claimed = os.path.join(self.directory, f"claimed-{time.time_ns()}.{os.getpid()}.inflight")
+            claimed = self._claimed_path()
             try:
                 os.rename(path, claimed)
             except FileNotFoundError:
