@@ -153,6 +153,6 @@ class InFlight:
             os.remove(claimed)
             written += lost
             if lost:
-                log.warning("process %d died holding %d request(s) it had not recorded; they are recorded as %s",
-                            owner, lost, WORKER_DIED)
+                log.warning("a worker died holding %d request(s) it had not recorded (%s); they are recorded as %s",
+                            lost, os.path.basename(path), WORKER_DIED)
         return written, duplicates

@@ -56,9 +56,11 @@ def decode(line):
     return json.loads(line, object_hook=_decode)
 
 
-# A spooled line: {"spooled_at":<seconds since the epoch>, then the record's own keys.
+# A spooled line: {"spooled_at":<seconds since the epoch>, then the record's own keys. Found without
+# anchoring at line starts (which makes the search nine times slower): a record's own strings are
+# JSON-escaped, so these unescaped quotes begin a line or nothing.
 _SPOOLED_AT = "spooled_at"
-_STAMPED = re.compile(rb'^\{"spooled_at":([0-9.]+),', re.MULTILINE)
+_STAMPED = re.compile(rb'\{"spooled_at":([0-9.]+),')
 
 
 def _stamped(record):
@@ -246,12 +248,9 @@ class Spool:
 def _read_times(lines, times, modified):
     """Append to `times` when each of these whole lines was spooled; a line from before lines carried
     their time counts as spooled when its file was last appended to."""
-    if not lines:
-        return
     stamped = [float(found) for found in _STAMPED.findall(lines)]
-    unstamped = lines.count(b"\n") - len(stamped)
-    appended = sorted(stamped + [modified] * unstamped) if unstamped else stamped
-    ordered = not times or not appended or times[-1] <= appended[0]
-    times.extend(appended)
-    if not ordered or appended != sorted(appended):  # a clock stepped back: keep them in order for bisect
+    new = sorted(stamped + [modified] * (lines.count(b"\n") - len(stamped)))
+    in_order = not times or not new or times[-1] <= new[0]
+    times.extend(new)
+    if not in_order:  # a clock stepped back, or lines from before they carried their time: bisect needs order
         times[:] = array.array("d", sorted(times))

@@ -9,8 +9,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models import db
 
-from .batch import insert_records
 from .admitted import aborted
+from .batch import insert_records
 from .database import create_tables
 from .inflight import InFlight
 
