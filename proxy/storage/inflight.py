@@ -83,8 +83,9 @@ class InFlight:
                 return
             self._refused = False
             self._held[key] = line
-            self._held_bytes += len(line)
-            self._appended += len(line)
+            size = len(line)
+            self._held_bytes += size
+            self._appended += size
 
     def end(self, key):
         """The request is over and its record spooled (or it has none)."""
