@@ -31,6 +31,7 @@ from proxy.observability.views import bp as metrics_bp
 from proxy.passthrough.forwarder import Forwarder
 from proxy.passthrough.views import bp as passthrough
 from proxy.requestctx import begin, finish
+from proxy.storage import admitted
 from proxy.storage.database import init_database, local_path, release_connection
 from proxy.storage.recorder import record
 from proxy.storage.spool import Spool
@@ -111,13 +112,16 @@ def create_app(config=None):
     )
 
     # Order matters: the request id first, then who is calling, then their limits.
+    note_admitted, forget_on_close = admitted.hooks(app.extensions["records"].inflight)
     app.before_request(begin)
     app.before_request(authenticate)
     init_limits(app)
     app.before_request(check_token_quota)
+    app.before_request(note_admitted)  # what a worker that dies mid-request leaves its survivors to record
     app.before_request(release_connection)
     app.before_request(track_in_flight)
     app.after_request(release_in_flight)
+    app.after_request(forget_on_close)  # after_request hooks run last first: this one after the recorder's
     app.after_request(record)
     app.after_request(finish)
     init_security(app)
