@@ -6,9 +6,8 @@ from functools import partial
 
 from flask import g, request
 
-from ..passthrough.forwarder import native_route, parse_model_path
-from ..passthrough.uploads import PREFIX as UPLOAD_PREFIX
 from .inflight import WORKER_DIED
+from .recorder import UNPARSED_NATIVE
 
 _MESSAGE = "The worker serving this request died before the request ended; only its start is known."
 _keys = itertools.count()  # a client may send one X-Request-ID with several requests at once
@@ -28,9 +27,11 @@ def hooks(inflight):
         client = getattr(state, "client", None)
         state.inflight_key = key = next(_keys)
         rule = incoming.url_rule
+        native = getattr(state, "native", None)  # the pass-through's parsed route: its template and model
         inflight.start(key, {
             "request_id": state.request_id, "started_at": {"$dt": state.started_at.isoformat()}, "area": area,
             "rule": rule.rule if rule is not None else None, "path": incoming.path, "method": incoming.method,
+            "native": (native.route.template, native.route.model) if native is not None else None,
             "client_id": client.id if client is not None else None, "worker": os.getpid()})
 
     def forget_on_close(response):
@@ -44,15 +45,10 @@ def hooks(inflight):
 
 def _route_and_model(note):
     """The route as the request's record would name it (storage.recorder), and the model its path names."""
-    path = note.get("path") or ""
     if note.get("area") != "native":
-        return note.get("rule") or path, None
-    version, _, rest = path.lstrip("/").partition("/")
-    prefix = ""
-    if f"{version}/" == UPLOAD_PREFIX:
-        prefix = UPLOAD_PREFIX
-        version, _, rest = rest.partition("/")
-    return native_route(version, rest, prefix), parse_model_path(rest)[0]
+        return note.get("rule") or note.get("path") or "", None
+    route, model = note.get("native") or (UNPARSED_NATIVE, None)
+    return route, model
 
 
 def aborted(note):
