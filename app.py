@@ -6,17 +6,20 @@ import time
 from flask import Flask
 
 from config import ConfigError, load_settings
-from proxy.access import clients
 from proxy.access.auth import authenticate
 from proxy.access.cli import cli as keys_cli
+from proxy.access.env_keys import sync_env_keys
+from proxy.access.holds import QuotaHolds
 from proxy.access.keycache import KeyCache
-from proxy.access.limits import check_token_quota, init_limits
+from proxy.access.limits import init_limits
+from proxy.access.quotas import check_token_quota
 from proxy.access.security import init_security
 from proxy.analytics.cli import cli as ops_cli
 from proxy.analytics.operations import start_periodic_prune
 from proxy.analytics.rollups import start_periodic_rollups, watch_late_records
 from proxy.api import api, document_models
 from proxy.api.errors import register as register_errors
+from proxy.access.upload_grants import EndedUploads
 from proxy.cache.cli import cli as cache_cli
 from proxy.cache.service import ResponseCache
 from proxy.cache.store import make_store
@@ -24,12 +27,13 @@ from proxy.dashboard import bp as dashboard_bp
 from proxy.exact_paths import ExactPathMap, refuse_empty_segments
 from proxy.forwarded import TrustedForwarded
 from proxy.logsetup import configure_logging
-from proxy.observability.prometheus import count_cooldown, release_in_flight, track_in_flight
+from proxy.observability.prometheus import configure_labels, count_cooldown, release_in_flight, track_in_flight
 from proxy.observability.views import bp as metrics_bp
 from proxy.passthrough.forwarder import Forwarder
 from proxy.passthrough.views import bp as passthrough
 from proxy.request_body import BodyGuard, refuse_unread_body
 from proxy.requestctx import begin, finish
+from proxy.storage import admitted
 from proxy.storage.database import init_database, local_path, release_connection
 from proxy.storage.recorder import record
 from proxy.storage.spool import Spool
@@ -79,10 +83,11 @@ def create_app(config=None):
     app.extensions["spool"] = Spool(app.config["SPOOL_DIR"] or local_path(app, "spool"))
     app.extensions["records"] = RecordWriter(app, app.extensions["spool"], app.config["RECORD_GATHER_SECONDS"],
                                              app.config["SPOOL_REPLAY_SECONDS"])
+    app.extensions["ended_uploads"] = EndedUploads(local_path(app, "uploads-ended"), app.config["UPLOAD_URL_SECONDS"])
+    app.extensions["quotas"] = QuotaHolds.from_app(app)
     app.extensions["key_cache"] = KeyCache(local_path(app, "clients-changed"), app.config["CLIENT_CACHE_SECONDS"])
-    if app.config["API_KEYS"]:
-        with app.app_context():
-            clients.sync_env_keys(app.config["API_KEYS"])
+    with app.app_context():  # even with API_KEYS empty: the clients of keys taken out of it stop
+        sync_env_keys(app.config["API_KEYS"])
     app.extensions["started_at"] = time.monotonic()
     # One key pool for both APIs: a key resting after a 429 rests for every caller.
     pool = KeyPool(app.config["GEMINI_API_KEYS"], on_rest=count_cooldown)
@@ -111,15 +116,18 @@ def create_app(config=None):
 
     # Order matters: the request id first, then who is calling (so what follows is recorded as theirs), then
     # what cannot be served at all, then their limits.
+    note_admitted, forget_on_close = admitted.hooks(app.extensions["records"].inflight)
     app.before_request(begin)
     app.before_request(authenticate)
     app.before_request(refuse_empty_segments)
     app.before_request(refuse_unread_body)
     init_limits(app)
     app.before_request(check_token_quota)
+    app.before_request(note_admitted)  # what a worker that dies mid-request leaves its survivors to record
     app.before_request(release_connection)
     app.before_request(track_in_flight)
     app.after_request(release_in_flight)
+    app.after_request(forget_on_close)  # after_request hooks run last first: this one after the recorder's
     app.after_request(record)
     app.after_request(finish)
     init_security(app)
@@ -135,6 +143,7 @@ def create_app(config=None):
     app.register_blueprint(keys_cli)
     app.register_blueprint(ops_cli)
     app.register_blueprint(cache_cli)
+    configure_labels([*app.config["GEMINI_MODELS"], *allowed], [rule.rule for rule in app.url_map.iter_rules()])
     app.wsgi_app = TrustedForwarded(app.wsgi_app, app.config["FORWARDED_ALLOW_IPS"])
     # Outermost: it reads every body before anything else runs, and talks to the server's start_response.
     app.wsgi_app = BodyGuard(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"], app.config["BODY_READ_SECONDS"])

@@ -84,6 +84,13 @@ def _url(env, name, default):
     return value
 
 
+def _redis_url(env, name):
+    value = env.get(name, "").strip()
+    if value and not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"{name} must be empty or a redis://, rediss:// or unix:// URL")
+    return value
+
+
 def _log_level(env, name, default):
     value = _text(env, name, default).upper()
     if value not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -175,6 +182,7 @@ def load_settings(env=None):
         "PASSTHROUGH_MAX_ATTEMPTS": _number(env, "PASSTHROUGH_MAX_ATTEMPTS", 1, int, minimum=1, maximum=10),
         "LOG_BODIES": _flag(env, "LOG_BODIES", True),
         "LOG_BODY_MAX_BYTES": _number(env, "LOG_BODY_MAX_BYTES", 16 * 1024 * 1024, int, minimum=0),
+        "UPLOAD_URL_SECONDS": _number(env, "UPLOAD_URL_SECONDS", 86400, int, minimum=60, maximum=7 * 86400),
         # Access control and limits
         "API_KEYS": _list(env, "API_KEYS"),
         "REQUIRE_API_KEY": _flag(env, "REQUIRE_API_KEY", False),
@@ -183,6 +191,9 @@ def load_settings(env=None):
         "RATE_LIMIT": _rate_limit(env, "RATE_LIMIT"),
         "RATE_LIMIT_STORAGE_URL": _text(env, "RATE_LIMIT_STORAGE_URL", "memory://"),
         "DAILY_TOKEN_QUOTA": _number(env, "DAILY_TOKEN_QUOTA", 0, int, minimum=0),
+        # "" keeps the quota ledger in a file beside the database (this instance's workers); redis:// shares it.
+        "QUOTA_STORAGE_URL": _redis_url(env, "QUOTA_STORAGE_URL"),
+        "QUOTA_HOLD_SECONDS": _number(env, "QUOTA_HOLD_SECONDS", 300.0, minimum=1),
         "CORS_ORIGINS": _list(env, "CORS_ORIGINS"),
         # Response cache
         "CACHE_ENABLED": _flag(env, "CACHE_ENABLED", False),

@@ -47,10 +47,27 @@ class ApiClient(db.Model):
     revoked_at: Mapped[Optional[datetime]]
     rate_limit: Mapped[Optional[str]] = mapped_column(String(100))  # Flask-Limiter syntax; None: default
     daily_token_quota: Mapped[Optional[int]]  # None: the default; 0: unlimited
+    # A client from API_KEYS: the sha256 of that key (never the key), kept when the secret is rotated, so
+    # seeding at start still knows which client a listed key belongs to.
+    env_key_hash: Mapped[Optional[str]] = mapped_column(String(64), index=True)
+    # revoked | rotated: an operator refused the client's API_KEYS key; every start keeps it refused
+    # until an operator restores it (None: API_KEYS alone decides).
+    env_key_refused: Mapped[Optional[str]] = mapped_column(String(10))
 
     @property
     def active(self):
         return self.revoked_at is None
+
+    @property
+    def state(self):
+        """active; rotated: it answers only to the secret that replaced its first; revoked."""
+        if self.revoked_at is not None:
+            return "revoked"
+        return "rotated" if self.rotated_at is not None else "active"
+
+    @property
+    def from_api_keys(self):
+        return self.source == "env"
 
 
 class RequestLog(db.Model):

@@ -49,6 +49,10 @@ class Emulator:
     def requests(self):
         return self.control("requests")
 
+    def received(self):
+        """Every request that reached the emulator as it arrived: method, raw target, headers."""
+        return self.control("received")
+
 
 @pytest.fixture(scope="session")
 def emulator_process(tmp_path_factory):

@@ -254,3 +254,25 @@ class Postgres:
     def remove(self):
         self.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def worker_holding(client_address, server_port, pids):
+    """Which of `pids` holds the server side of the TCP connection from `client_address` (host, port)
+    to `server_port`, read from /proc: the socket's inode, then the process with it open."""
+    wanted = f":{client_address[1]:04X}"
+    inode = None
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as handle:
+            for line in handle.readlines()[1:]:
+                fields = line.split()
+                if fields[1].endswith(f":{server_port:04X}") and fields[2].endswith(wanted):
+                    inode = fields[9]
+    assert inode, f"no connection from {client_address} to port {server_port}"
+    for pid in pids:
+        for descriptor in glob.glob(f"/proc/{pid}/fd/*"):
+            try:
+                if os.readlink(descriptor) == f"socket:[{inode}]":
+                    return pid
+            except OSError:
+                continue
+    raise AssertionError(f"none of {pids} holds the connection from {client_address}")

@@ -37,6 +37,7 @@ def test_a_postgresql_url_uses_the_bundled_gevent_friendly_driver(given, used):
     ("PORT", "eighty"), ("PORT", "70000"), ("REQUEST_DEADLINE_SECONDS", "0"), ("RETRY_MAX_ATTEMPTS", "2.5"),
     ("GEMINI_BASE_URL", "ftp://example"), ("GEMINI_BASE_URL", "not a url"), ("LOG_LEVEL", "LOUD"),
     ("FALLBACK_ENABLED", "maybe"), ("GEMINI_MODELS", " , "), ("UPSTREAM_TIMEOUT_SECONDS", "60"),
+    ("QUOTA_STORAGE_URL", "memcached://cache:11211"), ("QUOTA_HOLD_SECONDS", "0"),
     ("BODY_READ_SECONDS", "0"), ("BODY_READ_SECONDS", "soon"),
 ])
 def test_bad_values_are_refused_by_name(name, value):

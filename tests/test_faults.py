@@ -51,7 +51,8 @@ def test_a_refused_record_is_spooled_then_written_once(make_app, tmp_path):
     assert rows(url, "SELECT count(*) FROM exchange_bodies") == [(1,)]
     assert rows(url, "SELECT count(*) FROM metrics") == [(2,)]
     assert rows(url, "SELECT count(*) FROM attempts") == [(2,)]
-    assert client.get("/health").json["spool"] == {"depth": 0, "stuck": 0, "rejected": 0, "held_in_memory": 0}
+    assert client.get("/health").json["spool"] == {"depth": 0, "stuck": 0, "oldest_seconds": 0.0, "rejected": 0,
+                                                  "held_in_memory": 0}
 
 
 def test_a_record_spooled_twice_is_written_once(make_app, tmp_path):
@@ -129,6 +130,47 @@ def test_a_database_locked_for_seconds_loses_nothing(gunicorn, tmp_path):
     assert rows(server.database_url, "SELECT count(*) FROM metrics") == [(35,)]
     assert health(server)["status"] == "ok"
     assert [spool_gauge(server, state) for state in ("waiting", "stuck", "rejected")] == [0, 0, 0]
+
+
+@pytest.mark.e2e
+def test_health_is_degraded_once_records_have_waited_two_replay_intervals_behind_a_locked_database(gunicorn):
+    # A long busy timeout: the writers wait for the lock rather than fail, so no write is refused.
+    server = gunicorn(SQLITE_BUSY_TIMEOUT_SECONDS="60", SPOOL_REPLAY_SECONDS="0.5", RECORD_GATHER_SECONDS="0")
+    path = server.database_url.split("///", 1)[1]
+    assert all(r.status_code == 200 for r in send(server, 4))
+    wait_for(lambda: rows(server.database_url, "SELECT count(*) FROM request_log") == [(4,)], message="4 rows")
+    assert health(server)["status"] == "ok"
+
+    locker = sqlite3.connect(path, timeout=5)
+    locker.execute("BEGIN EXCLUSIVE")
+    stop, trickled = threading.Event(), []
+
+    def trickle():  # traffic goes on: every worker's spool file is appended to all the time
+        while not stop.is_set():
+            trickled.extend(send(server, 4))
+            time.sleep(0.1)
+
+    trickler = threading.Thread(target=trickle)
+    try:
+        waiting = send(server, 20)
+        assert [r.status_code for r in waiting] == [200] * 20
+        trickler.start()
+        # Every one of the 20 has waited longer than two replay intervals, however fresh its file.
+        wait_for(lambda: health(server)["spool"]["stuck"] >= 20, 20, "the 20 records counted stuck")
+        body = health(server)
+        assert body["status"] == "degraded" and body["spool"]["oldest_seconds"] >= 1.0
+        assert "has not taken records" in body["message"]
+    finally:
+        stop.set()
+        if trickler.is_alive():
+            trickler.join()
+        locker.rollback()
+        locker.close()
+    total = 4 + 20 + len(trickled)
+    wait_for(lambda: rows(server.database_url, "SELECT count(*) FROM request_log") == [(total,)], 30,
+             "every record written")
+    wait_for(lambda: health(server)["status"] == "ok", message="health to be ok again")
+    assert health(server)["spool"]["stuck"] == 0
 
 
 def spool_gauge(server, state):
@@ -224,7 +266,7 @@ def test_a_record_the_database_refuses_as_invalid_is_kept_apart_and_holds_back_n
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     assert rows(url, "SELECT count(*) FROM request_log WHERE request_id != 'broken-record-1'") == [(3,)]
     health = client.get("/health").json
-    assert health["spool"] == {"depth": 0, "stuck": 0, "rejected": 1, "held_in_memory": 0}
+    assert health["spool"] == {"depth": 0, "stuck": 0, "oldest_seconds": 0.0, "rejected": 1, "held_in_memory": 0}
     assert "invalid" in health["message"]
     (kept,) = [path for path in os.listdir(spool_dir) if path.startswith("rejected-")]
     with open(spool_dir / kept, "rb") as handle:
@@ -276,26 +318,26 @@ def test_the_spool_depth_counts_what_was_appended_since_the_last_count(tmp_path)
     spool = Spool(str(tmp_path / "spool"))
     for n in range(3):
         spool.append({"request_id": f"a{n}"})
-    assert spool.waiting(60) == (3, 0)
+    assert spool.waiting(60)[:2] == (3, 0)
     (own,) = spool.files()
     with open(own, "ab") as handle:
         handle.write(b'{"request_id": "a3')  # another worker's append, under way
-    assert spool.waiting(60) == (3, 0)
+    assert spool.waiting(60)[:2] == (3, 0)
     with open(own, "ab") as handle:
         handle.write(b'"}\n')
     spool.append({"request_id": "a4"})
-    assert spool.waiting(60) == (5, 0)
+    assert spool.waiting(60)[:2] == (5, 0)
 
     with open(own, "wb") as handle:  # a new file under the same name and inode, longer than the last
         handle.write(b"".join(encode({"request_id": f"rewritten-{n}"}) for n in range(9)))
-    assert spool.waiting(60) == (9, 0)
+    assert spool.waiting(60)[:2] == (9, 0)
     assert spool.replay(lambda records, tried: (len(records), 0), per_write=4) == (9, 0)
-    assert spool.waiting(60) == (0, 0)
+    assert spool.waiting(60)[:2] == (0, 0)
     spool.append({"request_id": "c0"})
-    assert spool.waiting(60) == (1, 0)
+    assert spool.waiting(60)[:2] == (1, 0)
     spool.reject({"request_id": "c1"}, "too long")
     spool.reject({"request_id": "c2"}, "too long")
-    assert spool.rejected() == 2 and spool.waiting(60) == (1, 0)
+    assert spool.rejected() == 2 and spool.waiting(60)[:2] == (1, 0)
 
 
 def test_records_are_held_in_memory_while_the_spool_disk_refuses_them_too(make_app, tmp_path):
@@ -322,7 +364,8 @@ def test_records_are_held_in_memory_while_the_spool_disk_refuses_them_too(make_a
     ids = {answer.headers["X-Request-ID"] for answer in answers}
     assert {r for (r,) in rows(url, "SELECT request_id FROM request_log")} == ids
     assert rows(url, "SELECT count(*) FROM exchange_bodies") == [(1,)]
-    assert client.get("/health").json["spool"] == {"depth": 0, "stuck": 0, "rejected": 0, "held_in_memory": 0}
+    assert client.get("/health").json["spool"] == {"depth": 0, "stuck": 0, "oldest_seconds": 0.0, "rejected": 0,
+                                                  "held_in_memory": 0}
 
 
 @pytest.fixture

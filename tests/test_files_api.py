@@ -62,23 +62,29 @@ def test_the_upload_url_a_client_is_given_points_at_the_proxy(server, emulator):
         "X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": "0"})
     assert finished.headers["X-Goog-Upload-Status"] == "final" and finished.json()["file"]["sizeBytes"] == "5"
 
+    # Once the upload has ended, its URL opens nothing, in either worker.
+    again = [requests.post(url, data=b"hello", timeout=30, headers={
+        "X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": "0"}) for _ in range(2)]
+    assert [r.status_code for r in again] == [401, 401]
+    assert again[0].json()["error"]["status"] == "UNAUTHENTICATED"
+
     # A client with its own Gemini key (and its proxy key) goes on with its own: a chunk that does not
     # carry it is sent with no key, never with a server key of another project.
     own = requests.post(f"{server.url}/upload/v1beta/files", json={"file": {}},
                         headers={**START, "x-goog-api-key": KEYS[2], "X-API-KEY": CLIENT_KEY}, timeout=30)
     own_url = own.headers["X-Goog-Upload-URL"]
-    assert own_url.endswith("&gemini_proxy_key=own")
+    assert "&gemini_proxy_key=own." in own_url and KEYS[2] not in own_url
     assert requests.post(own_url, data=b"hello", timeout=30, headers={
-        "X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": "0", "X-API-KEY": CLIENT_KEY,
+        "X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": "0",
     }).headers["X-Goog-Upload-Status"] == "final"
-    assert requests.post(own_url, data=b"hello", timeout=30, headers={  # the URL alone is no credential here
-        "X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": "0"}).status_code == 401
     assert [(r["action"], r["key"]) for r in emulator.requests()[-2:]] == [("upload.start", KEYS[2]),
                                                                           ("upload.chunk", "")]
 
     # A URL the proxy did not sign is no credential; one naming a server key the proxy no longer holds
-    # (with a client key, past the check) cannot go on.
-    forged = url.replace("gemini_proxy_key=key-", "gemini_proxy_key=key-0000")
+    # (with the client key that began it, past the check) cannot go on.
+    fresh = requests.post(f"{server.url}/upload/v1beta/files", json={"file": {}},
+                          headers={**START, "X-API-KEY": CLIENT_KEY}, timeout=30).headers["X-Goog-Upload-URL"]
+    forged = fresh.replace("gemini_proxy_key=key-", "gemini_proxy_key=key-0000")
     chunk = {"X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": "0"}
     assert requests.post(forged, data=b"hello", headers=chunk, timeout=30).status_code == 401
     refused = requests.post(forged, data=b"hello", headers={**chunk, "X-API-KEY": CLIENT_KEY}, timeout=30)

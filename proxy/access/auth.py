@@ -2,10 +2,14 @@
 import hmac
 
 from flask import current_app, g, request
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
-from ..errors import AdminDisabled, Unauthorized
-from ..passthrough import uploads
-from . import clients
+from models import ApiClient, db
+
+from ..errors import AdminDisabled, InvalidRequest, NotFound, Unauthorized
+from ..wire import credentials, native as native_wire, query as queries, routes, upload_urls
+from . import clients, upload_grants
 
 API, NATIVE, ADMIN = "api", "native", "admin"
 _AREAS = (("/gemini/", API), ("/gemini-proxy", API), ("/v1beta/", NATIVE), ("/v1/", NATIVE),
@@ -20,13 +24,33 @@ def area_of(path):
     return None
 
 
-def _bearer():
-    header = request.headers.get("Authorization", "")
-    return header[7:].strip() if header[:7].lower() == "bearer " else ""
-
-
 def keys_required():
     return current_app.config["REQUIRE_API_KEY"] or clients.any_issued()
+
+
+def _read(incoming, area):
+    """What the request presents (and on the pass-through, its parsed route and query); 4xx if malformed."""
+    try:
+        if area == NATIVE:
+            native = native_wire.read(incoming.environ, incoming.headers)
+            return native, native.presented
+        return None, credentials.presented(incoming.headers)
+    except routes.BadRoute as exc:
+        raise (NotFound(str(exc)) if exc.status == 404 else InvalidRequest(str(exc))) from None
+    except (queries.BadQuery, credentials.BadCredentials) as exc:
+        raise InvalidRequest(str(exc)) from None
+
+
+def _is_proxy_key(value):
+    """Whether a key a client asks to send on to Gemini is one of the proxy's own, in any state."""
+    if value.startswith(clients.KEY_PREFIX) or clients.find_active(value) is not None:
+        return True
+    try:
+        return db.session.execute(select(ApiClient.id).where(
+            ApiClient.key_hash == clients.hash_key(value))).first() is not None
+    except SQLAlchemyError:
+        db.session.rollback()
+        return True  # unknown: forwarding a proxy key to Google is the worse mistake
 
 
 def authenticate():
@@ -36,30 +60,38 @@ def authenticate():
     state.area = area = area_of(incoming.path)
     state.client = client = None
     state.proxy_key_slot = None  # where a native client put its proxy key, to be swapped for a server key
+    state.native = state.upload = None
     if area is None or incoming.method == "OPTIONS":
         return
     if area == ADMIN:
         return require_admin()
-    headers = incoming.headers
-    explicit = headers.get("X-API-KEY", "").strip()
-    if explicit:
-        client = clients.find_active(explicit)
+    native, presented = _read(incoming, area)
+    state.native = native
+    if presented.api_key:
+        client = clients.find_active(presented.api_key)
+        if client is not None and presented.gemini and _is_proxy_key(presented.gemini[1]):
+            raise Unauthorized("A proxy key is never sent on to Gemini: send it as X-API-KEY alone, or in "
+                               "x-goog-api-key, key= or Authorization alone.")
     elif area == API:
-        client = clients.find_active(_bearer())
-    else:
-        for slot, value in (("header", headers.get("x-goog-api-key", "").strip()),
-                            ("query", incoming.args.get("key", "").strip()), ("bearer", _bearer())):
-            client = clients.find_active(value) if value else None
-            if client is not None:
-                state.proxy_key_slot = slot
-                break
+        client = clients.find_active(presented.bearer)
+    elif presented.gemini:
+        slot, value = presented.gemini
+        client = clients.find_active(value)
+        if client is not None:
+            state.proxy_key_slot = slot
+    if native is not None and native.route.prefix and native.query.get(upload_urls.PARAMETER):
+        # A chunk sent to an upload URL the proxy gave out: its grant names the client that began it.
+        state.upload = upload_grants.admit(
+            native, incoming.method, incoming.headers.get("X-Goog-Upload-Command", ""), client,
+            current_app.extensions["forwarder"].pool, current_app.extensions["ended_uploads"])
+        state.client = state.upload.client
+        if state.client is None and keys_required() and state.upload.pin == upload_urls.OWN:
+            raise Unauthorized("An API key is required: send it as X-API-KEY or Authorization: Bearer.")
+        return
     state.client = client
-    if client is None and area == NATIVE and uploads.signed_chunk(incoming):
-        return  # a chunk of an upload a client began here: the URL it was given is its credential
     if client is None and keys_required():
-        presented = explicit or _bearer() or (area == NATIVE and (
-            headers.get("x-goog-api-key", "").strip() or incoming.args.get("key", "").strip()))
-        raise Unauthorized("The API key is not valid or has been revoked." if presented else
+        anything = presented.api_key or presented.bearer or presented.gemini
+        raise Unauthorized("The API key is not valid or has been revoked." if anything else
                            "An API key is required: send it as X-API-KEY or Authorization: Bearer.")
 
 
@@ -70,8 +102,12 @@ def require_admin():
         if keys_required():
             raise AdminDisabled("Operator endpoints are off: set ADMIN_API_KEY to use them.")
         return
-    presented = request.headers.get("X-API-KEY", "").strip() or _bearer()
-    if not presented or not hmac.compare_digest(presented.encode(), admin_key.encode()):
+    try:
+        presented = credentials.presented(request.headers)
+    except credentials.BadCredentials as exc:
+        raise InvalidRequest(str(exc)) from None
+    given = presented.api_key or presented.bearer
+    if not given or not hmac.compare_digest(given.encode(), admin_key.encode()):
         raise Unauthorized("The admin key is required here.")
 
 

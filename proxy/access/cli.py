@@ -1,6 +1,6 @@
-"""flask keys ...: issue, list, revoke and rotate client keys from the command line."""
+"""flask keys ...: issue, list, revoke, rotate and restore client keys from the command line."""
 import click
-from flask import Blueprint
+from flask import Blueprint, current_app
 
 from config import valid_rate_limit
 
@@ -9,9 +9,17 @@ from . import clients
 cli = Blueprint("keys", __name__, cli_group="keys")
 
 
+def _state(client):
+    when = client.revoked_at if client.state == "revoked" else client.rotated_at
+    state = client.state + (f" {when:%Y-%m-%d %H:%M}" if when else "")
+    if client.from_api_keys and client.env_key_refused:
+        state += ", its API_KEYS key refused until restored"
+    return state
+
+
 def _show(client):
-    state = "active" if client.active else f"revoked {client.revoked_at:%Y-%m-%d %H:%M}"
-    return (f"{client.id:>4}  {client.name:<24} {client.key_prefix}…  {client.source:<5} {state:<24} "
+    source = "API_KEYS" if client.from_api_keys else client.source
+    return (f"{client.id:>4}  {client.name:<24} {client.key_prefix}…  {source:<8} {_state(client):<24} "
             f"limit={client.rate_limit or '-'} quota={client.daily_token_quota if client.daily_token_quota is not None else '-'}")
 
 
@@ -37,7 +45,8 @@ def list_command():
 @cli.cli.command("revoke")
 @click.argument("client")
 def revoke_command(client):
-    """Revoke CLIENT (an id or a name); it stops working at once."""
+    """Revoke CLIENT (an id or a name); it stops working at once, and a key from API_KEYS stays refused
+    across restarts until `keys restore`."""
     try:
         revoked = clients.revoke(client)
     except clients.ClientNotFound as exc:
@@ -48,9 +57,22 @@ def revoke_command(client):
 @cli.cli.command("rotate")
 @click.argument("client")
 def rotate_command(client):
-    """Give CLIENT (an id or a name) a new secret; the old one stops at once."""
+    """Give CLIENT (an id or a name) a new secret; the old one stops at once (a key from API_KEYS stays
+    refused across restarts until `keys restore`)."""
     try:
         rotated, secret = clients.rotate(client)
     except clients.ClientNotFound as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Rotated client {rotated.id} ({rotated.name}). Its new key, shown only now:\n{secret}")
+
+
+@cli.cli.command("restore")
+@click.argument("client")
+def restore_command(client):
+    """Undo the revocation of CLIENT (an id or a name); a client from API_KEYS also gets its API_KEYS key
+    back, and a secret it was rotated to stops at once."""
+    try:
+        restored = clients.restore(client, current_app.config["API_KEYS"])
+    except (clients.ClientNotFound, clients.CannotRestore) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Restored client {restored.id} ({restored.name}): {_state(restored)}.")

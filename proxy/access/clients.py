@@ -1,4 +1,4 @@
-"""Client keys: issue, look up, revoke and rotate; keys listed in API_KEYS are kept in step."""
+"""Client keys: issue, look up, revoke, rotate and restore (API_KEYS are kept in step by env_keys)."""
 import hashlib
 import hmac
 import logging
@@ -29,6 +29,10 @@ def new_secret():
 
 class ClientNotFound(LookupError):
     pass
+
+
+class CannotRestore(ValueError):
+    """The client has nothing an operator could restore (its old secret is not kept, or its key left API_KEYS)."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,7 @@ def any_issued():
     return issued
 
 
-def _changed():
+def changed():
     db.session.commit()
     _cache().changed()
 
@@ -97,7 +101,7 @@ def create(name, rate_limit=None, daily_token_quota=None, source="cli"):
     client = ApiClient(name=name, key_hash=hash_key(secret), key_prefix=secret[:10], source=source,
                        rate_limit=rate_limit or None, daily_token_quota=daily_token_quota)
     db.session.add(client)
-    _changed()
+    changed()
     return client, secret
 
 
@@ -114,11 +118,31 @@ def resolve(ref):
     return client
 
 
+def env_digest(client):
+    """The hash of the API_KEYS key a client came from, if known. Rows from before env_key_hash existed
+    still hold it as their key_hash unless they were rotated (then it is lost)."""
+    if client.source != "env":
+        return None
+    return client.env_key_hash or (client.key_hash if client.rotated_at is None else None)
+
+
+def _refuse_env_key(client, how):
+    """Remember that an operator refused this client's API_KEYS key, so no start seeds it back."""
+    if client.source == "env":
+        client.env_key_hash = env_digest(client)
+        client.env_key_refused = how
+
+
+def env_prefix(key):
+    return key[:4] + "…"
+
+
 def revoke(ref):
     client = resolve(ref)
-    if client.revoked_at is None:
-        client.revoked_at = utcnow()
-        _changed()
+    if client.revoked_at is None or (client.source == "env" and client.env_key_refused != "revoked"):
+        _refuse_env_key(client, "revoked")
+        client.revoked_at = client.revoked_at or utcnow()
+        changed()
     return client
 
 
@@ -127,35 +151,40 @@ def rotate(ref):
     client = resolve(ref)
     if not client.active:
         raise ClientNotFound(f"client {ref!r} is revoked")
+    _refuse_env_key(client, "rotated")
     secret = new_secret()
     client.key_hash, client.key_prefix, client.rotated_at = hash_key(secret), secret[:10], utcnow()
-    _changed()
+    changed()
     return client, secret
+
+
+def restore(ref, env_keys):
+    """Undo a revocation; a client from API_KEYS (in `env_keys`) also goes back to its API_KEYS key, its
+    rotated secret stopping at once. A client already active and on its first secret is left as it is."""
+    client = resolve(ref)
+    digest = env_digest(client)
+    if digest is not None:
+        if client.state == "active" and client.env_key_refused is None:
+            return client
+        key = next((key for key in env_keys if hash_key(key) == digest), None)
+        if key is None:
+            raise CannotRestore(f"Client {client.id}'s key is no longer in API_KEYS.")
+        client.key_hash, client.key_prefix, client.env_key_hash = digest, env_prefix(key), digest
+        client.revoked_at = client.rotated_at = client.env_key_refused = None
+    elif client.revoked_at is not None:
+        client.revoked_at = None
+    elif client.rotated_at is not None:
+        raise CannotRestore(f"Client {client.id} was rotated and its old secret is not kept; only a client "
+                            "from API_KEYS goes back to its key.")
+    else:
+        return client
+    try:
+        changed()
+    except IntegrityError:
+        db.session.rollback()
+        raise CannotRestore(f"Another client holds client {client.id}'s API_KEYS key.") from None
+    return client
 
 
 def all_clients():
     return db.session.execute(select(ApiClient).order_by(ApiClient.id)).scalars().all()
-
-
-def sync_env_keys(keys):
-    """Make the keys in API_KEYS clients (by hash), and revoke env clients no longer listed."""
-    wanted = {hash_key(key): key for key in keys}
-    try:
-        existing = {c.key_hash: c for c in db.session.execute(
-            select(ApiClient).where(ApiClient.source == "env")).scalars()}
-        for digest, key in wanted.items():
-            client = existing.get(digest)
-            if client is None:
-                db.session.add(ApiClient(name=f"env-{digest[:8]}", key_hash=digest, key_prefix=key[:4] + "…",
-                                         source="env"))
-            elif client.revoked_at is not None:
-                client.revoked_at = None
-        for digest, client in existing.items():
-            if digest not in wanted and client.revoked_at is None:
-                client.revoked_at = utcnow()
-        _changed()
-    except IntegrityError:
-        db.session.rollback()  # another worker synced the same keys first
-    except SQLAlchemyError:
-        db.session.rollback()
-        log.exception("could not sync API_KEYS into the client table")

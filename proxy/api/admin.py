@@ -1,4 +1,5 @@
 """Operator endpoints under /admin: client key management, guarded by ADMIN_API_KEY."""
+from flask import current_app
 from flask_restx import Namespace, Resource, fields
 
 from config import valid_rate_limit
@@ -18,6 +19,11 @@ client_model = ns.model("Client", {
     "key_prefix": fields.String(description="The key's first characters, to recognise it", example="gp_Xk3f9aQ"),
     "source": fields.String(description="cli, admin or env (API_KEYS)", example="admin"),
     "active": fields.Boolean(description="False once revoked"),
+    "state": fields.String(enum=["active", "rotated", "revoked"], example="active",
+                           description="rotated: it answers only to the secret that replaced its first. A client "
+                                       "from API_KEYS that was revoked or rotated stays refused its API_KEYS key "
+                                       "across restarts, until POST /admin/clients/{id}/restore"),
+    "from_api_keys": fields.Boolean(description="Whether it came from the API_KEYS setting (source env)"),
     "rate_limit": nullable(fields.String)(description="Override of RATE_LIMIT, Flask-Limiter syntax",
                                           example="10/minute"),
     "daily_token_quota": nullable(fields.Integer)(description="Tokens a day (UTC); 0 unlimited; empty: default"),
@@ -74,7 +80,8 @@ class ClientList(Resource):
 
 @ns.route("/clients/<int:client_id>/revoke")
 class ClientRevoke(Resource):
-    @ns.marshal_with(client_model, description="Revoked: the key stops working at once")
+    @ns.marshal_with(client_model, description="Revoked: the key stops working at once (from API_KEYS: across "
+                                               "restarts too, until restored)")
     @document_errors(ns, 401, 403, 404)
     def post(self, client_id):
         """Revoke a client key."""
@@ -93,3 +100,17 @@ class ClientRotate(Resource):
         client, secret = clients.rotate(client_id)
         client.api_key = secret
         return client
+
+
+@ns.route("/clients/<int:client_id>/restore")
+class ClientRestore(Resource):
+    @ns.marshal_with(client_model, description="Restored: active again; a client from API_KEYS is back on "
+                                               "its API_KEYS key, and a secret it was rotated to stops at once")
+    @document_errors(ns, 400, 401, 403, 404)
+    def post(self, client_id):
+        """Undo a revocation, or put a client from API_KEYS back on its API_KEYS key."""
+        _find(client_id)
+        try:
+            return clients.restore(client_id, current_app.config["API_KEYS"])
+        except clients.CannotRestore as exc:
+            raise InvalidRequest(str(exc)) from None

@@ -25,11 +25,14 @@ health_model = ns.model("Health", {
     "database": fields.Raw(description="Whether the database answers", example={"reachable": True}),
     "spool": fields.Raw(description="Records on their way to the database: depth, all of them (a few in "
                                     "passing is normal); stuck, those waiting longer than twice "
-                                    "SPOOL_REPLAY_SECONDS because the database refuses them; rejected, those "
-                                    "it refused as invalid, kept apart in SPOOL_DIR for the operator; "
+                                    "SPOOL_REPLAY_SECONDS (plus RECORD_GATHER_SECONDS) because the database "
+                                    "refuses or holds them off (any makes the status degraded); "
+                                    "oldest_seconds, how long the oldest has waited; rejected, those it "
+                                    "refused as invalid, kept apart in SPOOL_DIR for the operator; "
                                     "held_in_memory, those this worker keeps while the spool's disk refuses "
                                     "them too",
-                        example={"depth": 0, "stuck": 0, "rejected": 0, "held_in_memory": 0}),
+                        example={"depth": 0, "stuck": 0, "oldest_seconds": 0.0, "rejected": 0,
+                                 "held_in_memory": 0}),
     "api_key_configured": fields.Boolean(description="Whether a Gemini API key is set (never the key)"),
     "api_keys": fields.Integer(description="How many keys the pool holds", example=2),
     "models": fields.List(fields.String, description="The model fallback chain, first is the default",
@@ -79,7 +82,9 @@ class Health(Resource):
                          "it or the database takes them.")
         if not reachable or spool["stuck"] or current_app.extensions["records"].failing:
             body["status"] = "degraded"
-            problem = "The database is not answering" if not reachable else "The database refused records"
+            problem = "The database is not answering" if not reachable else "The database refused records" \
+                if current_app.extensions["records"].failing else "The database has not taken records for " \
+                f"{spool['oldest_seconds']:.0f} s"
             notes.append(f"{problem}; {spool['depth']} record(s) wait in the spool and will be written when it "
                          "takes them.")
         if notes:

@@ -2,6 +2,7 @@
 endpoint: openai_compat.py), and a control API."""
 import json
 import time
+from urllib.parse import quote
 
 from flask import Flask, Response, jsonify, request
 
@@ -37,6 +38,19 @@ def create_emulator(valid_keys=None, latency_ms=0.0):
     def google_error(status, body, as_array=False):
         payload = [body] if as_array else body
         return Response(json.dumps(payload), status=status, mimetype="application/json")
+
+    @app.before_request
+    def note_received():
+        # What reached Gemini, byte for byte, whatever the route: tests of the proxy's entrances read it.
+        if request.path.startswith("/_emulator/"):
+            return
+        environ = request.environ
+        query = environ.get("QUERY_STRING", "")
+        target = environ.get("RAW_URI") or environ.get("REQUEST_URI") or (
+            quote(environ.get("PATH_INFO", "").encode("latin-1"), safe="/:") + (f"?{query}" if query else ""))
+        with state.lock:
+            state.received.append({"method": request.method, "target": target,
+                                   "headers": {k.lower(): v for k, v in request.headers.items()}})
 
     @app.get("/<version>/models")
     def list_models(version):
@@ -122,6 +136,11 @@ def create_emulator(valid_keys=None, latency_ms=0.0):
     @app.get("/_emulator/stats")
     def control_stats():
         return jsonify(state.stats())
+
+    @app.get("/_emulator/received")
+    def control_received():
+        with state.lock:
+            return jsonify(list(state.received))
 
     @app.get("/_emulator/requests")
     def control_requests():

@@ -25,6 +25,7 @@ class EmulatorState:
             self.peak_in_flight = 0
             self.total = 0
             self.requests = collections.deque(maxlen=1000)
+            self.received = collections.deque(maxlen=5000)  # every request as it arrived, known route or not
             self.uploads = {}  # upload id: a resumable upload under way
             self.files = {}  # name: an uploaded file's resource
 

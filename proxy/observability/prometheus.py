@@ -6,6 +6,9 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 
+from ..wire.routes import GENERATION_ACTIONS, VERSIONS
+from .labels import BoundedLabel
+
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
 
 REQUESTS = Counter("gemini_proxy_requests_total", "Requests served", ["route", "model", "status"])
@@ -23,6 +26,20 @@ CACHE = Counter("gemini_proxy_cache_lookups_total", "Response cache lookups", ["
 IN_FLIGHT = Gauge("gemini_proxy_in_flight_requests", "Requests being served now", multiprocess_mode="livesum")
 
 
+# Models and routes come from clients (a path, a body): bounded, so invented names cannot grow every scrape.
+_models = BoundedLabel()
+_routes = BoundedLabel()
+_NATIVE_ACTIONS = GENERATION_ACTIONS | {"countTokens", "embedContent", "batchEmbedContents"}
+
+
+def configure_labels(models, routes):
+    """The model and route labels every worker knows from the start: the configured models, the app's own
+    routes and Gemini's usual ones; others are learned from answers (labels.MAX_LEARNED), or are `other`."""
+    global _models, _routes
+    native = [f"/{version}/models/{{model}}:{action}" for version in VERSIONS for action in _NATIVE_ACTIONS]
+    _models, _routes = BoundedLabel(models), BoundedLabel([*routes, *native])
+
+
 # The labelled series already made, by metric and label values. prometheus_client keeps every series for
 # the life of the process anyway; finding one here skips the validation and locking of .labels().
 _series = {}
@@ -37,22 +54,24 @@ def _series_of(metric, *values):
 
 def observe(record):
     """Count one finished request from its record (both APIs build one)."""
-    route, model = record["route"] or "-", record["model_used"] or "-"
+    answered = (record["status_code"] or 500) < 400  # upstream (or the cache, which keeps only upstream's) answered
+    attempts = record["attempts"]
+    attempt_models = [_models(a["model"], learn=a["outcome"] == "ok") for a in attempts]
+    route, model = _routes(record["route"], learn=answered), _models(record["model_used"], learn=answered)
     _series_of(REQUESTS, route, model, str(record["status_code"])).inc()
     _series_of(LATENCY, route).observe((record["latency_ms"] or 0) / 1000)
     cache_status = record["cache_status"]
     if cache_status:
         _series_of(CACHE, cache_status.lower()).inc()
-    attempts = record["attempts"]
     if not attempts:
         return
     _series_of(UPSTREAM_LATENCY, model).observe(sum(a["latency_ms"] for a in attempts) / 1000)
-    for attempt in attempts:
-        _series_of(ATTEMPTS, attempt["model"], attempt["outcome"]).inc()
+    for attempt, attempt_model in zip(attempts, attempt_models):
+        _series_of(ATTEMPTS, attempt_model, attempt["outcome"]).inc()
     if len(attempts) > 1:
         _series_of(RETRIES, route).inc(len(attempts) - 1)
     if record["model_used"] and attempts[0]["model"] != record["model_used"]:
-        _series_of(FALLBACKS, attempts[0]["model"], record["model_used"]).inc()
+        _series_of(FALLBACKS, attempt_models[0], model).inc()
     if cache_status != "HIT":
         _series_of(TOKENS, model, "prompt").inc(record.get("prompt_tokens") or 0)
         _series_of(TOKENS, model, "completion").inc(record.get("completion_tokens") or 0)
@@ -93,7 +112,7 @@ def exposition(spool=None):
 
 
 def count_cooldown(model, reason):
-    COOLDOWNS.labels(model, reason).inc()
+    _series_of(COOLDOWNS, _models(model), reason).inc()
 
 
 def track_in_flight():

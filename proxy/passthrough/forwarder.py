@@ -7,22 +7,19 @@ from functools import cached_property
 from datetime import datetime, timezone
 from typing import Optional
 
-from urllib.parse import quote
-
 import urllib3
 
 from ..upstream.failures import UNTRUSTED, from_google_error, untrusted_certificate, untrusted_message
 from ..upstream.messages import AttemptRecord
 from ..upstream.retry import backoff, delay_for
 from ..upstream.session import upstream_pool
-from .headers import upstream_path
+from ..wire import jsonbody
+from ..wire.query import Query
+from ..wire.routes import GENERATION_ACTIONS, Route
 from .keys import SERVER, auth_headers
 
 log = logging.getLogger(__name__)
 
-GENERATION_ACTIONS = {"generateContent", "streamGenerateContent"}
-# Gemini's OpenAI-compatible endpoint (v1beta/openai/chat/completions, ...): the model is named in the body.
-OPENAI = "openai/"
 RETRYABLE_STATUSES = {429, 500, 503, 504}
 
 
@@ -40,20 +37,21 @@ class NativeError(Exception):
 @dataclass
 class NativeCall:
     method: str
-    version: str  # v1beta | v1
-    path: str  # after the version, e.g. models/gemini-2.5-flash:streamGenerateContent
-    query: str  # raw, without key=
+    route: Route  # parsed once from the client's path; what goes upstream is built from it
+    query: Query  # decoded, without credentials
     body: bytes
     headers: dict  # to forward, without auth
     key: object  # KeyChoice
     client_headers: dict = field(default_factory=dict)  # as the client sent them, for the log
-    model: Optional[str] = None
-    action: Optional[str] = None
-    prefix: str = ""  # "upload/" for the Files API's uploads, which Gemini serves under /upload/{version}
+    model: Optional[str] = None  # the model checked, forwarded and recorded
 
-    @cached_property
+    @property
+    def action(self):
+        return self.route.action
+
+    @property
     def openai(self):
-        return self.path.startswith(OPENAI)
+        return self.route.openai
 
     @property
     def streaming(self):
@@ -65,15 +63,10 @@ class NativeCall:
     def payload(self):
         """The JSON body as a dict, parsed once and only when something asks (None if it is not one)."""
         try:
-            value = json.loads(self.body) if self.body else None
-        except ValueError:
+            value = jsonbody.loads(self.body) if self.body else None
+        except jsonbody.BadJson:
             return None
         return value if isinstance(value, dict) else None
-
-    def with_model(self, model):
-        if not self.model or model == self.model:
-            return self.path
-        return self.path.replace(f"models/{self.model}:", f"models/{model}:", 1)
 
 
 @dataclass
@@ -88,30 +81,6 @@ class Reply:
     body: bytes = b""
     key_id: Optional[str] = None
     key: Optional[str] = field(default=None, repr=False)  # the server key that answered (never stored)
-
-
-def parse_model_path(path):
-    """models/{model}:{action} -> (model, action); other paths -> (None, None or the action)."""
-    resource, _, action = path.partition(":")
-    if resource.startswith("models/") and resource.count("/") == 1:
-        return resource[len("models/"):], action or None
-    return None, action or None
-
-
-def openai_model(payload):
-    """The model an OpenAI-compatible request names in its body, as Gemini's paths name it."""
-    model = (payload or {}).get("model")
-    if not isinstance(model, str):
-        return None
-    return model.removeprefix("models/") or None
-
-
-def native_route(version, path, prefix=""):
-    """The route analytics group by: the model replaced by a placeholder."""
-    if path.startswith(OPENAI):
-        return f"/{prefix}{version}/" + ("openai/models" if path.startswith(OPENAI + "models") else path)
-    model, action = parse_model_path(path)
-    return f"/{prefix}{version}/" + (f"models/{{model}}:{action}" if model else path.split("/")[0])
 
 
 class Forwarder:
@@ -193,12 +162,10 @@ class Forwarder:
         return key
 
     def _attempt(self, call, model, key, attempts, deadline):
-        url = f"{self.base_url}/{call.prefix}{call.version}/{upstream_path(call.with_model(model))}"
-        query = [call.query] if call.query else []
-        if call.key.where == "query":
-            query.append("key=" + quote(call.key.key, safe=""))
+        url = self.base_url + call.route.upstream(model if call.route.model == call.model else None)
+        query = call.query.encoded(call.key.key if call.key.where == "query" else None)
         if query:
-            url += "?" + "&".join(query)
+            url += "?" + query
         headers = dict(call.headers)
         headers.update(auth_headers(call.key, key))
         remaining = deadline - self.clock()

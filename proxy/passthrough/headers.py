@@ -1,6 +1,4 @@
 """Header hygiene: hop-by-hop headers dropped, secrets never forwarded twice nor stored."""
-from urllib.parse import quote
-
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "trailers", "transfer-encoding", "upgrade", "proxy-connection"}
 # Set by the proxy itself, or meaningless beyond it.
@@ -26,15 +24,3 @@ def client_headers(upstream):
 
 def redacted(headers):
     return {name: ("[redacted]" if name.lower() in SECRET else value) for name, value in headers.items()}
-
-
-def query_without_key(raw_query):
-    """The raw query string, byte for byte, minus any key= parameter."""
-    text = raw_query.decode("latin-1") if isinstance(raw_query, bytes) else raw_query
-    kept = [part for part in text.split("&") if part and not part.startswith("key=")]
-    return "&".join(kept)
-
-
-def upstream_path(path):
-    """Re-quote the decoded path, keeping the characters Gemini's paths use as they are."""
-    return quote(path, safe="/:@!$&'()*+,;=-._~")

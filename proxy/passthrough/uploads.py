@@ -1,20 +1,16 @@
-"""The Files API's resumable uploads through the proxy.
+"""The Files API's resumable uploads through the proxy: the upload URL Gemini hands out, pointed here.
 
-Gemini answers the start of an upload with the URL its chunks go to, and that URL is their credential:
-the SDKs send the chunks without a key. The proxy points the URL at itself, so the chunks come through it
-too (and a client never learns a way around the gateway), and adds which key the upload began with,
-since the upload belongs to that key's project: a server key by its fingerprint, signed with the key
-itself so that no one can make such a URL who was not given one (it lets a chunk past client-key
-checks, as Gemini lets it past its own), or the client's own key, which the proxy does not hold."""
-import hashlib
-import hmac
+Gemini answers the start of an upload with the URL its chunks go to. The proxy points that URL at
+itself, so the chunks come through it too (and a client never learns a way around the gateway), with
+a grant (wire.upload_urls) naming the key the upload began with, since the upload belongs to that
+key's project, and the client who began it. A server key's grant is signed with that key; an own
+key's with the client's key hash, which only the proxy holds; a grant with neither is unsigned and
+lets nothing past a closed proxy's key check (access.upload_grants)."""
+import time
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from flask import current_app
+from ..wire import routes, upload_urls
 
-PREFIX = "upload/"
-PINNED = "gemini_proxy_key"  # the query parameter the proxy adds to the upload URL it gives out
-OWN = "own"  # begun with the client's own Gemini key: the chunks carry it, or none
 _URL_HEADERS = {"x-goog-upload-url", "x-goog-upload-control-url"}
 
 
@@ -23,47 +19,35 @@ def carries_file(incoming):
     return "upload" in incoming.headers.get("X-Goog-Upload-Command", "")
 
 
-def _signature(key, upload_id):
-    return hmac.new(key.encode(), upload_id.encode(), hashlib.sha256).hexdigest()[:32]
+def finished(headers):
+    """Whether an answer to a chunk says the upload is complete."""
+    return any(name.lower() == "x-goog-upload-status" and value.strip().lower() == "final"
+               for name, value in headers)
 
 
-def signed_chunk(incoming):
-    """A chunk sent to an upload URL the proxy gave out for one of its server keys."""
-    if not incoming.path.startswith("/" + PREFIX):
-        return False
-    key_id, _, signature = incoming.args.get(PINNED, "").partition(".")
-    upload_id = incoming.args.get("upload_id", "")
-    pool = current_app.extensions["forwarder"].pool
-    key = pool.key_with_id(key_id) if key_id and signature and upload_id else None
-    return key is not None and hmac.compare_digest(signature, _signature(key, upload_id))
+def pointed_here(headers, url_root, *, server_key, key_id, client_id, client_secret, seconds, now=None):
+    """`headers` (name, value pairs) with Gemini's upload URLs moved onto the proxy at `url_root`, with a
+    grant for the server key (`server_key`, fingerprint `key_id`) the upload began with, or OWN, and
+    the client that began it (`client_id`, whose key hash is `client_secret`), valid for `seconds`."""
+    expires = int((time.time() if now is None else now) + seconds)
+    client = (client_id, client_secret)
+    return [(name, _here(value, url_root, server_key, key_id, client, expires)
+             if name.lower() in _URL_HEADERS else value) for name, value in headers]
 
 
-def pinned_key(query):
-    """(the query without the proxy's parameter, the key it names: a server key's fingerprint, OWN, or
-    None when it names none)."""
-    if PINNED not in query:
-        return query, None
-    kept, pinned = [], None
-    for name, value in parse_qsl(query, keep_blank_values=True):
-        if name == PINNED:
-            pinned = value.partition(".")[0]
-        else:
-            kept.append((name, value))
-    return urlencode(kept), pinned
-
-
-def pointed_here(headers, url_root, server_key, key_id):
-    """`headers` (name, value pairs) with Gemini's upload URLs moved onto the proxy at `url_root`, naming
-    the server key (`server_key`, fingerprint `key_id`) the upload began with, or OWN when it was none."""
-    return [(name, _here(value, url_root, server_key, key_id) if name.lower() in _URL_HEADERS else value)
-            for name, value in headers]
-
-
-def _here(url, url_root, server_key, key_id):
+def _here(url, url_root, server_key, key_id, client, expires):
     parts = urlsplit(url)
-    if not parts.path.startswith("/" + PREFIX):
+    try:
+        route = routes.parse(parts.path)
+    except routes.BadRoute:
+        return url  # not an upload URL of Gemini's: passed on as Gemini gave it
+    if not route.prefix:
         return url
-    upload_id = dict(parse_qsl(parts.query)).get("upload_id", "")
-    pin = f"{key_id}.{_signature(server_key, upload_id)}" if server_key else OWN
-    query = "&".join(part for part in (parts.query, urlencode({PINNED: pin})) if part)
-    return f"{url_root.rstrip('/')}{parts.path}?{query}"
+    query = [(name, value) for name, value in parse_qsl(parts.query, keep_blank_values=True)
+             if name != upload_urls.PARAMETER]
+    upload_id = dict(query).get("upload_id", "")
+    client_id, client_secret = client
+    pin, secret = (key_id, server_key) if server_key else (upload_urls.OWN, client_secret)
+    grant = upload_urls.issue(secret, route.upstream(), upload_id, pin, client_id, expires)
+    query.append((upload_urls.PARAMETER, grant.text()))
+    return f"{url_root.rstrip('/')}{route.upstream()}?{urlencode(query)}"

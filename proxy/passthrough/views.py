@@ -6,21 +6,25 @@ from flask import Blueprint, Response, current_app, g, request
 
 from ..cache.answers import fold_body, replay
 from ..cache.policy import OFF
-from ..errors import ModelNotAllowed, PromptTooLong
+from ..access.clients import hash_key
+from ..errors import InvalidRequest, ModelNotAllowed, NotFound, PromptTooLong
 from ..storage.exchanges import record_exchange
+from ..wire import jsonbody, routes, upload_urls
+from ..wire.routes import GENERATION_ACTIONS
 from . import uploads
 from .capture import Capture
-from .forwarder import (
-    GENERATION_ACTIONS, NativeCall, NativeError, Reply, native_route, openai_model, parse_model_path,
-)
-from .headers import client_headers, query_without_key, upstream_headers
-from .keys import CLIENT, SERVER, KeyChoice, choose_key
+from .forwarder import NativeCall, NativeError, Reply
+from .headers import client_headers, upstream_headers
+from .keys import CLIENT, SERVER, KeyChoice
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("passthrough", __name__)
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 _READ_SIZE = 64 * 1024  # bytes per read of a body that is not chunked
+# Where a POST names its model in the body rather than the path; and the calls that must name one.
+BODY_MODEL_COLLECTIONS = frozenset({routes.OPENAI, "cachedContents", "interactions"})
+NAMES_MODEL = frozenset({("openai", "chat", "completions"), ("cachedContents",), ("interactions",)})
 
 
 class Stream:
@@ -36,46 +40,64 @@ class Stream:
         self.upstream_broke = False
 
 
-def _call_from_request(incoming, state, version, path, prefix):
-    model, action = parse_model_path(path)
-    query = query_without_key(incoming.query_string)
-    # A proxy key sent where Gemini expects its own is swapped for a server key.
-    key = KeyChoice(SERVER) if state.get("proxy_key_slot") else choose_key(incoming)
-    if prefix:
-        query, pinned = uploads.pinned_key(query)
-        if pinned == uploads.OWN and key.source == SERVER:
-            key = KeyChoice(CLIENT)  # begun with the client's own key, which this chunk does not carry: none
-        elif pinned and pinned != uploads.OWN:
-            key = KeyChoice(SERVER, pinned=pinned)
+def _key_choice(state, native):
+    """Which key the call goes on with: the client's own Gemini key, or the pool's (pinned for an upload)."""
+    presented = native.presented.gemini if not state.get("proxy_key_slot") else None
+    own = KeyChoice(CLIENT, presented[1], presented[0]) if presented else None
+    upload = state.get("upload")
+    if upload is not None:
+        if upload.pin == upload_urls.OWN:
+            return own or KeyChoice(CLIENT)  # begun with the client's own key, which this chunk may not carry
+        return KeyChoice(SERVER, pinned=upload.pin)
+    return own or KeyChoice(SERVER)
+
+
+def _body_model(payload):
+    """The model a request names in its body (OpenAI's, a cache's, an interaction's), as paths name it."""
+    model = (payload or {}).get("model")
+    if model is None:
+        return None
+    if not routes.valid_model_name(model):
+        raise InvalidRequest("The body's model is not a model name of Gemini's API.")
+    return model.removeprefix("models/")
+
+
+def _call_from_request(incoming, state, native):
+    route = native.route
+    body = incoming.get_data(cache=False)
     call = NativeCall(
         method=incoming.method,
-        version=version,
-        path=path,
-        query=query,
-        body=incoming.get_data(cache=False),
+        route=route,
+        query=native.query.without(upload_urls.PARAMETER),
+        body=body,
         headers=upstream_headers(incoming.headers),
-        key=key,
+        key=_key_choice(state, native),
         client_headers=dict(incoming.headers),
-        model=model,
-        action=action,
-        prefix=prefix,
+        model=route.model,
     )
-    if call.openai:
-        call.model = openai_model(call.payload)  # so ALLOWED_MODELS, limits and records see it
+    if body and not route.prefix:
+        try:
+            jsonbody.loads(body)  # refused here, with Google's message, rather than by Gemini or by us later
+        except jsonbody.BadJson as exc:
+            raise InvalidRequest(str(exc)) from None
+    if route.collection in BODY_MODEL_COLLECTIONS and incoming.method == "POST":
+        call.model = _body_model(call.payload)  # so ALLOWED_MODELS, limits and records see it
+        if call.model is None and route.segments in NAMES_MODEL and current_app.config["ALLOWED_MODELS"]:
+            raise InvalidRequest("Name the model in the body's `model`: this proxy allows only some models.")
     return call
 
 
 @bp.route("/upload/<any(v1beta, v1):version>/<path:path>", methods=_METHODS)
-def upload(version, path):
-    return forward(version, path, uploads.PREFIX)
-
-
 @bp.route("/<any(v1beta, v1):version>/<path:path>", methods=_METHODS)
-def forward(version, path, prefix=""):
+def forward(version, path):
     # The objects behind Flask's proxies, looked up once: this is the pass-through's every request.
     app, state, incoming = current_app._get_current_object(), g._get_current_object(), request._get_current_object()
+    native = state.get("native")
+    if native is None:  # only a path the access check parsed is forwarded
+        raise NotFound("The path is not one of Gemini's API.")
     config = app.config
-    call = _call_from_request(incoming, state, version, path, prefix)
+    call = _call_from_request(incoming, state, native)
+    prefix = call.route.prefix
     state.model_requested = call.model
     _check_limits(call, config)
     decision, key, cached = _consult_cache(call)
@@ -83,12 +105,12 @@ def forward(version, path, prefix=""):
         prefix and uploads.carries_file(incoming)) else 0
     stream = Stream(capture, config["CACHE_MAX_BODY_BYTES"] if decision.write and not cached else 0)
     context = {"request_id": state.request_id, "started_at": state.started_at, "elapsed_ms": state.elapsed_ms,
-               "route": native_route(version, path, prefix),
+               "route": call.route.template,
                "client_id": state.client.id if state.get("client") else None,
                "cache_status": state.get("cache_status")}
     state.native_recorded = True  # recorded when the response closes, not by the after_request hook
     if cached is not None:
-        body, content_type = replay(cached, call.streaming, "alt=sse" in call.query)
+        body, content_type = replay(cached, call.streaming, call.query.sse)
         reply = Reply(200, {"Content-Type": content_type, "Content-Length": str(len(body))}, call.model, [], body=body)
     else:
         try:
@@ -99,9 +121,7 @@ def forward(version, path, prefix=""):
     body = _relay(reply, stream, state.elapsed_ms)
     headers = client_headers(reply.headers)
     if prefix:
-        # The chunks must come through the proxy too, and go on with the key the upload began with.
-        server_key = reply.key if call.key.source == SERVER else None
-        headers = uploads.pointed_here(headers, incoming.url_root, server_key, reply.key_id)
+        headers = _upload_headers(app, state, call, reply, headers, incoming.url_root)
     response = Response(body, status=reply.status, headers=headers)
     length = reply.headers.get("Content-Length") or reply.headers.get("content-length")
     if length and not reply.headers.get("Transfer-Encoding"):
@@ -113,6 +133,21 @@ def forward(version, path, prefix=""):
     if stream.whole is not None:
         response.call_on_close(lambda: _keep_in_cache(app, decision, key, call, reply, stream))
     return response
+
+
+def _upload_headers(app, state, call, reply, headers, url_root):
+    """The chunks must come through the proxy too, on the key the upload began with, for its client;
+    and once an upload has ended, the URL it was given opens nothing."""
+    if state.get("upload") is not None and uploads.finished(headers):
+        app.extensions["ended_uploads"].end(call.query.get("upload_id"))
+    client = state.get("client")
+    presented = state.native.presented
+    own_secret = hash_key(presented.api_key or presented.gemini[1]) if client and (
+        presented.api_key or presented.gemini) else None
+    return uploads.pointed_here(
+        headers, url_root, server_key=reply.key if call.key.source == SERVER else None, key_id=reply.key_id,
+        client_id=client.id if client else None, client_secret=own_secret,
+        seconds=app.config["UPLOAD_URL_SECONDS"])
 
 
 def _consult_cache(call):

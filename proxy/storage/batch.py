@@ -4,12 +4,13 @@ A record is a request-log row's columns plus its "attempts", "metric" and "excha
 as the recorders build them; the database assigns the ids that link them."""
 import uuid
 
-from sqlalchemy import String, insert, select, text
+from sqlalchemy import String, delete, insert, select, text
 from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 
 from models import Attempt, Exchange, ExchangeBody, Metric, RequestLog, db
 
 from ..analytics.rollups import forget_late
+from .inflight import WORKER_DIED
 
 _CHUNK = 500  # request ids per IN (...) look-up, well under SQLite's limit on bound variables
 _NOT_SEEN = object()
@@ -73,11 +74,12 @@ _METRICS, _LOGS, _ATTEMPTS, _EXCHANGES, _BODIES = map(_Table, (Metric, RequestLo
 
 
 def _known(request_ids):
-    """{request id: created_at} of those the database holds already."""
+    """{request id: (created_at, error_code)} of those the database holds already."""
     known = {}
     for start in range(0, len(request_ids), _CHUNK):
         chunk = request_ids[start:start + _CHUNK]
-        known.update(db.session.execute(select(RequestLog.request_id, RequestLog.created_at)
+        known.update((request_id, (created_at, error_code)) for request_id, created_at, error_code in
+                     db.session.execute(select(RequestLog.request_id, RequestLog.created_at, RequestLog.error_code)
                                         .where(RequestLog.request_id.in_(chunk))).all())
     return known
 
@@ -110,6 +112,8 @@ def _insert(records, tried):
     """All or none, in one transaction. A record is already there when its request id is, with the same
     start time: a write that was interrupted after its commit is retried. A client may send the same
     X-Request-ID with several requests; each is a record of its own, kept under the id with a suffix.
+    The request's own record replaces the WORKER_DIED one survivors wrote for it, should it turn up
+    after it (its dead worker's spool file replayed by another survivor meanwhile).
     Records never `tried` skip the look-up unless the database turns one of their ids down."""
     if not tried:
         try:
@@ -119,16 +123,21 @@ def _insert(records, tried):
         except IntegrityError:
             db.session.rollback()
     seen = _known(list({record["request_id"] for record in records}))
-    fresh = []
+    fresh, replaced = [], []
     for record in records:
-        started = seen.get(record["request_id"], _NOT_SEEN)
+        started, code = seen.get(record["request_id"], (_NOT_SEEN, None))
         if started == record.get("created_at"):
-            continue
-        if started is not _NOT_SEEN:
+            if code != WORKER_DIED or record.get("error_code") == WORKER_DIED:
+                continue
+            replaced.append(record["request_id"])
+        elif started is not _NOT_SEEN:
             record["request_id"] = f"{record['request_id'][:40]}~{uuid.uuid4().hex[:16]}"
-        seen[record["request_id"]] = record.get("created_at")
+        seen[record["request_id"]] = (record.get("created_at"), record.get("error_code"))
         fresh.append(record)
     try:
+        if replaced:  # an aborted record has no attempts, exchange or metric to take with it
+            db.session.execute(delete(RequestLog).where(RequestLog.request_id.in_(replaced),
+                                                        RequestLog.error_code == WORKER_DIED))
         _write(fresh)
         db.session.commit()
     except Exception:

@@ -6,13 +6,13 @@ from ..access.limits import count_usage
 from ..compression import compress
 from ..observability.prometheus import observe
 from ..passthrough.capture import iter_json_objects, summarize
-from ..passthrough.forwarder import GENERATION_ACTIONS, OPENAI
 from ..passthrough.headers import redacted
+from ..wire.routes import GENERATION_ACTIONS
 from .recorder import attempt_rows
 
 log = logging.getLogger(__name__)
 
-OPENAI_CHAT = OPENAI + "chat/completions"  # a generation too, in OpenAI's shape
+OPENAI_CHAT = ("openai", "chat", "completions")  # a generation too, in OpenAI's shape
 
 
 def _compress(data):
@@ -69,8 +69,8 @@ def build_rows(context, call, reply, stream, error, secrets):
         entry["error_code"] = str(summary["error"].get("status") or summary["error"].get("code"))
         entry["error_message"] = str(summary["error"].get("message", ""))[:2000]
     exchange = {
-        "path": f"/{call.version}/{call.path}", "query": call.query or None, "action": call.action,
-        "stream_format": ("sse" if "alt=sse" in call.query or call.openai else "json") if call.streaming else None,
+        "path": call.route.upstream(), "query": call.query.stored(), "action": call.action,
+        "stream_format": ("sse" if call.query.sse or call.openai else "json") if call.streaming else None,
         "key_source": call.key.source, "upstream_status": reply.status if reply else None, "aborted": aborted,
         "request_headers": json.dumps(redacted(call.client_headers)),
         "response_headers": json.dumps(redacted(reply.headers)) if reply else None,
@@ -88,7 +88,7 @@ def build_rows(context, call, reply, stream, error, secrets):
         }
     entry["exchange"] = exchange
     served_by_gemini = context.get("cache_status") != "HIT"  # metrics count Gemini's work
-    generation = call.action in GENERATION_ACTIONS or call.path == OPENAI_CHAT
+    generation = call.action in GENERATION_ACTIONS or call.route.segments == OPENAI_CHAT
     if status == 200 and not aborted and usage and served_by_gemini and generation:
         entry["metric"] = {
             "timestamp": context["started_at"], "prompt_tokens": usage.get("promptTokenCount", 0),

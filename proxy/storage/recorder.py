@@ -5,8 +5,6 @@ from flask import current_app, g, request
 
 from ..access.limits import count_usage
 from ..observability.prometheus import observe
-from ..passthrough.forwarder import native_route
-from ..passthrough.uploads import PREFIX as UPLOAD_PREFIX
 
 
 def should_record():
@@ -14,13 +12,13 @@ def should_record():
     return g.get("area") in ("api", "native") and request.method != "OPTIONS" and not g.get("native_recorded")
 
 
+UNPARSED_NATIVE = "/{unparsed}"  # a native path refused before it was understood: never the client's bytes
+
+
 def _route():
     if g.get("area") == "native":
-        version, _, path = request.path.lstrip("/").partition("/")
-        if f"{version}/" == UPLOAD_PREFIX:
-            version, _, path = path.partition("/")
-            return native_route(version, path, UPLOAD_PREFIX)
-        return native_route(version, path)
+        native = g.get("native")
+        return native.route.template if native is not None else UNPARSED_NATIVE
     return request.url_rule.rule if request.url_rule else request.path
 
 

@@ -9,8 +9,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models import db
 
+from .admitted import aborted
 from .batch import insert_records
 from .database import create_tables
+from .inflight import InFlight
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,7 @@ class RecordWriter:
     def __init__(self, app, spool, gather_seconds, retry_seconds):
         self.app = app
         self.spool = spool
+        self.inflight = InFlight(spool.directory)  # the requests this worker holds, for its survivors
         self.gather_seconds = gather_seconds  # how long records gather before one transaction writes them
         self.retry_seconds = retry_seconds  # how often refused records, and dead workers' ones, are retried
         self.failing = False  # the database refused this worker's last write
@@ -106,6 +109,10 @@ class RecordWriter:
                     create_tables()  # a database file that was deleted comes back empty
                 written, duplicates = self.spool.replay(self._insert_turn, _RECORDS_PER_TRANSACTION,
                                                       own_only=own_only)
+                if not own_only:
+                    # After the dead workers' spooled records, so that those they did record are found.
+                    lost, noted = self.inflight.replay_dead(self._insert_turn, _RECORDS_PER_TRANSACTION, aborted)
+                    written, duplicates = written + lost, duplicates + noted
             except SQLAlchemyError as exc:
                 db.session.rollback()
                 if not self.failing:
@@ -126,10 +133,12 @@ class RecordWriter:
 
     def status(self):
         """Records the database has not taken yet: waiting in the spool (every worker's), those of them
-        waiting longer than two replay intervals (a healthy worker writes its own within moments),
-        refused as invalid and kept apart, and held in this worker's memory."""
-        depth, stuck = self.spool.waiting(2 * self.retry_seconds)
-        return {"depth": depth, "stuck": stuck, "rejected": self.spool.rejected(), "held_in_memory": len(self.held)}
+        waiting longer than two replay intervals (a healthy worker writes its own within moments; a
+        batch may gather for RECORD_GATHER_SECONDS first), how long the oldest has waited, refused as
+        invalid and kept apart, and held in this worker's memory."""
+        depth, stuck, oldest = self.spool.waiting(2 * self.retry_seconds + self.gather_seconds)
+        return {"depth": depth, "stuck": stuck, "oldest_seconds": oldest, "rejected": self.spool.rejected(),
+                "held_in_memory": len(self.held)}
 
     def start(self):
         """Run the write-behind loop in the background, and write what is left when the process exits."""
@@ -156,6 +165,7 @@ class RecordWriter:
                     self._stop.wait(self.gather_seconds)  # let a batch gather
                     self._wake.clear()
                     self.flush()
+                self.inflight.compact()
             except Exception:
                 log.exception("the record writer failed; it will try again")
 
@@ -168,6 +178,7 @@ class RecordWriter:
         if self.held:
             self._release_held()
         self.flush()
+        self.inflight.close()
         if self.held:
             log.error("FAILED TO RECORD %d request(s): neither the spool's disk nor the database took them "
                       "before the worker exited", len(self.held))
