@@ -52,7 +52,7 @@ def recorded_error(server, response):
     return rows(server.database_url, sql)[0][0]
 
 
-@pytest.mark.parametrize("path,headers", JSON_APIS)
+@pytest.mark.parametrize("path,headers", JSON_APIS, ids=[path for path, _ in JSON_APIS])
 @pytest.mark.parametrize("body", [
     "[" * 100_000 + "]" * 100_000,  # past Python's recursion limit: was a RecursionError
     '{"prompt": {"text": "hi"}, "model": ' + "[" * 200 + "]" * 200 + "}",  # inside a valid body
@@ -90,7 +90,7 @@ def test_nan_and_infinity_are_refused_on_every_api(server, emulator, path, body,
 @pytest.mark.parametrize("path,field,headers", [
     ("/gemini/generate", '{"prompt": {"text": "hi"}, "generation_config": {"top_k": %s}}', CLIENT),
     ("/admin/clients", '{"name": "huge", "daily_token_quota": %s}', ADMIN),
-])
+], ids=["top_k", "daily_token_quota"])
 def test_an_endless_integer_literal_is_refused_before_int_parses_it(server, emulator, path, field, headers):
     response = post(server, path, field % ("9" * 5000), headers)
     assert response.status_code == 400, response.text
@@ -98,7 +98,7 @@ def test_an_endless_integer_literal_is_refused_before_int_parses_it(server, emul
     assert emulator.stats()["total"] == 0
 
 
-@pytest.mark.parametrize("quota", [2**31, 2**63, 10**99])
+@pytest.mark.parametrize("quota", [2**31, 2**63, 10**99], ids=["2**31", "2**63", "10**99"])
 def test_a_token_quota_past_the_database_integer_is_a_400_not_an_overflow(server, quota):
     response = post(server, "/admin/clients", f'{{"name": "big", "daily_token_quota": {quota}}}', ADMIN)
     assert response.status_code == 400, response.text
@@ -120,7 +120,7 @@ def test_a_rate_limit_longer_than_its_column_is_a_400(server):
     assert "rate_limit" in response.json()["error"]["details"]
 
 
-@pytest.mark.parametrize("client_id", [2**63, 10**4000 - 1])
+@pytest.mark.parametrize("client_id", [2**63, 10**4000 - 1], ids=["2**63", "4000-digits"])
 @pytest.mark.parametrize("action", ["revoke", "rotate"])
 def test_a_client_id_past_any_database_integer_is_not_found(server, client_id, action):
     response = post(server, f"/admin/clients/{client_id}/{action}", "", {"X-API-KEY": ADMIN_KEY})
