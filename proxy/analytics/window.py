@@ -23,9 +23,10 @@ def parse_time(value, name):
 
 
 def int_arg(args, name, minimum=None, maximum=None, default=None):
-    """An integer query parameter within bounds, or `default` when it is absent; 400 otherwise."""
+    """An integer query parameter within bounds, or `default` when it is absent; 400 otherwise (an empty
+    value too: /docs says integer)."""
     raw = args.get(name)
-    if raw in (None, ""):
+    if raw is None:
         return default
     try:
         value = int(raw)

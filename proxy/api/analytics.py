@@ -1,4 +1,6 @@
 """GET /analytics/...: usage, performance, errors, fallbacks, costs, anomalies and the request log."""
+from functools import wraps
+
 from flask import current_app, request
 from flask_restx import Namespace, Resource, fields
 
@@ -31,6 +33,25 @@ PAGE_PARAMS = {
                   "maximum": MAX_PAGE_SIZE},
     "error_code": "Only this error code",
 }
+
+
+
+def takes(params):
+    """@ns.doc(params=...) for /docs, and a 400 naming any other query parameter: a misspelt filter
+    (stauts=500) would otherwise report on every request, silently."""
+    def decorate(method):
+        @wraps(method)
+        def checked(*args, **kwargs):
+            unknown = sorted(set(request.args) - set(params))
+            if unknown:
+                raise InvalidRequest(f"Unknown query parameter {unknown[0]!r}; this report takes: "
+                                     f"{', '.join(params) or 'none'}.")
+            return method(*args, **kwargs)
+
+        return ns.doc(params=params)(checked)
+
+    return decorate
+
 
 NFloat, NInt, NString = nullable(fields.Float), nullable(fields.Integer), nullable(fields.String)
 NBoolean, NRaw = nullable(fields.Boolean), nullable(fields.Raw)
@@ -201,7 +222,7 @@ def _choice(name, allowed, default):
 
 @ns.route("/summary")
 class Summary(Resource):
-    @ns.doc(params=WINDOW_PARAMS)
+    @takes(WINDOW_PARAMS)
     @ns.marshal_with(summary_model, description="Totals for the window")
     @document_errors(ns, 400, 401, 403)
     def get(self):
@@ -211,8 +232,8 @@ class Summary(Resource):
 
 @ns.route("/usage")
 class Usage(Resource):
-    @ns.doc(params={**WINDOW_PARAMS, "group_by": {"description": "model, route, hour, day or client",
-                                                 "enum": ["model", "route", "hour", "day", "client"]}})
+    @takes({**WINDOW_PARAMS, "group_by": {"description": "model, route, hour, day or client",
+                                          "enum": ["model", "route", "hour", "day", "client"]}})
     @ns.marshal_with(usage_model, description="Usage per group")
     @document_errors(ns, 400, 401, 403)
     def get(self):
@@ -223,7 +244,7 @@ class Usage(Resource):
 
 @ns.route("/performance")
 class Performance(Resource):
-    @ns.doc(params={**WINDOW_PARAMS, "bucket": {"description": "hour or day", "enum": ["hour", "day"]}})
+    @takes({**WINDOW_PARAMS, "bucket": {"description": "hour or day", "enum": ["hour", "day"]}})
     @ns.marshal_with(performance_model, description="Latency over time")
     @document_errors(ns, 400, 401, 403)
     def get(self):
@@ -233,7 +254,7 @@ class Performance(Resource):
 
 @ns.route("/errors")
 class Errors(Resource):
-    @ns.doc(params=WINDOW_PARAMS)
+    @takes(WINDOW_PARAMS)
     @ns.marshal_with(errors_model, description="Errors by code and by upstream status")
     @document_errors(ns, 400, 401, 403)
     def get(self):
@@ -243,7 +264,7 @@ class Errors(Resource):
 
 @ns.route("/fallbacks")
 class Fallbacks(Resource):
-    @ns.doc(params=WINDOW_PARAMS)
+    @takes(WINDOW_PARAMS)
     @ns.marshal_with(fallbacks_model, description="Fallback and retry activity")
     @document_errors(ns, 400, 401, 403)
     def get(self):
@@ -253,7 +274,7 @@ class Fallbacks(Resource):
 
 @ns.route("/costs")
 class Costs(Resource):
-    @ns.doc(params=WINDOW_PARAMS)
+    @takes(WINDOW_PARAMS)
     @ns.marshal_with(costs_model, description="Cost per model and day, and savings")
     @document_errors(ns, 400, 401, 403)
     def get(self):
@@ -263,7 +284,7 @@ class Costs(Resource):
 
 @ns.route("/anomalies")
 class Anomalies(Resource):
-    @ns.doc(params=WINDOW_PARAMS)
+    @takes(WINDOW_PARAMS)
     @ns.marshal_with(anomalies_model, description="Hours far outside their trailing baseline")
     @document_errors(ns, 400, 401, 403)
     def get(self):
@@ -273,7 +294,7 @@ class Anomalies(Resource):
 
 @ns.route("/requests")
 class Requests(Resource):
-    @ns.doc(params={**WINDOW_PARAMS, **PAGE_PARAMS})
+    @takes({**WINDOW_PARAMS, **PAGE_PARAMS})
     @ns.marshal_with(page_model, description="A page of the request log")
     @document_errors(ns, 400, 401, 403)
     def get(self):
@@ -285,6 +306,7 @@ class Requests(Resource):
 
 @ns.route("/requests/<string:request_id>")
 class RequestDetail(Resource):
+    @takes({})
     @ns.marshal_with(detail_model, description="One request in full")
     @document_errors(ns, 401, 403, 404)
     def get(self, request_id):
