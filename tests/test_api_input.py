@@ -177,7 +177,7 @@ def test_request_detail_matches_its_schema_with_and_without_an_exchange(server, 
 
 @pytest.fixture
 def faulty(tmp_path, emulator):
-    process = start(tmp_path, emulator.url, app="tests.faulty_wsgi:app")
+    process = start(tmp_path, emulator.url, app="tests.faulty_wsgi:create()")
     yield process
     process.stop()
 
