@@ -17,8 +17,8 @@ ns.add_model("Error", error_model)
 
 MAX_PAGE, MAX_PAGE_SIZE = 10**9, 200
 
-# Each parameter with the type and bounds its parser (proxy/analytics/window.py) enforces, so /docs and
-# the 400s agree.
+# Each parameter with the type and bounds its parser (int_arg in proxy/analytics/window.py) enforces, so
+# /docs and the 400s agree.
 WINDOW_PARAMS = {
     "from": "Start of the window, ISO 8601 (default: 24 hours before `to`)",
     "to": "End of the window, ISO 8601 (default: now)",
@@ -33,7 +33,6 @@ PAGE_PARAMS = {
                   "maximum": MAX_PAGE_SIZE},
     "error_code": "Only this error code",
 }
-
 
 
 def takes(params):
