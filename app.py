@@ -26,6 +26,7 @@ from proxy.cache.store import make_store
 from proxy.dashboard import bp as dashboard_bp
 from proxy.exact_paths import ExactPathMap, refuse_empty_segments
 from proxy.forwarded import TrustedForwarded
+from proxy.jsonrequests import BoundedJSONProvider, BoundedRequest
 from proxy.logsetup import configure_logging
 from proxy.observability.prometheus import configure_labels, count_cooldown, release_in_flight, track_in_flight
 from proxy.observability.views import bp as metrics_bp
@@ -46,9 +47,12 @@ from proxy.upstream.service import GenerationService
 
 class ProxyFlask(Flask):
     """Flask, asking once per function rather than on every request whether a hook or view is `async def`:
-    Flask asks for each of the fourteen hooks and views a request passes, a twentieth of its calls."""
+    Flask asks for each of the fourteen hooks and views a request passes, a twentieth of its calls.
+    Request bodies are parsed with bounds (depth, no NaN), for every view and schema check alike."""
 
     url_map_class = ExactPathMap
+    json_provider_class = BoundedJSONProvider
+    request_class = BoundedRequest
     _KNOWN_MAX = 4096  # functions remembered; a bound method is remembered by its function
 
     def __init__(self, *args, **kwargs):

@@ -13,6 +13,10 @@ class Base(DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 
+# The largest value an Integer column holds on every database we run on (PostgreSQL's is 32-bit); input
+# bound for one is checked against it, or the INSERT fails as a 500.
+INTEGER_MAX = 2**31 - 1
+
 
 def utcnow():
     return datetime.now(timezone.utc).replace(tzinfo=None)

@@ -14,7 +14,8 @@ DEAD = 2**22 + 1  # no pid is this large: a worker that died
 
 def note(request_id, started_at, model="gemini-2.5-flash"):
     return {"request_id": request_id, "started_at": started_at, "area": "native", "rule": None,
-            "path": f"/v1beta/models/{model}:generateContent", "method": "POST", "client_id": None, "worker": DEAD}
+            "path": f"/v1beta/models/{model}:generateContent", "method": "POST", "client_id": None, "worker": DEAD,
+            "native": ["/v1beta/models/{model}:generateContent", model]}
 
 
 def final(request_id, started_at):

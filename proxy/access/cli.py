@@ -3,6 +3,7 @@ import click
 from flask import Blueprint, current_app
 
 from config import valid_rate_limit
+from models import INTEGER_MAX
 
 from . import clients
 
@@ -26,7 +27,8 @@ def _show(client):
 @cli.cli.command("create")
 @click.argument("name")
 @click.option("--rate-limit", help="Override of RATE_LIMIT, e.g. 10/minute;1000/day")
-@click.option("--token-quota", type=click.IntRange(min=0), help="Tokens a day (UTC); 0 for unlimited")
+@click.option("--token-quota", type=click.IntRange(min=0, max=INTEGER_MAX),
+              help="Tokens a day (UTC); 0 for unlimited")
 def create_command(name, rate_limit, token_quota):
     """Issue a key for NAME; the secret is printed once."""
     if rate_limit and not valid_rate_limit(rate_limit):

@@ -8,6 +8,7 @@ from models import RequestLog
 from ..errors import InvalidRequest
 
 MAX_SPAN = timedelta(days=400)
+MAX_CLIENT_ID = 2**63 - 1  # past what the database holds, no client can match
 
 
 def parse_time(value, name):
@@ -22,9 +23,10 @@ def parse_time(value, name):
 
 
 def int_arg(args, name, minimum=None, maximum=None, default=None):
-    """An integer query parameter within bounds, or `default` when it is absent; 400 otherwise."""
+    """An integer query parameter within bounds, or `default` when it is absent; 400 otherwise (an empty
+    value too: /docs says integer)."""
     raw = args.get(name)
-    if raw in (None, ""):
+    if raw is None:
         return default
     try:
         value = int(raw)
@@ -72,4 +74,4 @@ def parse_window(args, now=None):
     if end - start > MAX_SPAN:
         raise InvalidRequest(f"The window may span at most {MAX_SPAN.days} days.")
     return Window(start, end, model=args.get("model") or None, route=args.get("route") or None,
-                  status=int_arg(args, "status", 100, 599), client=int_arg(args, "client", 1, 2**63 - 1))
+                  status=int_arg(args, "status", 100, 599), client=int_arg(args, "client", 1, MAX_CLIENT_ID))

@@ -3,6 +3,7 @@ from flask import current_app
 from flask_restx import Namespace, Resource, fields
 
 from config import valid_rate_limit
+from models import INTEGER_MAX
 
 from ..access import clients
 from ..errors import InvalidRequest, NotFound
@@ -44,8 +45,9 @@ create_model = ns.model("CreateClient", {
     "name": fields.String(required=True, min_length=1, max_length=100, description="Who the key is for",
                           example="ci-pipeline"),
     "rate_limit": fields.String(description="Override of RATE_LIMIT", example="10/minute;1000/day",
-                                pattern=RATE_LIMIT_PATTERN),
-    "daily_token_quota": fields.Integer(min=0, description="Tokens a day (UTC); 0 unlimited", example=200000),
+                                pattern=RATE_LIMIT_PATTERN, max_length=100),
+    "daily_token_quota": fields.Integer(min=0, max=INTEGER_MAX, example=200000,
+                                        description="Tokens a day (UTC); 0 unlimited"),
 }, strict=True)
 
 

@@ -1,10 +1,12 @@
 """GET /analytics/...: usage, performance, errors, fallbacks, costs, anomalies and the request log."""
+from functools import wraps
+
 from flask import current_app, request
 from flask_restx import Namespace, Resource, fields
 
 from ..analytics import reports
 from ..analytics.pricing import PriceTable
-from ..analytics.window import int_arg, parse_window
+from ..analytics.window import MAX_CLIENT_ID, int_arg, parse_window
 from ..errors import InvalidRequest, NotFound
 from .models import UtcDateTime, document_errors, error_detail, error_model, nullable
 
@@ -13,16 +15,45 @@ ns = Namespace("analytics", description="Reports over every logged request (send
 ns.add_model("ErrorDetail", error_detail)
 ns.add_model("Error", error_model)
 
+MAX_PAGE, MAX_PAGE_SIZE = 10**9, 200
+
+# Each parameter with the type and bounds its parser (int_arg in proxy/analytics/window.py) enforces, so
+# /docs and the 400s agree.
 WINDOW_PARAMS = {
     "from": "Start of the window, ISO 8601 (default: 24 hours before `to`)",
     "to": "End of the window, ISO 8601 (default: now)",
     "model": "Only requests answered by this model",
     "route": "Only this route, e.g. /gemini/generate or /v1beta/models/{model}:streamGenerateContent",
-    "status": "Only this HTTP status",
-    "client": "Only this client id",
+    "status": {"description": "Only this HTTP status", "type": "integer", "minimum": 100, "maximum": 599},
+    "client": {"description": "Only this client id", "type": "integer", "minimum": 1, "maximum": MAX_CLIENT_ID},
+}
+PAGE_PARAMS = {
+    "page": {"description": "Page number, from 1", "type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+    "page_size": {"description": "Rows per page, 1 to 200", "type": "integer", "minimum": 1,
+                  "maximum": MAX_PAGE_SIZE},
+    "error_code": "Only this error code",
 }
 
+
+def takes(params):
+    """@ns.doc(params=...) for /docs, and a 400 naming any other query parameter: a misspelt filter
+    (stauts=500) would otherwise report on every request, silently."""
+    def decorate(method):
+        @wraps(method)
+        def checked(*args, **kwargs):
+            unknown = sorted(set(request.args) - set(params))
+            if unknown:
+                raise InvalidRequest(f"Unknown query parameter {unknown[0]!r}; this report takes: "
+                                     f"{', '.join(params) or 'none'}.")
+            return method(*args, **kwargs)
+
+        return ns.doc(params=params)(checked)
+
+    return decorate
+
+
 NFloat, NInt, NString = nullable(fields.Float), nullable(fields.Integer), nullable(fields.String)
+NBoolean, NRaw = nullable(fields.Boolean), nullable(fields.Raw)
 
 window_model = ns.model("Window", {
     "from": fields.String(description="Window start (UTC)"),
@@ -142,12 +173,30 @@ attempt_model = ns.model("AttemptRecord", {
     "status_code": NInt(description="Upstream status"), "error_code": NString(description="Google's reason"),
     "error_message": NString(description="Google's message"), "latency_ms": fields.Float(description="Duration"),
 })
+exchange_model = ns.model("ExchangeRecord", {
+    "path": fields.String(description="The path forwarded"),
+    "query": NString(description="The query string, credentials removed"),
+    "action": NString(description="generateContent, streamGenerateContent, countTokens, ..."),
+    "stream_format": NString(description="sse or json for a stream"),
+    "key_source": NString(description="client (the caller's own Gemini key) or server (the pool's)"),
+    "upstream_status": NInt(description="Gemini's status"),
+    "aborted": NString(description="client or upstream, when the stream was cut short"),
+    "request_headers": NRaw(description="Request headers, secrets redacted"),
+    "response_headers": NRaw(description="Gemini's response headers"),
+    "request_bytes": NInt(description="Request body size"), "response_bytes": NInt(description="Response size"),
+    "request_body": NString(description="The request body, where bodies are logged (LOG_BODIES)"),
+    "response_body": NString(description="The response body, where bodies are logged"),
+    "request_truncated": NBoolean(description="Whether the kept request body was cut at LOG_BODY_MAX_BYTES"),
+    "response_truncated": NBoolean(description="Whether the kept response body was cut"),
+})
 detail_model = ns.inherit("RequestDetail", brief_model, {
     "upstream_latency_ms": NFloat(description="Time spent on upstream calls"),
     "temperature": NFloat(description="Temperature asked for"), "max_output_tokens": NInt(description="Cap"),
     "token_source": NString(description="usage_metadata, count_tokens or estimate"),
     "attempts": fields.List(fields.Nested(attempt_model), description="Every upstream call"),
-    "exchange": fields.Raw(description="Pass-through: path, headers (redacted), bodies where logged"),
+    "exchange": nullable(fields.Nested)(exchange_model, allow_null=True,
+                                        description="The native pass-through's exchange; null for the "
+                                                    "proxy's own APIs"),
 })
 
 
@@ -172,7 +221,7 @@ def _choice(name, allowed, default):
 
 @ns.route("/summary")
 class Summary(Resource):
-    @ns.doc(params=WINDOW_PARAMS)
+    @takes(WINDOW_PARAMS)
     @ns.marshal_with(summary_model, description="Totals for the window")
     @document_errors(ns, 400, 401, 403)
     def get(self):
@@ -182,8 +231,8 @@ class Summary(Resource):
 
 @ns.route("/usage")
 class Usage(Resource):
-    @ns.doc(params={**WINDOW_PARAMS, "group_by": {"description": "model, route, hour, day or client",
-                                                 "enum": ["model", "route", "hour", "day", "client"]}})
+    @takes({**WINDOW_PARAMS, "group_by": {"description": "model, route, hour, day or client",
+                                          "enum": ["model", "route", "hour", "day", "client"]}})
     @ns.marshal_with(usage_model, description="Usage per group")
     @document_errors(ns, 400, 401, 403)
     def get(self):
@@ -194,7 +243,7 @@ class Usage(Resource):
 
 @ns.route("/performance")
 class Performance(Resource):
-    @ns.doc(params={**WINDOW_PARAMS, "bucket": {"description": "hour or day", "enum": ["hour", "day"]}})
+    @takes({**WINDOW_PARAMS, "bucket": {"description": "hour or day", "enum": ["hour", "day"]}})
     @ns.marshal_with(performance_model, description="Latency over time")
     @document_errors(ns, 400, 401, 403)
     def get(self):
@@ -204,7 +253,7 @@ class Performance(Resource):
 
 @ns.route("/errors")
 class Errors(Resource):
-    @ns.doc(params=WINDOW_PARAMS)
+    @takes(WINDOW_PARAMS)
     @ns.marshal_with(errors_model, description="Errors by code and by upstream status")
     @document_errors(ns, 400, 401, 403)
     def get(self):
@@ -214,7 +263,7 @@ class Errors(Resource):
 
 @ns.route("/fallbacks")
 class Fallbacks(Resource):
-    @ns.doc(params=WINDOW_PARAMS)
+    @takes(WINDOW_PARAMS)
     @ns.marshal_with(fallbacks_model, description="Fallback and retry activity")
     @document_errors(ns, 400, 401, 403)
     def get(self):
@@ -224,7 +273,7 @@ class Fallbacks(Resource):
 
 @ns.route("/costs")
 class Costs(Resource):
-    @ns.doc(params=WINDOW_PARAMS)
+    @takes(WINDOW_PARAMS)
     @ns.marshal_with(costs_model, description="Cost per model and day, and savings")
     @document_errors(ns, 400, 401, 403)
     def get(self):
@@ -234,7 +283,7 @@ class Costs(Resource):
 
 @ns.route("/anomalies")
 class Anomalies(Resource):
-    @ns.doc(params=WINDOW_PARAMS)
+    @takes(WINDOW_PARAMS)
     @ns.marshal_with(anomalies_model, description="Hours far outside their trailing baseline")
     @document_errors(ns, 400, 401, 403)
     def get(self):
@@ -244,19 +293,19 @@ class Anomalies(Resource):
 
 @ns.route("/requests")
 class Requests(Resource):
-    @ns.doc(params={**WINDOW_PARAMS, "page": "Page number, from 1", "page_size": "Rows per page, 1 to 200",
-                    "error_code": "Only this error code"})
+    @takes({**WINDOW_PARAMS, **PAGE_PARAMS})
     @ns.marshal_with(page_model, description="A page of the request log")
     @document_errors(ns, 400, 401, 403)
     def get(self):
         """The request log, newest first, filterable and paged."""
-        page = int_arg(request.args, "page", 1, 10**9, default=1)
-        size = int_arg(request.args, "page_size", 1, 200, default=50)
+        page = int_arg(request.args, "page", 1, MAX_PAGE, default=1)
+        size = int_arg(request.args, "page_size", 1, MAX_PAGE_SIZE, default=50)
         return reports.request_page(_window(), page, size, request.args.get("error_code") or None)
 
 
 @ns.route("/requests/<string:request_id>")
 class RequestDetail(Resource):
+    @takes({})
     @ns.marshal_with(detail_model, description="One request in full")
     @document_errors(ns, 401, 403, 404)
     def get(self, request_id):

@@ -30,7 +30,7 @@ success_model = ns.model("CompatSuccess", {
 
 compat_error = ns.model("CompatError", {
     "code": fields.String(description="QUOTA_ERROR, MODEL_NOT_FOUND, INVALID_REQUEST, UNAUTHORIZED, "
-                                      "PROMPT_TOO_LONG or UPSTREAM_ERROR", example="QUOTA_ERROR"),
+                                      "PROMPT_TOO_LONG, UPSTREAM_ERROR or INTERNAL_ERROR", example="QUOTA_ERROR"),
     "message": fields.String(description="What went wrong", example="Every model and key is out of quota."),
 })
 
@@ -47,6 +47,7 @@ _FAILURES = {
     413: "INVALID_REQUEST: body too large",
     422: "UPSTREAM_ERROR: Gemini blocked the prompt or withheld the answer",
     429: "QUOTA_ERROR: rate limit, token quota or Gemini quota exhausted; see Retry-After",
+    500: "INTERNAL_ERROR: the proxy itself failed unexpectedly (logged); not Gemini",
     502: "UPSTREAM_ERROR: Gemini failed after retries",
     503: "UPSTREAM_ERROR: no Gemini API key configured",
     504: "UPSTREAM_ERROR: no answer within the deadline",

@@ -36,6 +36,8 @@ def from_http_exception(exc):
         return errors.PayloadTooLarge("The request body is larger than this server accepts.")
     if exc.code == 429:
         return errors.RateLimited(f"Rate limit exceeded ({exc.description}).")
+    if exc.code == 405:
+        return _method_not_allowed(exc)
     kind = _BY_STATUS.get(exc.code)
     if kind is not None:
         return kind(data.get("message") or exc.description or kind.code)
@@ -44,6 +46,14 @@ def from_http_exception(exc):
         error.status = exc.code
         return error
     return errors.ProxyError("The server could not complete the request.")
+
+
+def _method_not_allowed(exc):
+    # RFC 9110: a 405 says which methods the resource does take (Werkzeug's router knows them).
+    error = errors.MethodNotAllowed(exc.description or errors.MethodNotAllowed.code)
+    if getattr(exc, "valid_methods", None):
+        error.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+    return error
 
 
 def to_proxy_error(exc):
@@ -60,7 +70,9 @@ _GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISS
                   429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 502: "UNAVAILABLE", 503: "UNAVAILABLE",
                   504: "DEADLINE_EXCEEDED"}
 # The codes of the Flask service /gemini-proxy users migrate from.
-_COMPAT_CODES = {"UNAUTHORIZED": "UNAUTHORIZED", "PROMPT_TOO_LONG": "PROMPT_TOO_LONG",
+# An unexpected error in the proxy itself says so, rather than blaming Gemini.
+_COMPAT_CODES = {"INTERNAL_ERROR": "INTERNAL_ERROR", "UNAUTHORIZED": "UNAUTHORIZED",
+                 "PROMPT_TOO_LONG": "PROMPT_TOO_LONG",
                  "MODEL_NOT_ALLOWED": "MODEL_NOT_FOUND", "MODEL_NOT_FOUND": "MODEL_NOT_FOUND",
                  "QUOTA_EXHAUSTED": "QUOTA_ERROR", "RATE_LIMITED": "QUOTA_ERROR",
                  "TOKEN_QUOTA_EXCEEDED": "QUOTA_ERROR"}

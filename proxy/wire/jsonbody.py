@@ -3,8 +3,10 @@
 Python's json accepts NaN and Infinity, which are not JSON and which Gemini cannot take, and it
 recurses once per level, so a body nested a hundred thousand deep is a RecursionError, not an answer."""
 import json
+import math
 
 MAX_DEPTH = 64  # Gemini's own requests nest about ten deep (contents, parts, function call arguments)
+MAX_INT_DIGITS = 100  # far past int64's 19; int() of a longer literal is quadratic work for nothing
 
 
 class BadJson(ValueError):
@@ -15,10 +17,25 @@ def _refuse_constant(name):
     raise BadJson(f"The body holds {name}, which is not a JSON number.")
 
 
+def _finite_float(text):
+    value = float(text)
+    if math.isinf(value):  # 1e400 is Infinity by another spelling
+        raise BadJson(f"The body holds the number {text[:32]}, which is too large for a double.")
+    return value
+
+
+def _bounded_int(text):
+    if len(text) - text.startswith("-") > MAX_INT_DIGITS:
+        raise BadJson(f"The body holds an integer of more than {MAX_INT_DIGITS} digits.")
+    return int(text)
+
+
 def loads(data, max_depth=MAX_DEPTH):
-    """The JSON value of `data` (bytes or text); BadJson if it is not JSON, nests too deep, or holds NaN."""
+    """The JSON value of `data` (bytes or text); BadJson if it is not JSON, nests too deep, or holds NaN,
+    Infinity (1e400 too) or an integer longer than MAX_INT_DIGITS."""
     try:
-        value = json.loads(data, parse_constant=_refuse_constant)
+        value = json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float,
+                           parse_int=_bounded_int)
     except RecursionError:
         raise BadJson(f"The body nests deeper than {max_depth} levels.") from None
     except (ValueError, TypeError) as exc:
