@@ -16,6 +16,10 @@ from .errors import MalformedBody, PayloadTooLarge, RequestTimeout
 
 _ERROR = "gemini_proxy.body_error"
 _READ_SIZE = 64 * 1024  # bytes per read
+# A body over the limit is read to its end only up to four times the limit (64 MiB at least): past that,
+# a client declaring gigabytes would hold a worker (a fast sender's reads never wait, so never yield)
+# for the whole deadline. It then sees the connection close as it sends.
+_DRAIN_FACTOR, _DRAIN_FLOOR = 4, 64 * 1024 * 1024
 
 
 class _TooSlow(BaseException):
@@ -121,10 +125,11 @@ class BodyGuard:
         return b"".join(parts), None
 
     def _drain(self, stream, started):
-        # Bounded by the same deadline as reading: a client still sending after it is cut off.
+        # Bounded by the same deadline as reading, and by size: a client still sending after either is cut off.
+        budget = max(_DRAIN_FACTOR * self.max_bytes, _DRAIN_FLOOR)
         with contextlib.suppress(_TooSlow, Exception), _deadline(self.read_seconds - (self.clock() - started)):
-            while stream.read(_READ_SIZE):
-                pass
+            while budget > 0 and (chunk := stream.read(_READ_SIZE)):
+                budget -= len(chunk)
 
 
 def refuse_unread_body():
