@@ -40,7 +40,10 @@ from proxy.storage.recorder import record
 from proxy.storage.spool import Spool
 from proxy.storage.writer import RecordWriter
 from proxy.upstream.gemini_sdk import GeminiSdk
+from proxy.upstream.chain import ModelChain
+from proxy.upstream.engine import Engine
 from proxy.upstream.keypool import KeyPool
+from proxy.upstream.raw_http import HttpTransport
 from proxy.upstream.retry import RetryPolicy
 from proxy.upstream.service import GenerationService
 
@@ -79,9 +82,8 @@ def create_app(config=None):
     configure_logging(app.config["LOG_LEVEL"], app.config["GEMINI_API_KEYS"] + app.config["API_KEYS"]
                       + [app.config["ADMIN_API_KEY"]])
 
-    allowed = app.config["ALLOWED_MODELS"]
-    chain = [m for m in app.config["GEMINI_MODELS"] if not allowed or m in allowed]
-    if not chain:
+    chain = ModelChain(app.config["GEMINI_MODELS"], app.config["ALLOWED_MODELS"])
+    if not chain.models:
         raise ConfigError("ALLOWED_MODELS allows none of GEMINI_MODELS")
     init_database(app)
     app.extensions["spool"] = Spool(app.config["SPOOL_DIR"] or local_path(app, "spool"))
@@ -93,29 +95,28 @@ def create_app(config=None):
     with app.app_context():  # even with API_KEYS empty: the clients of keys taken out of it stop
         sync_env_keys(app.config["API_KEYS"])
     app.extensions["started_at"] = time.monotonic()
-    # One key pool for both APIs: a key resting after a 429 rests for every caller.
-    pool = KeyPool(app.config["GEMINI_API_KEYS"], on_rest=count_cooldown)
-    policy = RetryPolicy.from_config(app.config)
-    app.extensions["gemini"] = GenerationService(
-        sdk=GeminiSdk(app.config["GEMINI_BASE_URL"]),
-        pool=pool,
-        models=chain,
-        policy=policy,
+    # One engine for both APIs, over one key pool: a key resting after a 429 rests for every caller.
+    engine = app.extensions["engine"] = Engine(
+        KeyPool(app.config["GEMINI_API_KEYS"], on_rest=count_cooldown),
+        chain,
+        RetryPolicy.from_config(app.config),
         deadline=app.config["REQUEST_DEADLINE_SECONDS"],
-        upstream_timeout=app.config["UPSTREAM_TIMEOUT_SECONDS"],
         quota_cooldown=app.config["QUOTA_COOLDOWN_SECONDS"],
+    )
+    app.extensions["gemini"] = GenerationService(
+        engine, GeminiSdk(app.config["GEMINI_BASE_URL"]),
+        upstream_timeout=app.config["UPSTREAM_TIMEOUT_SECONDS"],
         fallback=app.config["FALLBACK_ENABLED"],
     )
     app.extensions["cache"] = ResponseCache(make_store(app.config), app.config)
     app.extensions["forwarder"] = Forwarder(
-        app.config["GEMINI_BASE_URL"], pool, chain, policy,
-        connect_timeout=app.config["UPSTREAM_CONNECT_TIMEOUT_SECONDS"],
-        read_timeout=app.config["UPSTREAM_TIMEOUT_SECONDS"],
-        deadline=app.config["REQUEST_DEADLINE_SECONDS"],
-        pool_size=app.config["UPSTREAM_POOL_SIZE"],
+        engine,
+        HttpTransport(app.config["GEMINI_BASE_URL"],
+                      connect_timeout=app.config["UPSTREAM_CONNECT_TIMEOUT_SECONDS"],
+                      read_timeout=app.config["UPSTREAM_TIMEOUT_SECONDS"],
+                      pool_size=app.config["UPSTREAM_POOL_SIZE"]),
         fallback_scope=app.config["PASSTHROUGH_FALLBACK"],
         max_attempts=app.config["PASSTHROUGH_MAX_ATTEMPTS"],
-        quota_cooldown=app.config["QUOTA_COOLDOWN_SECONDS"],
     )
 
     # Order matters: the request id first, then who is calling (so what follows is recorded as theirs), then
@@ -140,14 +141,14 @@ def create_app(config=None):
     if not app.testing:  # tests drive these jobs themselves, with their own clocks
         start_background_jobs(app)
     api.init_app(app)
-    document_models(chain)
+    document_models(chain.models)
     app.register_blueprint(passthrough)
     app.register_blueprint(metrics_bp)
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(keys_cli)
     app.register_blueprint(ops_cli)
     app.register_blueprint(cache_cli)
-    configure_labels([*app.config["GEMINI_MODELS"], *allowed], [rule.rule for rule in app.url_map.iter_rules()])
+    configure_labels([*chain.listed, *chain.allowed], [rule.rule for rule in app.url_map.iter_rules()])
     app.wsgi_app = TrustedForwarded(app.wsgi_app, app.config["FORWARDED_ALLOW_IPS"])
     # Outermost: it reads every body before anything else runs, and talks to the server's start_response.
     app.wsgi_app = BodyGuard(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"], app.config["BODY_READ_SECONDS"])

@@ -81,7 +81,7 @@ class ClosingClient(FlaskClient):
 
 
 class Sleeps(list):
-    """Records the sleeps the service asks for instead of sleeping."""
+    """Records the sleeps the engine asks for instead of sleeping."""
 
     def __call__(self, seconds):
         self.append(seconds)
@@ -100,11 +100,11 @@ def make_app(tmp_path, emulator):
         config.update(overrides)
         app = create_app(config)
         app.test_client_class = ClosingClient
-        service = app.extensions["gemini"]
+        engine = app.extensions["engine"]  # both APIs' retries: /gemini/generate's and the pass-through's
         app.sleeps = Sleeps()
-        service.sleep = app.sleeps
-        # Time the service sleeps passes on its clock too, so deadlines are met without waiting.
-        service.clock = lambda: time.monotonic() + sum(app.sleeps)
+        engine.sleep = app.sleeps
+        # Time the engine sleeps passes on its clock too, so deadlines are met without waiting.
+        engine.clock = lambda: time.monotonic() + sum(app.sleeps)
         return app
 
     return build

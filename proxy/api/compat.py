@@ -1,8 +1,10 @@
 """POST /gemini-proxy: the API of the Flask proxy service users migrate from, on this gateway."""
-from flask import current_app, g
+from flask import current_app, g, request as http_request
 from flask_restx import Namespace, Resource, fields
 
-from ..errors import InvalidRequest, ModelNotAllowed, PromptTooLong, require_unicode
+from ..cache.generations import generate_cached
+from ..errors import InvalidRequest, PromptTooLong, require_unicode
+from ..upstream.chain import LISTED
 from ..upstream.messages import GenerationRequest
 from .validation import expect_valid
 
@@ -63,9 +65,7 @@ def parse_compat(payload, config):
     model, api_key = payload.get("model"), payload.get("api_key")
     if bool(model) != bool(api_key):
         raise InvalidRequest("model and api_key go together: send both, or neither to use the server's.")
-    allowed = config["ALLOWED_MODELS"] or config["GEMINI_MODELS"]
-    if model and model not in allowed:
-        raise ModelNotAllowed(f"Model {model!r} is not available here; choose one of: {', '.join(allowed)}.")
+    current_app.extensions["engine"].chain.require_allowed(model or None, LISTED)
     return GenerationRequest(prompt=prompt, model=model), api_key
 
 
@@ -86,7 +86,10 @@ class GeminiProxy(Resource):
         g.model_requested = ns.payload.get("model")
         request, api_key = parse_compat(ns.payload, current_app.config)
         g.generation_request = request
-        generation = current_app.extensions["gemini"].generate(request, api_key=api_key)
+        generation, cache_status = generate_cached(current_app.extensions["cache"], current_app.extensions["gemini"],
+                                                   request, http_request.headers, api_key)
+        if cache_status:
+            g.cache_status = cache_status
         g.generation = generation
         return {"result": "OK", "data": {"response": generation.completion.text or "", "model": generation.model,
                                           "time": int(round(g.elapsed_ms()))}}

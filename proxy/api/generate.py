@@ -2,9 +2,10 @@
 from flask import current_app, g, request as http_request
 from flask_restx import Namespace, Resource, fields
 
-from ..errors import InvalidRequest, ModelNotAllowed, require_unicode
-from ..cache.answers import from_completion, usage_of
-from ..upstream.messages import Completion, Generation, GenerationRequest
+from ..errors import InvalidRequest, require_unicode
+from ..cache.generations import generate_cached
+from ..upstream.chain import ON_CHAIN
+from ..upstream.messages import GenerationRequest
 from .models import document_errors, error_detail, error_model
 from .validation import expect_valid
 
@@ -72,9 +73,7 @@ def parse_generate(payload, config):
     if settings.get("max_output_tokens") is not None and settings["max_output_tokens"] > limit:
         raise InvalidRequest(f"generation_config.max_output_tokens must be at most {limit}.")
     model = payload.get("model")
-    allowed = current_app.extensions["gemini"].models
-    if model is not None and model not in allowed:
-        raise ModelNotAllowed(f"Model {model!r} is not allowed here; choose one of: " + ", ".join(allowed) + ".")
+    current_app.extensions["engine"].chain.require_allowed(model, ON_CHAIN)
     return GenerationRequest(
         prompt=text,
         model=model,
@@ -97,7 +96,10 @@ class Generate(Resource):
         g.model_requested = ns.payload.get("model")
         request = parse_generate(ns.payload, current_app.config)
         g.generation_request = request
-        generation = _generate_cached(request)
+        generation, cache_status = generate_cached(current_app.extensions["cache"], current_app.extensions["gemini"],
+                                                   request, http_request.headers)
+        if cache_status:
+            g.cache_status = cache_status
         g.generation = generation
         completion = generation.completion
         return {
@@ -115,23 +117,3 @@ class Generate(Resource):
             "cache": g.get("cache_status") or "OFF",
         }
 
-
-def _generate_cached(request):
-    """Answer from the response cache when allowed and present; otherwise generate, and maybe keep it."""
-    service, cache = current_app.extensions["gemini"], current_app.extensions["cache"]
-    model = request.model or service.models[0]
-    body = request.native_body()
-    decision = cache.decision(http_request.headers, body)
-    key, answer = cache.lookup(decision, model, body)
-    if decision.used:
-        g.cache_status = "HIT" if answer else "MISS"
-    if answer:
-        prompt, completion, total = usage_of(answer)
-        candidate = answer["candidates"][0]
-        text = "".join(part.get("text", "") for part in candidate["content"]["parts"])
-        return Generation(Completion(text=text, finish_reason=candidate.get("finishReason"), prompt_tokens=prompt,
-                                     completion_tokens=completion, total_tokens=total), model, [])
-    generation = service.generate(request)
-    if generation.completion.text is not None:
-        cache.keep(decision, key, model, generation.model, from_completion(generation.completion, generation.model))
-    return generation

@@ -1,26 +1,19 @@
-"""Sending a native call upstream: pooled connections, and retry or fallback before the first byte."""
-import json
+"""Sending a native call upstream through the engine: retry or fallback only before the first byte."""
 import logging
-import time
 from dataclasses import dataclass, field
 from functools import cached_property
-from datetime import datetime, timezone
 from typing import Optional
 
-import urllib3
-
-from ..upstream.failures import UNTRUSTED, from_google_error, untrusted_certificate, untrusted_message
-from ..upstream.messages import AttemptRecord
-from ..upstream.retry import backoff, delay_for
-from ..upstream.session import upstream_pool
+from ..upstream.engine import DEADLINE, EXHAUSTED, NO_TIME_TO_RETRY, GaveUp, NoKeys, Plan
+from ..upstream.failures import TIMEOUT, UNTRUSTED
+from ..upstream.keysources import FixedKey
+from ..upstream.raw_http import Reply, answered  # noqa: F401 (Reply: the views build one for a cached answer)
 from ..wire import jsonbody
 from ..wire.query import Query
 from ..wire.routes import GENERATION_ACTIONS, Route
 from .keys import SERVER, auth_headers
 
 log = logging.getLogger(__name__)
-
-RETRYABLE_STATUSES = {429, 500, 503, 504}
 
 
 class NativeError(Exception):
@@ -59,6 +52,17 @@ class NativeCall:
             return (self.payload or {}).get("stream") is True
         return self.action == "streamGenerateContent"
 
+    def target(self, model):
+        """The upstream path and query for an attempt on `model` (a fallback's replaces the one asked for)."""
+        path = self.route.upstream(model if self.route.model == self.model else None)
+        query = self.query.encoded(self.key.key if self.key.where == "query" else None)
+        return path + "?" + query if query else path
+
+    def headers_with(self, server_key):
+        headers = dict(self.headers)
+        headers.update(auth_headers(self.key, server_key))
+        return headers
+
     @cached_property
     def payload(self):
         """The JSON body as a dict, parsed once and only when something asks (None if it is not one)."""
@@ -69,148 +73,69 @@ class NativeCall:
         return value if isinstance(value, dict) else None
 
 
-@dataclass
-class Reply:
-    """An upstream answer: live (streamed on) or already read (an error body)."""
-
-    status: int
-    headers: dict
-    model: Optional[str]
-    attempts: list = field(default_factory=list)
-    live: object = None  # urllib3 response, unread
-    body: bytes = b""
-    key_id: Optional[str] = None
-    key: Optional[str] = field(default=None, repr=False)  # the server key that answered (never stored)
-
-
 class Forwarder:
-    def __init__(self, base_url, pool, models, policy, *, connect_timeout, read_timeout, deadline, pool_size,
-                 fallback_scope=(), max_attempts=1, quota_cooldown=60.0, sleep=time.sleep, clock=time.monotonic):
-        self.base_url = base_url.rstrip("/")
-        self.pool = pool
-        self.models = list(models)
-        self.policy = policy
-        self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
-        self.deadline = deadline
+    """Opens a native call: the keys and chain it may use, the engine's run, and its ending in Google's shape."""
+
+    def __init__(self, engine, transport, *, fallback_scope=(), max_attempts=1):
+        self.engine = engine
+        self.transport = transport
         self.fallback_scope = fallback_scope
         self.max_attempts = max_attempts
-        self.quota_cooldown = quota_cooldown  # seconds, when a 429 names no delay
-        self.sleep = sleep
-        self.clock = clock
-        self.http = upstream_pool(self.base_url, pool_size)
+
+    @property
+    def pool(self):
+        return self.engine.pool
 
     def chain_for(self, call):
         if call.action not in GENERATION_ACTIONS or not call.model:
             return [call.model]
-        if "*" not in self.fallback_scope and call.model not in self.fallback_scope:
-            return [call.model]
-        return [call.model] + [m for m in self.models if m != call.model]
+        return self.engine.chain.along(call.model, self.fallback_scope)
 
     def open(self, call):
         """Return the first answer worth giving the client; nothing has been sent to it yet."""
-        deadline = self.clock() + self.deadline
-        attempts, last = [], None
-        chain = self.chain_for(call)
-        for position, model in enumerate(chain):
-            delays = backoff(self.policy)
-            tries = 0
-            while tries < self.max_attempts:
-                key = None
-                if call.key.pinned:
-                    key = self._pinned_key(call, attempts)
-                elif call.key.source == SERVER:
-                    keys = self.pool.candidates(model or "*")
-                    if not keys:
-                        if not len(self.pool):
-                            raise NativeError(401, "UNAUTHENTICATED", "No API key was sent and the proxy has none "
-                                              "configured (GEMINI_API_KEY).", attempts)
-                        break  # every server key rests for this model: the next model, if any
-                    key = keys[0]
-                reply = self._attempt(call, model, key, attempts, deadline)
-                last = reply
-                if reply.status not in RETRYABLE_STATUSES:
-                    return reply
-                failure = self._failure(reply)
-                if reply.status == 429 and key is not None and not call.key.pinned:
-                    self.pool.rest_for_quota(key, model or "*", failure, self.quota_cooldown)
-                    continue  # another server key, at once; a resting key is never tried again
-                tries += 1
-                more_here = tries < self.max_attempts
-                more_models = position + 1 < len(chain)
-                if not (more_here or more_models):
-                    return reply
-                if reply.status == 429:
-                    break  # the client's own key is out of quota for this model: fall back
-                if more_here:
-                    wait = delay_for(failure, next(delays), self.policy)
-                    if self.clock() + wait >= deadline:
-                        return reply
-                    self.sleep(wait)
-        if last is not None:
-            return last
-        retry_after = min(self.pool.seconds_until_available(m or "*") for m in chain)
-        raise NativeError(429, "RESOURCE_EXHAUSTED", "Every server key is out of quota for this model; retry in "
-                          f"{int(retry_after) + 1} s.", attempts)
-
-    def _pinned_key(self, call, attempts):
-        """The server key an upload was begun with: its session belongs to that key's project, so no other
-        key may go on with it, and a rest for quota does not apply."""
-        key = self.pool.key_with_id(call.key.pinned)
-        if key is None:
-            raise NativeError(409, "ABORTED", "This upload was begun with a server key the proxy no longer "
-                              "holds; begin the upload again.", attempts)
-        return key
-
-    def _attempt(self, call, model, key, attempts, deadline):
-        url = self.base_url + call.route.upstream(model if call.route.model == call.model else None)
-        query = call.query.encoded(call.key.key if call.key.where == "query" else None)
-        if query:
-            url += "?" + query
-        headers = dict(call.headers)
-        headers.update(auth_headers(call.key, key))
-        remaining = deadline - self.clock()
-        if remaining <= 0:
-            raise NativeError(504, "DEADLINE_EXCEEDED", "No answer from Gemini within the request deadline.",
-                              attempts)
-        timeout = urllib3.Timeout(connect=min(self.timeout.connect_timeout, remaining),
-                                  read=min(self.timeout.read_timeout, remaining))
-        started, started_at = self.clock(), datetime.now(timezone.utc).replace(tzinfo=None)
-        key_id = self.pool.key_id(key) if key else None
+        plan = Plan(self.chain_for(call), self._keys(call), self.max_attempts, retryable=answered)
         try:
-            response = self.http.urlopen(call.method, url, body=call.body or None, headers=headers,
-                                         preload_content=False, decode_content=False, redirect=False,
-                                         timeout=timeout)
-        except urllib3.exceptions.HTTPError as exc:
-            # NewConnectionError subclasses ConnectTimeoutError, yet a refused connection is no timeout.
-            timed_out = isinstance(exc, urllib3.exceptions.TimeoutError) and not isinstance(
-                exc, urllib3.exceptions.NewConnectionError)
-            untrusted = untrusted_certificate(exc)
-            outcome = "timeout" if timed_out else (UNTRUSTED if untrusted else "transient")
-            message = untrusted_message(untrusted) if untrusted else type(exc).__name__
-            attempts.append(AttemptRecord(len(attempts) + 1, model or "-", key_id, outcome,
-                                          (self.clock() - started) * 1000, started_at, error_message=message[:500]))
-            if timed_out:
-                raise NativeError(504, "DEADLINE_EXCEEDED", "Gemini did not answer in time.", attempts) from None
-            if untrusted:
-                log.error("%s", message)
-                raise NativeError(502, "UNAVAILABLE", f"{message}.", attempts) from None
-            raise NativeError(502, "UNAVAILABLE", f"Gemini is unreachable ({type(exc).__name__}).", attempts) from None
-        reply = Reply(response.status, dict(response.headers), model, attempts, key_id=key_id, key=key)
-        if response.status in RETRYABLE_STATUSES:
-            reply.body = response.read()
-            response.release_conn()
-        else:
-            reply.live = response
-        outcome = "ok" if response.status < 400 else ("quota" if response.status == 429 else "error")
-        attempts.append(AttemptRecord(len(attempts) + 1, model or "-", key_id, outcome,
-                                      (self.clock() - started) * 1000, started_at, status_code=response.status))
+            answer = self.engine.run(plan, self.transport, call)
+        except GaveUp as ended:
+            return self._ended(ended, plan)
+        reply = answer.value
+        reply.attempts = answer.attempts
         return reply
 
-    @staticmethod
-    def _failure(reply):
+    def _keys(self, call):
+        """The pinned key of an upload, the pool's keys, or the client's own (carried by the call)."""
+        if call.key.pinned:
+            # An upload's session belongs to the project of the key it was begun with: no other key goes on.
+            keys = self.engine.pinned_key(call.key.pinned)
+            if keys is None:
+                raise NativeError(409, "ABORTED", "This upload was begun with a server key the proxy no longer "
+                                  "holds; begin the upload again.", [])
+            return keys
+        if call.key.source != SERVER:
+            return FixedKey(None)
         try:
-            payload = json.loads(reply.body)
-            error = (payload[0] if isinstance(payload, list) else payload)["error"]
-            return from_google_error(reply.status, error.get("details"), error.get("message", ""))
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            return from_google_error(reply.status, (), "")
+            return self.engine.server_keys()
+        except NoKeys:
+            raise NativeError(401, "UNAUTHENTICATED", "No API key was sent and the proxy has none configured "
+                              "(GEMINI_API_KEY).", []) from None
+
+    def _ended(self, ended, plan):
+        """The last answer Gemini gave, when it gave one and nothing better came; else Google's error."""
+        attempts, last = ended.attempts, ended.last
+        if ended.reason in (EXHAUSTED, NO_TIME_TO_RETRY) and last is not None and last.reply is not None:
+            last.reply.attempts = attempts
+            return last.reply
+        if ended.reason == DEADLINE:
+            raise NativeError(504, "DEADLINE_EXCEEDED", "No answer from Gemini within the request deadline.",
+                              attempts)
+        if ended.reason == EXHAUSTED:
+            retry_after = min(plan.keys.seconds_until_available(m or "*") for m in plan.chain)
+            raise NativeError(429, "RESOURCE_EXHAUSTED", "Every server key is out of quota for this model; retry "
+                              f"in {int(retry_after) + 1} s.", attempts)
+        failure = ended.failure
+        if failure.kind == TIMEOUT:
+            raise NativeError(504, "DEADLINE_EXCEEDED", "Gemini did not answer in time.", attempts)
+        if failure.kind == UNTRUSTED:
+            log.error("%s", failure.message)
+            raise NativeError(502, "UNAVAILABLE", f"{failure.message}.", attempts)
+        raise NativeError(502, "UNAVAILABLE", f"Gemini is unreachable ({failure.message}).", attempts)

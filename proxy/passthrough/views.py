@@ -7,8 +7,9 @@ from flask import Blueprint, Response, current_app, g, request
 from ..cache.answers import fold_body, replay
 from ..cache.policy import OFF
 from ..access.clients import hash_key
-from ..errors import InvalidRequest, ModelNotAllowed, NotFound, PromptTooLong
+from ..errors import InvalidRequest, NotFound, PromptTooLong
 from ..storage.exchanges import record_exchange
+from ..upstream.chain import PERMITTED
 from ..wire import jsonbody, routes, upload_urls
 from ..wire.routes import GENERATION_ACTIONS
 from . import uploads
@@ -185,9 +186,7 @@ def _prompt_chars(payload):
 
 def _check_limits(call, config):
     """The operator's input limits, checked before any upstream call."""
-    allowed = config["ALLOWED_MODELS"]
-    if allowed and call.model and call.model not in allowed:
-        raise ModelNotAllowed(f"Model {call.model!r} is not allowed here; choose one of: {', '.join(allowed)}.")
+    current_app.extensions["engine"].chain.require_allowed(call.model, PERMITTED)
     limit = config["NATIVE_MAX_PROMPT_CHARS"]
     if limit and _prompt_chars(call.payload) > limit:
         raise PromptTooLong(f"The prompt is longer than {limit} characters.")

@@ -1,6 +1,6 @@
 """What went wrong on one upstream call, read from Google's error body (or from the TLS handshake)."""
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 # How the service treats each kind of failure.
@@ -27,6 +27,7 @@ class UpstreamFailure(Exception):
     reason: Optional[str] = None  # ErrorInfo.reason, e.g. API_KEY_INVALID
     retry_delay: Optional[float] = None  # seconds, from RetryInfo
     daily_quota: bool = False  # a QuotaFailure violation names a per-day quota
+    reply: object = field(default=None, repr=False)  # raw HTTP: the answer read whole, relayed if nothing better
 
     def __str__(self):
         return self.message

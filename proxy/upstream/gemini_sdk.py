@@ -18,6 +18,7 @@ from .failures import (
 )
 from .messages import Completion
 from .session import UntrustedCertificate, UpstreamHttp
+from .transport import failure_row
 
 # Many greenlets share one client per key; a pool smaller than the requests in flight churns connections.
 _POOL_SIZE = 1000  # as many as a worker holds requests in flight (WORKER_CONNECTIONS)
@@ -175,3 +176,18 @@ def _completion(result):
         finish_reason=_enum_name(_FINISH_REASON, candidate.finish_reason),
         **tokens,
     )
+
+
+class SdkTransport:
+    """The engine's transport for /gemini/generate and /gemini-proxy: a GenerationRequest through the SDK."""
+
+    def __init__(self, sdk, timeout):
+        self.sdk = sdk
+        self.timeout = timeout  # seconds for one attempt, cut to what is left of the deadline
+
+    def send(self, request, attempt):
+        return self.sdk.generate(attempt.key, attempt.model, request, min(self.timeout, attempt.seconds))
+
+    @staticmethod
+    def recorded(result):
+        return failure_row(result) if isinstance(result, UpstreamFailure) else {"outcome": "ok", "status_code": 200}

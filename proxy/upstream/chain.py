@@ -1,0 +1,41 @@
+"""The models a call may name, and the ones it may fall back to: decided here for every API."""
+from ..errors import ModelNotAllowed
+
+# Which models an entrance offers its callers (ModelChain.require_allowed's `among`).
+ON_CHAIN = "chain"  # /gemini/generate: the server's keys, so only a model of the operator's chain
+LISTED = "listed"  # /gemini-proxy with the caller's own key: ALLOWED_MODELS, or GEMINI_MODELS when that is empty
+PERMITTED = "permitted"  # the pass-through: ALLOWED_MODELS, or any model of Gemini's when that is empty
+ANY = "*"  # in a fallback scope: every model may fall back
+
+
+class ModelChain:
+    """The operator's chain (GEMINI_MODELS within ALLOWED_MODELS) and the allow-list behind it."""
+
+    def __init__(self, models, allowed=()):
+        self.allowed = list(allowed)
+        self.listed = list(models)  # GEMINI_MODELS as configured
+        self.models = [m for m in self.listed if not self.allowed or m in self.allowed]
+
+    @property
+    def default(self):
+        return self.models[0]
+
+    def require_allowed(self, model, among):
+        """Refuse a model the entrance does not offer (ModelNotAllowed); None names no model and passes."""
+        if model is None:
+            return
+        if among == ON_CHAIN:
+            offered, verb = self.models, "allowed"
+        elif among == LISTED:
+            offered, verb = self.allowed or self.listed, "available"
+        else:
+            offered, verb = self.allowed, "allowed"
+        if offered and model not in offered:
+            raise ModelNotAllowed(f"Model {model!r} is not {verb} here; choose one of: {', '.join(offered)}.")
+
+    def along(self, model, scope=(ANY,)):
+        """`model` (or the default) first, then, when `scope` lets it fall back, the rest of the chain."""
+        first = model or self.default
+        if ANY not in scope and first not in scope:
+            return [first]
+        return [first] + [m for m in self.models if m != first]

@@ -1,0 +1,92 @@
+"""The engine's transport for the pass-through: the client's call sent on as raw HTTP, its answer left unread.
+
+The answer's body streams on to the client after the engine returns, so retry and fallback end with the
+headers: a status worth another try is read here (it is never relayed half-way), any other is handed back
+live."""
+import json
+from dataclasses import dataclass, field
+from typing import Optional
+
+import urllib3
+
+from .failures import QUOTA, TIMEOUT, TRANSIENT, UNTRUSTED, UpstreamFailure, from_google_error
+from .failures import untrusted_certificate, untrusted_message
+from .session import upstream_pool
+
+RETRYABLE_STATUSES = {429, 500, 503, 504}
+
+
+@dataclass
+class Reply:
+    """An upstream answer: live (streamed on) or already read (an error body)."""
+
+    status: int
+    headers: dict
+    model: Optional[str]
+    attempts: list = field(default_factory=list)
+    live: object = None  # urllib3 response, unread
+    body: bytes = b""
+    key_id: Optional[str] = None
+    key: Optional[str] = field(default=None, repr=False)  # the server key that answered (never stored)
+
+
+class HttpTransport:
+    """Sends a job that knows its method, body, and its target and headers for a model and key."""
+
+    def __init__(self, base_url, *, connect_timeout, read_timeout, pool_size):
+        self.base_url = base_url.rstrip("/")
+        self.connect_timeout, self.read_timeout = connect_timeout, read_timeout  # seconds, per attempt
+        self.http = upstream_pool(self.base_url, pool_size)
+
+    def send(self, job, attempt):
+        url = self.base_url + job.target(attempt.model)
+        timeout = urllib3.Timeout(connect=min(self.connect_timeout, attempt.seconds),
+                                  read=min(self.read_timeout, attempt.seconds))
+        try:
+            response = self.http.urlopen(job.method, url, body=job.body or None, headers=job.headers_with(attempt.key),
+                                         preload_content=False, decode_content=False, redirect=False,
+                                         timeout=timeout)
+        except urllib3.exceptions.HTTPError as exc:
+            raise _unreachable(exc) from None
+        reply = Reply(response.status, dict(response.headers), attempt.model, key_id=attempt.key_id, key=attempt.key)
+        if response.status not in RETRYABLE_STATUSES:
+            reply.live = response
+            return reply
+        reply.body = response.read()
+        response.release_conn()
+        failure = _failure(reply)
+        failure.kind, failure.reply = (QUOTA if reply.status == 429 else TRANSIENT), reply
+        raise failure
+
+    @staticmethod
+    def recorded(result):
+        if isinstance(result, Reply):
+            return {"outcome": "ok" if result.status < 400 else "error", "status_code": result.status}
+        if result.reply is not None:
+            return {"outcome": "quota" if result.status == 429 else "error", "status_code": result.status}
+        return {"outcome": result.kind, "error_message": result.message[:500]}
+
+
+def answered(failure):
+    """The retry predicate for raw HTTP: only an answer worth another try is retried; a call that never
+    reached Gemini, or went unanswered in time, ends there."""
+    return failure.reply is not None
+
+
+def _unreachable(exc):
+    # NewConnectionError subclasses ConnectTimeoutError, yet a refused connection is no timeout.
+    if isinstance(exc, urllib3.exceptions.TimeoutError) and not isinstance(exc, urllib3.exceptions.NewConnectionError):
+        return UpstreamFailure(TIMEOUT, type(exc).__name__)
+    reason = untrusted_certificate(exc)
+    if reason:
+        return UpstreamFailure(UNTRUSTED, untrusted_message(reason))
+    return UpstreamFailure(TRANSIENT, type(exc).__name__)
+
+
+def _failure(reply):
+    try:
+        payload = json.loads(reply.body)
+        error = (payload[0] if isinstance(payload, list) else payload)["error"]
+        return from_google_error(reply.status, error.get("details"), error.get("message", ""))
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return from_google_error(reply.status, (), "")
