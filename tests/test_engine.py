@@ -153,7 +153,8 @@ def test_the_allowed_model_is_decided_by_the_chain():
 def test_the_fake_sleep_reaches_the_pass_through(make_app, emulator):
     app = make_app(PASSTHROUGH_MAX_ATTEMPTS=3)
     emulator.fault(status=503, times=2)
-    response = app.test_client().post(f"/v1beta/models/{MODELS[0]}:generateContent", headers={"x-goog-api-key": KEYS[0]},
+    response = app.test_client().post(f"/v1beta/models/{MODELS[0]}:generateContent",
+                                      headers={"x-goog-api-key": KEYS[0]},
                                       json={"contents": [{"parts": [{"text": "hi"}]}]})
     response.get_data()
     response.close()

@@ -81,10 +81,7 @@ class Forwarder:
         self.transport = transport
         self.fallback_scope = fallback_scope
         self.max_attempts = max_attempts
-
-    @property
-    def pool(self):
-        return self.engine.pool
+        self.pool = engine.pool  # the access check asks it whether an upload's pinned key is still held
 
     def chain_for(self, call):
         if call.action not in GENERATION_ACTIONS or not call.model:

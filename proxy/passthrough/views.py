@@ -100,7 +100,7 @@ def forward(version, path):
     call = _call_from_request(incoming, state, native)
     prefix = call.route.prefix
     state.model_requested = call.model
-    _check_limits(call, config)
+    _check_limits(call, app)
     decision, key, cached = _consult_cache(call)
     capture = config["LOG_BODY_MAX_BYTES"] if config["LOG_BODIES"] and not (
         prefix and uploads.carries_file(incoming)) else 0
@@ -184,10 +184,10 @@ def _prompt_chars(payload):
     return chars
 
 
-def _check_limits(call, config):
+def _check_limits(call, app):
     """The operator's input limits, checked before any upstream call."""
-    current_app.extensions["engine"].chain.require_allowed(call.model, PERMITTED)
-    limit = config["NATIVE_MAX_PROMPT_CHARS"]
+    app.extensions["engine"].chain.require_allowed(call.model, PERMITTED)
+    limit = app.config["NATIVE_MAX_PROMPT_CHARS"]
     if limit and _prompt_chars(call.payload) > limit:
         raise PromptTooLong(f"The prompt is longer than {limit} characters.")
 

@@ -1,1 +1,1 @@
-"""The upstream: Gemini behind the SDK, with retry, fallback and a key pool."""
+"""The upstream: one resilience engine over two transports to Gemini (the SDK, raw HTTP), with the key pool."""

@@ -19,14 +19,7 @@ class GenerationService:
         self.engine = engine
         self.transport = SdkTransport(sdk, upstream_timeout)
         self.scope = (ANY,) if fallback else ()
-
-    @property
-    def pool(self):
-        return self.engine.pool
-
-    @property
-    def models(self):
-        return self.engine.chain.models
+        self.pool, self.models = engine.pool, engine.chain.models  # for health and analytics
 
     def generate(self, request, api_key=None):
         """Answer `request`; with a client's own `api_key`, only with that key and the model it named."""

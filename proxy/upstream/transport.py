@@ -3,7 +3,7 @@ from dataclasses import dataclass
 from typing import Optional, Protocol
 
 
-@dataclass(frozen=True)
+@dataclass  # not frozen: a frozen dataclass's __init__ costs a call per field, on every attempt
 class Try:
     """One attempt, as the engine hands it to a transport."""
 
