@@ -58,26 +58,26 @@ def plan(built, chain=CHAIN, keys=None, max_attempts=3):
 
 def test_a_transient_failure_is_retried_with_backoff_on_the_same_model():
     built, clock = engine()
-    answer = built.run(plan(built), Script(TRANSIENT, TRANSIENT, "hello"), None)
-    assert (answer.value, answer.model) == ("hello", "m-1")
+    value, model, attempts = built.run(plan(built), Script(TRANSIENT, TRANSIENT, "hello"), None)
+    assert (value, model) == ("hello", "m-1")
     assert clock.sleeps == [0.5, 1.0]
-    assert [(a.number, a.model, a.outcome) for a in answer.attempts] == [
+    assert [(a.number, a.model, a.outcome) for a in attempts] == [
         (1, "m-1", "transient"), (2, "m-1", "transient"), (3, "m-1", "ok")]
 
 
 def test_fallback_begins_where_retry_gives_up():
     built, clock = engine()
     script = Script(TRANSIENT, TRANSIENT, "hello")
-    answer = built.run(plan(built, max_attempts=2), script, None)
-    assert answer.model == "m-2" and [m for m, _ in script.sent] == ["m-1", "m-1", "m-2"]
+    _, model, _ = built.run(plan(built, max_attempts=2), script, None)
+    assert model == "m-2" and [m for m, _ in script.sent] == ["m-1", "m-1", "m-2"]
     assert clock.sleeps == [0.5]  # no wait before the fallback
 
 
 def test_a_quota_failure_rests_the_key_and_tries_the_next_at_once():
     built, clock = engine()
     script = Script(QUOTA, "hello")
-    answer = built.run(plan(built), script, None)
-    assert answer.model == "m-1" and len({key for _, key in script.sent}) == 2
+    _, model, _ = built.run(plan(built), script, None)
+    assert model == "m-1" and len({key for _, key in script.sent}) == 2
     assert clock.sleeps == []
     assert [(c.model, c.reason) for c in built.pool.cooldowns()] == [("m-1", "quota")]
 
@@ -91,14 +91,14 @@ def test_every_key_resting_falls_back_and_names_the_quota():
 
 def test_a_fixed_key_out_of_quota_falls_back_without_resting():
     built, _ = engine()
-    answer = built.run(plan(built, keys=FixedKey(None)), Script(QUOTA, "hello"), None)
-    assert answer.model == "m-2" and built.pool.cooldowns() == []
-    assert answer.attempts[0].key_id is None
+    _, model, attempts = built.run(plan(built, keys=FixedKey(None)), Script(QUOTA, "hello"), None)
+    assert model == "m-2" and built.pool.cooldowns() == []
+    assert attempts[0].key_id is None
 
 
 def test_an_unknown_model_falls_back_and_a_refused_request_stops():
     built, _ = engine()
-    assert built.run(plan(built), Script(NOT_FOUND, "hello"), None).model == "m-2"
+    assert built.run(plan(built), Script(NOT_FOUND, "hello"), None)[1] == "m-2"
     with pytest.raises(GaveUp) as ended:
         built.run(plan(built), Script(REJECTED), None)
     assert ended.value.reason == STOPPED and ended.value.failure.kind == REJECTED

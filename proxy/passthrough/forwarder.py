@@ -6,7 +6,7 @@ from typing import Optional
 
 from ..upstream.engine import DEADLINE, EXHAUSTED, NO_TIME_TO_RETRY, GaveUp, NoKeys, Plan
 from ..upstream.failures import TIMEOUT, UNTRUSTED
-from ..upstream.keysources import FixedKey
+from ..upstream.keysources import CALLERS_OWN
 from ..upstream.raw_http import Reply, answered  # noqa: F401 (Reply: the views build one for a cached answer)
 from ..wire import jsonbody
 from ..wire.query import Query
@@ -52,16 +52,14 @@ class NativeCall:
             return (self.payload or {}).get("stream") is True
         return self.action == "streamGenerateContent"
 
-    def target(self, model):
-        """The upstream path and query for an attempt on `model` (a fallback's replaces the one asked for)."""
+    def prepared(self, model, server_key):
+        """The upstream path and query, and the headers, for an attempt on `model` (a fallback's model
+        replaces the one asked for in the path) with `server_key` (None: the client's own)."""
         path = self.route.upstream(model if self.route.model == self.model else None)
         query = self.query.encoded(self.key.key if self.key.where == "query" else None)
-        return path + "?" + query if query else path
-
-    def headers_with(self, server_key):
         headers = dict(self.headers)
         headers.update(auth_headers(self.key, server_key))
-        return headers
+        return (path + "?" + query if query else path), headers
 
     @cached_property
     def payload(self):
@@ -92,11 +90,10 @@ class Forwarder:
         """Return the first answer worth giving the client; nothing has been sent to it yet."""
         plan = Plan(self.chain_for(call), self._keys(call), self.max_attempts, retryable=answered)
         try:
-            answer = self.engine.run(plan, self.transport, call)
+            reply, _, attempts = self.engine.run(plan, self.transport, call)
         except GaveUp as ended:
             return self._ended(ended, plan)
-        reply = answer.value
-        reply.attempts = answer.attempts
+        reply.attempts = attempts
         return reply
 
     def _keys(self, call):
@@ -109,7 +106,7 @@ class Forwarder:
                                   "holds; begin the upload again.", [])
             return keys
         if call.key.source != SERVER:
-            return FixedKey(None)
+            return CALLERS_OWN
         try:
             return self.engine.server_keys()
         except NoKeys:

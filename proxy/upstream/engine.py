@@ -47,13 +47,6 @@ class Trail:
     last: Optional[UpstreamFailure] = None  # the last attempt's failure
 
 
-@dataclass
-class Answer:
-    value: object  # what the transport answered
-    model: Optional[str]
-    attempts: list
-
-
 class GaveUp(Exception):
     """The call ended without an answer; `reason` says why, `last` is the last attempt's failure."""
 
@@ -80,11 +73,12 @@ class Engine:
         self.deadline = deadline  # seconds for all attempts of one request
         self.quota_cooldown = quota_cooldown  # seconds, when a 429 says nothing of when to return
         self.clock, self.sleep, self.rng = clock, sleep, rng
+        self._server_keys = PoolKeys(pool)
 
     def server_keys(self):
         if not len(self.pool):
             raise NoKeys()
-        return PoolKeys(self.pool)
+        return self._server_keys
 
     def own_keys(self, api_key):
         return own_key(api_key, self.pool.clock)
@@ -95,12 +89,13 @@ class Engine:
         return None if key is None else FixedKey(key, self.pool.key_id(key))
 
     def run(self, plan, transport, job):
-        """The first answer along the plan's chain; raises GaveUp when there is none."""
+        """(answer, the model that gave it, the attempts) for the first answer along the plan's chain;
+        raises GaveUp when there is none."""
         deadline = self.clock() + self.deadline
         trail = Trail()
         for model in plan.chain:
             try:
-                return Answer(self._retry(plan, transport, job, model, deadline, trail), model, trail.attempts)
+                return self._retry(plan, transport, job, model, deadline, trail), model, trail.attempts
             except _NextModel as exc:
                 trail.failures[model] = exc.failure
                 log.warning("model %s unavailable (%s): %s", model, exc.failure.kind, exc.failure.message)
@@ -111,14 +106,15 @@ class Engine:
         delays, tries, last = backoff(self.policy, self.rng), 0, None
         slot = model or "*"
         while True:
-            key = plan.keys.pick(slot)
-            if key is NONE_LEFT:  # name what put the last key to rest, when this call saw it happen
+            picked = plan.keys.pick(slot)
+            if picked is NONE_LEFT:  # name what put the last key to rest, when this call saw it happen
                 raise _NextModel(last or UpstreamFailure(QUOTA, f"every key is cooling down for {model}"))
+            key, key_id = picked
             remaining = deadline - self.clock()
             if remaining <= 0:
                 raise GaveUp(DEADLINE, trail)
             try:
-                return self._attempt(transport, job, Try(model, key, plan.keys.key_id(key), remaining), trail)
+                return self._attempt(transport, job, Try(model, key, key_id, remaining), trail)
             except UpstreamFailure as exc:
                 failure = last = trail.last = exc
             if failure.kind in (QUOTA, KEY_REJECTED):
@@ -149,16 +145,16 @@ class Engine:
         """One call through the transport, recorded whatever it comes to."""
         started, started_at = self.clock(), datetime.now(timezone.utc).replace(tzinfo=None)
         try:
-            result = transport.send(job, attempt)
-        except UpstreamFailure as failure:
-            trail.attempts.append(self._record(transport, failure, attempt, trail, started, started_at))
-            log.info("attempt %d on %s with %s failed: %s %s", len(trail.attempts), attempt.model or "-",
-                     attempt.key_id, failure.kind, failure.status or "")
-            raise
-        trail.attempts.append(self._record(transport, result, attempt, trail, started, started_at))
-        return result
-
-    def _record(self, transport, result, attempt, trail, started, started_at):
-        return AttemptRecord(number=len(trail.attempts) + 1, model=attempt.model or "-", key_id=attempt.key_id,
-                             latency_ms=(self.clock() - started) * 1000, started_at=started_at,
-                             **transport.recorded(result))
+            result = failure = transport.send(job, attempt)
+        except UpstreamFailure as exc:
+            result = failure = exc
+        else:
+            failure = None
+        trail.attempts.append(AttemptRecord(
+            number=len(trail.attempts) + 1, model=attempt.model or "-", key_id=attempt.key_id,
+            latency_ms=(self.clock() - started) * 1000, started_at=started_at, **transport.recorded(result)))
+        if failure is None:
+            return result
+        log.info("attempt %d on %s with %s failed: %s %s", len(trail.attempts), attempt.model or "-",
+                 attempt.key_id, failure.kind, failure.status or "")
+        raise failure

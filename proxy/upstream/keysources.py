@@ -3,6 +3,9 @@ from .keypool import KeyPool
 
 NONE_LEFT = object()  # KeySource.pick: every usable key rests for this model
 
+# A key source answers pick(slot) with (key, its fingerprint) or NONE_LEFT; tells whether its keys may
+# rest (restable); and, for a pool, rests them and says when one returns.
+
 
 class PoolKeys:
     """Keys drawn from a pool per attempt; a key that fails for quota or is rejected rests there."""
@@ -17,10 +20,7 @@ class PoolKeys:
 
     def pick(self, slot):
         keys = self.pool.candidates(slot)
-        return keys[0] if keys else NONE_LEFT
-
-    def key_id(self, key):
-        return self.pool.key_id(key)
+        return (keys[0], self.pool.key_id(keys[0])) if keys else NONE_LEFT
 
     def rest_for_quota(self, key, slot, failure, default_seconds):
         self.pool.rest_for_quota(key, slot, failure, default_seconds)
@@ -39,19 +39,19 @@ class FixedKey:
     restable = False
 
     def __init__(self, key, key_id=None):
-        self.key, self._key_id = key, key_id
+        self.chosen = (key, key_id)
 
     def __len__(self):
         return 1
 
     def pick(self, slot):
-        return self.key
-
-    def key_id(self, key):
-        return self._key_id
+        return self.chosen
 
     def seconds_until_available(self, slot):
         return 0.0
+
+
+CALLERS_OWN = FixedKey(None)  # the pass-through's client key: it travels in the call, and is not fingerprinted
 
 
 def own_key(api_key, clock):

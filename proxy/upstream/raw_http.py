@@ -31,19 +31,21 @@ class Reply:
 
 
 class HttpTransport:
-    """Sends a job that knows its method, body, and its target and headers for a model and key."""
+    """Sends a job that knows its method and body, and its target and headers for a model and key."""
 
     def __init__(self, base_url, *, connect_timeout, read_timeout, pool_size):
         self.base_url = base_url.rstrip("/")
         self.connect_timeout, self.read_timeout = connect_timeout, read_timeout  # seconds, per attempt
+        self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)  # while the deadline is far
         self.http = upstream_pool(self.base_url, pool_size)
 
     def send(self, job, attempt):
-        url = self.base_url + job.target(attempt.model)
-        timeout = urllib3.Timeout(connect=min(self.connect_timeout, attempt.seconds),
-                                  read=min(self.read_timeout, attempt.seconds))
+        target, headers = job.prepared(attempt.model, attempt.key)
+        seconds = attempt.seconds  # the per-attempt timeouts, cut to what is left of the deadline
+        timeout = self.timeout if seconds >= self.read_timeout and seconds >= self.connect_timeout else \
+            urllib3.Timeout(connect=min(self.connect_timeout, seconds), read=min(self.read_timeout, seconds))
         try:
-            response = self.http.urlopen(job.method, url, body=job.body or None, headers=job.headers_with(attempt.key),
+            response = self.http.urlopen(job.method, self.base_url + target, body=job.body or None, headers=headers,
                                          preload_content=False, decode_content=False, redirect=False,
                                          timeout=timeout)
         except urllib3.exceptions.HTTPError as exc:

@@ -33,10 +33,10 @@ class GenerationService:
                 raise NoApiKey("No Gemini API key is configured: set GEMINI_API_KEY.") from None
             plan = Plan(engine.chain.along(request.model, self.scope), keys, engine.policy.max_attempts)
         try:
-            answer = engine.run(plan, self.transport, request)
+            completion, model, attempts = engine.run(plan, self.transport, request)
         except GaveUp as ended:
             raise self._error(ended, plan, api_key) from None
-        return self._checked(Generation(answer.value, answer.model, answer.attempts))
+        return self._checked(Generation(completion, model, attempts))
 
     def _error(self, ended, plan, api_key):
         """Our error for the way the call ended."""
