@@ -83,7 +83,7 @@ def _call_from_request(incoming, state, native):
             raise InvalidRequest(str(exc)) from None
     if route.collection in BODY_MODEL_COLLECTIONS and incoming.method == "POST":
         call.model = _body_model(call.payload)  # so ALLOWED_MODELS, limits and records see it
-        if call.model is None and route.segments in NAMES_MODEL and current_app.config["ALLOWED_MODELS"]:
+        if call.model is None and route.segments in NAMES_MODEL and current_app.extensions["engine"].chain.allowed:
             raise InvalidRequest("Name the model in the body's `model`: this proxy allows only some models.")
     return call
 
