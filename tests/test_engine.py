@@ -134,7 +134,7 @@ def test_the_retry_predicate_is_the_plans():
 
 def test_the_allowed_model_is_decided_by_the_chain():
     chain = ModelChain(["a", "b", "c"], allowed=["b", "c", "x"])
-    assert chain.models == ["b", "c"] and chain.default == "b"
+    assert chain.models == ["b", "c"] and chain.along(None, ()) == ["b"]
     chain.require_allowed("x", PERMITTED)
     chain.require_allowed("x", LISTED)
     with pytest.raises(ModelNotAllowed, match="'x' is not allowed here; choose one of: b, c."):

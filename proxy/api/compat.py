@@ -56,7 +56,8 @@ _FAILURES = {
 }
 
 
-def parse_compat(payload, config):
+def parse_compat(payload, app):
+    config = app.config
     prompt = require_unicode(payload["prompt"], "prompt")
     if not prompt.strip():
         raise InvalidRequest("prompt must not be empty or only whitespace.")
@@ -65,7 +66,7 @@ def parse_compat(payload, config):
     model, api_key = payload.get("model"), payload.get("api_key")
     if bool(model) != bool(api_key):
         raise InvalidRequest("model and api_key go together: send both, or neither to use the server's.")
-    current_app.extensions["engine"].chain.require_allowed(model or None, LISTED)
+    app.extensions["engine"].chain.require_allowed(model or None, LISTED)
     return GenerationRequest(prompt=prompt, model=model), api_key
 
 
@@ -84,10 +85,11 @@ class GeminiProxy(Resource):
     def post(self):
         """Generate text (send X-API-KEY); optionally with your own Gemini key and model."""
         g.model_requested = ns.payload.get("model")
-        request, api_key = parse_compat(ns.payload, current_app.config)
+        app = current_app._get_current_object()  # looked up once: the app's config and extensions serve below
+        request, api_key = parse_compat(ns.payload, app)
         g.generation_request = request
-        generation, cache_status = generate_cached(current_app.extensions["cache"], current_app.extensions["gemini"],
-                                                   request, http_request.headers, api_key)
+        generation, cache_status = generate_cached(app.extensions["cache"], app.extensions["gemini"], request,
+                                                   http_request, api_key)
         if cache_status:
             g.cache_status = cache_status
         g.generation = generation

@@ -58,8 +58,9 @@ response_model = ns.model("GenerateResponse", {
 })
 
 
-def parse_generate(payload, config):
+def parse_generate(payload, app):
     """Checks the schema cannot express, then the service's request object."""
+    config = app.config
     text = require_unicode(payload["prompt"]["text"], "prompt.text")
     require_unicode(payload.get("system_instruction") or "", "system_instruction")
     for sequence in (payload.get("generation_config") or {}).get("stop_sequences") or ():
@@ -73,7 +74,7 @@ def parse_generate(payload, config):
     if settings.get("max_output_tokens") is not None and settings["max_output_tokens"] > limit:
         raise InvalidRequest(f"generation_config.max_output_tokens must be at most {limit}.")
     model = payload.get("model")
-    current_app.extensions["engine"].chain.require_allowed(model, ON_CHAIN)
+    app.extensions["engine"].chain.require_allowed(model, ON_CHAIN)
     return GenerationRequest(
         prompt=text,
         model=model,
@@ -94,10 +95,11 @@ class Generate(Resource):
     def post(self):
         """Generate text with Gemini, retrying transient failures and falling back along the model chain."""
         g.model_requested = ns.payload.get("model")
-        request = parse_generate(ns.payload, current_app.config)
+        app = current_app._get_current_object()  # looked up once: the app's config and extensions serve below
+        request = parse_generate(ns.payload, app)
         g.generation_request = request
-        generation, cache_status = generate_cached(current_app.extensions["cache"], current_app.extensions["gemini"],
-                                                   request, http_request.headers)
+        generation, cache_status = generate_cached(app.extensions["cache"], app.extensions["gemini"], request,
+                                                   http_request)
         if cache_status:
             g.cache_status = cache_status
         g.generation = generation

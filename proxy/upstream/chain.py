@@ -16,10 +16,6 @@ class ModelChain:
         self.listed = list(models)  # GEMINI_MODELS as configured
         self.models = [m for m in self.listed if not self.allowed or m in self.allowed]
 
-    @property
-    def default(self):
-        return self.models[0]
-
     def require_allowed(self, model, among):
         """Refuse a model the entrance does not offer (ModelNotAllowed); None names no model and passes."""
         if model is None:
@@ -35,7 +31,7 @@ class ModelChain:
 
     def along(self, model, scope=(ANY,)):
         """`model` (or the default) first, then, when `scope` lets it fall back, the rest of the chain."""
-        first = model or self.default
+        first = model or self.models[0]
         if ANY not in scope and first not in scope:
             return [first]
         return [first] + [m for m in self.models if m != first]
