@@ -32,7 +32,8 @@ def schema_of(url):
                 found["sqlite_master"] = sorted(
                     (kind, name, table, " ".join((sql or "").split()))  # the statement, however it was laid out
                     for kind, name, table, sql in connection.exec_driver_sql(
-                        "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE tbl_name != ?", (VERSION_TABLE,)))
+                        "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE tbl_name != ? "
+                        "AND tbl_name NOT LIKE 'sqlite%'", (VERSION_TABLE,)))  # not ANALYZE's own table
         return found
     finally:
         engine.dispose()

@@ -5,7 +5,7 @@ import sqlite3
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine
 
-from models import db
+from proxy.storage.database import create_tables
 from proxy.storage.migrations import SchemaError, legacy, runner
 from tests import processes
 from tests.conftest import generate_over_http, native_over_http, rows, wait_for
@@ -94,7 +94,7 @@ def test_a_database_made_by_the_last_version_before_alembic_is_stamped_and_keeps
     # Nothing was added: the baseline is exactly what that version made.
     assert schema_of(url) == made_fresh(tmp_path, make_app)
     with app.app_context():
-        assert runner.upgrade(db.engine, db.metadata) == []  # and a second start finds nothing to do
+        assert create_tables() == []  # and a second start finds nothing to do
 
 
 def test_an_earlier_database_is_upgraded_by_an_app_started_on_it(make_app, tmp_path):
@@ -104,7 +104,7 @@ def test_an_earlier_database_is_upgraded_by_an_app_started_on_it(make_app, tmp_p
     assert_upgraded(url)
     assert schema_of(url)["cache_entries"] == made_fresh(tmp_path, make_app)["cache_entries"]
     with app.app_context():
-        assert runner.upgrade(db.engine, db.metadata) == []  # nothing is found missing a second time
+        assert create_tables() == []  # nothing is found missing a second time
 
 
 def test_a_column_existing_rows_cannot_fill_stops_the_start_naming_it(tmp_path):

@@ -4,12 +4,13 @@ import logging
 import os
 import sqlite3
 
+from flask import current_app
 from sqlalchemy import event, text
 from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 
 from models import db
 
-from .migrations import migrate, runner
+from . import migrations
 from .sqlite_turns import PROGRESS_STEPS, let_requests_in, serving_on_gevent, take_write_lock_politely
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def init_database(app):
     busy = app.config["SQLITE_BUSY_TIMEOUT_SECONDS"]
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(url, busy))
     db.init_app(app)
-    migrate.init_app(app, db)  # the `flask db` commands
+    app.cli.add_command(migrations.db_commands)  # `flask db ...`
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             event.listen(db.engine, "connect", lambda conn, rec: _tune_sqlite(conn, rec, busy * 1000))
@@ -107,7 +108,12 @@ def init_database(app):
 def create_tables():
     """Bring the database to this version's newest migration, making it if it is empty (see
     migrations/runner.py: one process at a time; the others then find nothing left to do)."""
-    return runner.upgrade(db.engine, db.metadata)
+    with db.engine.connect() as connection:
+        if migrations.up_to_date(connection, db.metadata):
+            return []
+    from .migrations import runner  # Alembic, imported only when there is work for it
+
+    return runner.upgrade(current_app._get_current_object(), db.engine, db.metadata)
 
 
 def refresh_statistics():

@@ -1,8 +1,10 @@
-"""The database brought to this version's newest migration, at every start: one process at a time.
+"""The database brought to this version's newest migration at start, one process at a time; Flask-Migrate
+bound to the app.
 
 Workers start together, so the work is done under a lock (PostgreSQL's advisory lock, or a file
 beside SQLite's) and in one transaction: the first process migrates, the others then find it done.
-The common case, a database already at the newest migration, is seen without the lock."""
+The common case, a database already at the newest migration, is seen before this module is imported
+(migrations.up_to_date)."""
 import fcntl
 import logging
 import threading
@@ -10,32 +12,43 @@ from contextlib import contextmanager
 
 from alembic import command
 from alembic.script import ScriptDirectory
-from flask import current_app
+from flask_migrate import Migrate
 from sqlalchemy import inspect, text
 
-from . import SchemaError, baseline, legacy
+from models import db
+
+from . import DIRECTORY, SchemaError, baseline, legacy, up_to_date, version_of
 
 log = logging.getLogger(__name__)
 
 BASELINE = "0001"  # the revision of baseline.py's tables
-VERSION_TABLE = "alembic_version"
 _ADVISORY_LOCK = 0x67656D696E69  # any constant: PostgreSQL advisory lock id held while migrating
 # Alembic keeps the environment of the run under way in module globals: one run at a time per process.
 _one_run = threading.Lock()
 
 
-def upgrade(engine, metadata):
+def extension(app):
+    """Flask-Migrate's state on `app`, bound the first time it is needed."""
+    if "migrate" not in app.extensions:
+        Migrate(app, db, directory=DIRECTORY)
+    return app.extensions["migrate"]
+
+
+def commands(app):
+    """Flask-Migrate's `flask db` group, for `app`."""
+    extension(app)
+    return app.cli.commands["db"]
+
+
+def upgrade(app, engine, metadata):
     """Bring the database to the newest migration; then make any of `metadata`'s (the models') tables
     it still lacks (dropped by hand: the models are the newest migration's tables, `flask db check`
     holds them so). Returns what was done, for the log."""
-    config = current_app.extensions["migrate"].migrate.get_config()
+    config = extension(app).migrate.get_config()
     head = ScriptDirectory.from_config(config).get_current_head()
-    with engine.connect() as connection:
-        if _up_to_date(connection, head, metadata):
-            return []
     with locked_connection(engine) as connection:
         config.attributes["connection"] = connection  # env.py runs on it, inside the lock
-        if _up_to_date(connection, head, metadata):
+        if up_to_date(connection, metadata, head):
             return []  # another process did it while this one waited
         done = _migrate(connection, config, head, metadata)
     for line in done:
@@ -45,7 +58,7 @@ def upgrade(engine, metadata):
 
 def _migrate(connection, config, head, metadata):
     tables = set(inspect(connection).get_table_names())
-    version = _version(connection, tables)
+    version = version_of(connection, tables)
     if not tables:  # a new database: the migrations make it, and that needs no warning
         command.upgrade(config, "head")
         log.info("database made at migration %s", head)
@@ -69,17 +82,6 @@ def _migrate(connection, config, head, metadata):
         metadata.create_all(connection, tables=missing)
         done.append(f"made missing table(s) {', '.join(table.name for table in missing)}")
     return done
-
-
-def _version(connection, tables):
-    if VERSION_TABLE not in tables:
-        return None
-    return connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
-
-
-def _up_to_date(connection, head, metadata):
-    tables = set(inspect(connection).get_table_names())
-    return _version(connection, tables) == head and set(metadata.tables) <= tables
 
 
 def _known(config, version):
