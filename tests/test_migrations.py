@@ -154,20 +154,20 @@ def test_a_start_waits_for_the_process_migrating_the_sqlite_file(app):
 
 
 @pytest.mark.e2e
-def test_on_postgresql_the_migrations_make_create_alls_tables_and_db_check_passes(make_app, postgres):
+def test_on_postgresql_the_migrations_make_create_alls_tables_and_db_check_passes(make_app, postgres, tmp_path):
     created = create_all_schema(postgres.url)
     engine = create_engine(postgres.url)
     db.metadata.drop_all(engine)
     engine.dispose()
-    app = make_app(SQLALCHEMY_DATABASE_URI=postgres.url)
+    app = make_app(SQLALCHEMY_DATABASE_URI=postgres.url, SPOOL_DIR=str(tmp_path / "spool"))
     assert version_of(postgres.url) == runner.BASELINE
     assert schema_of(postgres.url) == created
     assert check(app) == 0
 
 
 @pytest.mark.e2e
-def test_on_postgresql_a_start_waits_for_the_advisory_lock(make_app, postgres):
-    app = make_app(SQLALCHEMY_DATABASE_URI=postgres.url)
+def test_on_postgresql_a_start_waits_for_the_advisory_lock(make_app, postgres, tmp_path):
+    app = make_app(SQLALCHEMY_DATABASE_URI=postgres.url, SPOOL_DIR=str(tmp_path / "spool"))
     run_sql(postgres.url, ["DROP TABLE alembic_version"])
     engine = create_engine(postgres.url)
     try:

@@ -29,14 +29,14 @@ def _default_of(column):
 def _add_column(connection, table, column):
     if column.primary_key or column.unique:
         raise SchemaError(f"table {table.name} lacks column {column.name}, a key this version cannot add to "
-                          "rows already there; see README, Upgrading")
+                          "rows already there; see README, The database's schema, and upgrading")
     clause = (f"ALTER TABLE {_quote(connection, table.name)} ADD COLUMN {_quote(connection, column.name)} "
               f"{column.type.compile(dialect=connection.dialect)}")
     if not column.nullable:
         value = _default_of(column)
         if value is None:
             raise SchemaError(f"table {table.name} lacks column {column.name}, which every row must fill and "
-                              "which has no default; see README, Upgrading")
+                              "which has no default; see README, The database's schema, and upgrading")
         rendered = literal(value).compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
         clause += f" NOT NULL DEFAULT {rendered}"
     for key in column.foreign_keys:

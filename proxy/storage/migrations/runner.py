@@ -72,7 +72,7 @@ def _migrate(connection, config, head, metadata):
         version = BASELINE
     elif version is not None and not _known(config, version):
         raise SchemaError(f"the database is at migration {version}, which this version does not know (a newer "
-                          "version's?); see README, Upgrading")
+                          "version's?); see README, The database's schema, and upgrading")
     if version != head:
         command.upgrade(config, "head")
         done.append(f"migrated from {version or 'no migration'} to {head}")
