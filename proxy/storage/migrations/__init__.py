@@ -5,7 +5,7 @@ to models.py comes with a migration (`flask --app wsgi db migrate -m "..."`, the
 moves to it; `flask db check` (a test) fails while the models and the migrations differ.
 
 Alembic takes a process 0.4 s to import, and every worker, CLI command and maintenance run starts on a
-database already at HEAD: that is seen here with one query, and Alembic is imported only for work."""
+database already at HEAD: that is seen here in two queries, and Alembic is imported only for work."""
 import os
 
 import click
