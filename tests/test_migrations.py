@@ -14,7 +14,7 @@ from sqlalchemy import String, create_engine, text
 from models import db
 from proxy.storage import migrations
 from proxy.storage.database import create_tables
-from proxy.storage.migrations import SchemaError, runner
+from proxy.storage.migrations import SchemaError, lock, runner
 from tests import processes
 from tests.conftest import rows, wait_for
 from tests.schemas import run_sql, schema_of, version_of
@@ -113,7 +113,7 @@ def test_a_migration_that_copies_a_table_keeps_the_rows_that_refer_to_it(app):
                   "attempt_count, streamed) VALUES (1, 'r1', '2026-11-01', '/x', 'POST', 200, 1.0, 1, false)",
                   "INSERT INTO attempts (request_log_id, number, started_at, model, outcome, latency_ms) "
                   "VALUES (1, 1, '2026-11-01', 'm', 'ok', 1.0)"])
-    with app.app_context(), runner.locked_connection(db.engine) as connection:
+    with app.app_context(), lock.locked_connection(db.engine) as connection:
         operations = Operations(MigrationContext.configure(connection))
         with operations.batch_alter_table("request_log", recreate="always") as batch:
             batch.alter_column("finish_reason", type_=String(60))
@@ -172,13 +172,13 @@ def test_on_postgresql_a_start_waits_for_the_advisory_lock(make_app, postgres, t
     engine = create_engine(postgres.url)
     try:
         with engine.connect() as holder:
-            holder.execute(text("SELECT pg_advisory_lock(:key)"), {"key": runner._ADVISORY_LOCK})
+            holder.execute(text("SELECT pg_advisory_lock(:key)"), {"key": lock.ADVISORY_LOCK})
             thread, done = migrate_in_thread(app)
             wait_for(lambda: holder.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
                                                  "AND NOT granted")).scalar() == 1,
                      timeout=10, message="the start to wait for the lock")
             assert version_of(postgres.url) is None and done == []
-            holder.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": runner._ADVISORY_LOCK})
+            holder.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": lock.ADVISORY_LOCK})
             holder.commit()
         thread.join(10)
     finally:

@@ -106,14 +106,9 @@ def init_database(app):
 
 
 def create_tables():
-    """Bring the database to this version's newest migration, making it if it is empty (see
-    migrations/runner.py: one process at a time; the others then find nothing left to do)."""
-    with db.engine.connect() as connection:
-        if migrations.up_to_date(connection, db.metadata):
-            return []
-    from .migrations import runner  # Alembic, imported only when there is work for it
-
-    return runner.upgrade(current_app._get_current_object(), db.engine, db.metadata)
+    """Bring the database to this version's newest migration, making it if it is empty (migrations/:
+    one process at a time; the others then find nothing left to do)."""
+    return migrations.upgrade(current_app._get_current_object(), db.engine, db.metadata)
 
 
 def refresh_statistics():

@@ -13,6 +13,8 @@ from flask import g
 from flask.cli import ScriptInfo, with_appcontext
 from sqlalchemy import inspect, text
 
+from .lock import locked_connection
+
 DIRECTORY = os.path.dirname(os.path.abspath(__file__))
 HEAD = "0001"  # the newest revision in versions/ (a test holds the two together)
 VERSION_TABLE = "alembic_version"
@@ -33,6 +35,20 @@ def up_to_date(connection, metadata, head=HEAD):
     """At the newest migration, with every table of `metadata` there (one may have been dropped by hand)."""
     tables = set(inspect(connection).get_table_names())
     return version_of(connection, tables) == head and set(metadata.tables) <= tables
+
+
+def upgrade(app, engine, metadata):
+    """Bring the database to the newest migration, under the migration lock; `metadata` is the models'.
+    Returns what was done to an existing database, for the log."""
+    with engine.connect() as connection:
+        if up_to_date(connection, metadata):
+            return []
+    with locked_connection(engine) as connection:
+        if up_to_date(connection, metadata):
+            return []  # another process did it while this one waited
+        from .runner import upgrade as migrate  # Alembic, imported only when there is work for it
+
+        return migrate(app, connection, metadata)
 
 
 class _LoadedOnUse(click.Group):

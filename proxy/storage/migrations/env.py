@@ -1,13 +1,13 @@
 """Alembic's environment for `flask db ...` and the start-up upgrade: the app's database and models.
 
-Every online run holds the migration lock (runner.locked_connection), whoever starts it: the start
+Every online run holds the migration lock (lock.py), whoever starts it: the start
 passes its own locked connection in `config.attributes`; a `flask db` command takes one here."""
 import logging
 
 from alembic import context
 from flask import current_app
 
-from proxy.storage.migrations.runner import locked_connection
+from proxy.storage.migrations.lock import locked_connection
 
 config = context.config
 migrate = current_app.extensions["migrate"]
