@@ -24,6 +24,7 @@ def skip_empty_revisions(_context, _revision, directives):
 def run_on(connection):
     options = dict(migrate.configure_args)
     options.setdefault("process_revision_directives", skip_empty_revisions)
+    options["transactional_ddl"] = True  # the lock's transaction holds every statement, on SQLite too
     context.configure(connection=connection, target_metadata=migrate.db.metadata, **options)
     with context.begin_transaction():
         context.run_migrations()
