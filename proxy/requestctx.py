@@ -59,10 +59,11 @@ class RequestState:
 def current():
     """This request's state (an empty one if the request began before `begin` ran)."""
     context = g._get_current_object()
-    state = context.get("request_state")
-    if state is None:
+    try:
+        return context.request_state
+    except AttributeError:
         state = context.request_state = RequestState()
-    return state
+        return state
 
 
 def current_request_id(default=None):
