@@ -68,12 +68,20 @@ def authenticate():
     native, presented = _read(incoming, area)
     state.native = native
     client = _caller(state, area, presented)
-    if native is not None and native.route.prefix and native.query.get(upload_urls.PARAMETER):
+    if _is_upload_chunk(native):
         return _admit_upload_chunk(state, native, incoming, client)
     state.client = client
     if client is None and keys_required():
-        anything = presented.api_key or presented.bearer or presented.gemini
-        raise Unauthorized(_KEY_REFUSED if anything else _KEY_REQUIRED)
+        raise Unauthorized(_KEY_REFUSED if _presents_any(presented) else _KEY_REQUIRED)
+
+
+def _is_upload_chunk(native):
+    """A chunk sent to an upload URL the proxy gave out (its grant in the query)."""
+    return native is not None and bool(native.route.prefix) and bool(native.query.get(upload_urls.PARAMETER))
+
+
+def _presents_any(presented):
+    return bool(presented.api_key or presented.bearer or presented.gemini)
 
 
 def _caller(state, area, presented):

@@ -56,12 +56,18 @@ def build_rows(state, call, reply, stream, error, secrets):
     _add_usage(record, usage, summary["finish_reason"], settings)
     record.error_code, record.error_message = _error_of(error, aborted, summary["error"])
     record.exchange = _exchange(call, reply, stream, aborted, settings, usage, secrets)
-    if record.status_code == 200 and not aborted and usage and record.cache_status != "HIT" and _generates(call):
-        record.metric = MetricRecord(  # metrics count Gemini's work
+    if _counts_in_metrics(record, call, aborted, usage):
+        record.metric = MetricRecord(
             timestamp=record.created_at, prompt_tokens=usage.get("promptTokenCount", 0),
             completion_tokens=usage.get("candidatesTokenCount", 0), total_tokens=usage.get("totalTokenCount", 0),
             temperature=record.temperature, max_output_tokens=record.max_output_tokens)
     return record
+
+
+def _counts_in_metrics(record, call, aborted, usage):
+    """A whole generation Gemini answered with its usage (metrics count Gemini's work, not the cache's)."""
+    generates = call.action in GENERATION_ACTIONS or call.route.segments == OPENAI_CHAT
+    return record.status_code == 200 and not aborted and bool(usage) and record.cache_status != "HIT" and generates
 
 
 def _add_usage(record, usage, finish_reason, settings):
@@ -100,10 +106,6 @@ def _exchange(call, reply, stream, aborted, settings, usage, secrets):
             response_body=_compress(_scrub(stream.capture.stored(), secrets)),
             request_truncated=len(call.body) > cap, response_truncated=stream.capture.truncated)
     return exchange
-
-
-def _generates(call):
-    return call.action in GENERATION_ACTIONS or call.route.segments == OPENAI_CHAT
 
 
 def record_exchange(app, state, call, reply, stream, error):
