@@ -79,3 +79,11 @@ def test_docs_list_each_apps_own_models(make_app):
     from proxy.api.generate import request_model
 
     assert getattr(request_model["model"], "enum", None) is None  # the shared model is left as declared
+
+
+def test_written_observers_see_each_transactions_records(app):
+    written = []
+    app.extensions["records"].watch_written(lambda records: written.append([r.request_id for r in records]))
+    response = app.test_client().post("/gemini/generate", json={"prompt": {"text": "hi"}},
+                                      headers={"X-Request-ID": "written-0001"})
+    assert response.status_code == 200 and written == [["written-0001"]]  # no loop in tests: written at once
