@@ -103,7 +103,7 @@ class RequestRecord:
     finish_reason: Optional[str] = None
     temperature: Optional[float] = None
     max_output_tokens: Optional[int] = None
-    attempts: list = field(default_factory=list)  # [AttemptRow]
+    attempts: list[AttemptRow] = field(default_factory=list)
     metric: Optional[MetricRecord] = None
     exchange: Optional[ExchangeRecord] = None
 
