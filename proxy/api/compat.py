@@ -1,9 +1,10 @@
 """POST /gemini-proxy: the API of the Flask proxy service users migrate from, on this gateway."""
-from flask import current_app, g, request as http_request
+from flask import current_app, request as http_request
 from flask_restx import Namespace, Resource, fields
 
 from ..cache.generations import generate_cached
 from ..errors import InvalidRequest, PromptTooLong, require_unicode
+from ..requestctx import current as current_state
 from ..upstream.chain import LISTED
 from ..upstream.messages import GenerationRequest
 from .validation import expect_valid
@@ -84,14 +85,15 @@ class GeminiProxy(Resource):
     @ns.doc(security="apikey")
     def post(self):
         """Generate text (send X-API-KEY); optionally with your own Gemini key and model."""
-        g.model_requested = ns.payload.get("model")
+        state = current_state()
+        state.model_requested = ns.payload.get("model")
         app = current_app._get_current_object()  # looked up once: the app's config and extensions serve below
         request, api_key = parse_compat(ns.payload, app)
-        g.generation_request = request
+        state.generation_request = request
         generation, cache_status = generate_cached(app.extensions["cache"], app.extensions["gemini"], request,
                                                    http_request, api_key)
         if cache_status:
-            g.cache_status = cache_status
-        g.generation = generation
+            state.cache_status = cache_status
+        state.generation = generation
         return {"result": "OK", "data": {"response": generation.completion.text or "", "model": generation.model,
-                                          "time": int(round(g.elapsed_ms()))}}
+                                          "time": int(round(state.elapsed_ms()))}}

@@ -1,9 +1,10 @@
 """POST /gemini/generate: text generation with retry and model fallback."""
-from flask import current_app, g, request as http_request
+from flask import current_app, request as http_request
 from flask_restx import Namespace, Resource, fields
 
 from ..errors import InvalidRequest, require_unicode
 from ..cache.generations import generate_cached
+from ..requestctx import current as current_state
 from ..upstream.chain import ON_CHAIN
 from ..upstream.messages import GenerationRequest
 from .models import document_errors, error_detail, error_model
@@ -94,15 +95,15 @@ class Generate(Resource):
     @document_errors(ns, 400, 401, 404, 408, 413, 422, 429, 502, 503, 504)
     def post(self):
         """Generate text with Gemini, retrying transient failures and falling back along the model chain."""
-        g.model_requested = ns.payload.get("model")
+        state = current_state()
+        state.model_requested = ns.payload.get("model")
         app = current_app._get_current_object()  # looked up once: the app's config and extensions serve below
-        request = parse_generate(ns.payload, app)
-        g.generation_request = request
+        state.generation_request = request = parse_generate(ns.payload, app)
         generation, cache_status = generate_cached(app.extensions["cache"], app.extensions["gemini"], request,
                                                    http_request)
         if cache_status:
-            g.cache_status = cache_status
-        g.generation = generation
+            state.cache_status = cache_status
+        state.generation = generation
         completion = generation.completion
         return {
             "text": completion.text or "",
@@ -113,9 +114,8 @@ class Generate(Resource):
             },
             "model": generation.model,
             "finish_reason": completion.finish_reason,
-            "latency_ms": g.elapsed_ms(),
-            "request_id": g.request_id,
+            "latency_ms": state.elapsed_ms(),
+            "request_id": state.request_id,
             "token_source": completion.token_source,
-            "cache": g.get("cache_status") or "OFF",
+            "cache": state.cache_status or "OFF",
         }
-
