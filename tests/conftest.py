@@ -1,5 +1,7 @@
-"""Fixtures: the emulator as a real process, the app built from a dict, Gunicorn servers."""
+"""Fixtures: the emulator (a thread for in-process tests, a real process for e2e ones), the app built
+from a dict, Gunicorn servers; and the guard that keeps real processes to tests marked e2e."""
 import os
+import subprocess
 import time
 
 import pytest
@@ -10,9 +12,51 @@ from sqlalchemy import create_engine, text
 
 from app import create_app
 from tests import processes
+from tests.emulator_thread import ThreadedEmulator
 
 KEYS = ["test-key-alpha-0001", "test-key-bravo-0002", "test-key-charlie-0003"]
 MODELS = ["gemini-2.5-flash", "gemini-2.5-flash-lite"]
+
+
+# Fixtures that start a real process or hold one: a test that uses any of them is e2e.
+PROCESS_FIXTURES = frozenset({"emulator_process", "gunicorn", "postgres", "redis_server"})
+
+
+def pytest_runtest_setup(item):
+    """The fast tier (-m "not e2e") must start no process: a test using a process fixture says e2e."""
+    if item.get_closest_marker("e2e") is None:
+        used = sorted(PROCESS_FIXTURES.intersection(item.fixturenames))
+        if used:
+            pytest.fail(f"{item.nodeid} uses {', '.join(used)}, which start real processes: mark it e2e",
+                        pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def processes_only_in_e2e(request, monkeypatch):
+    """A test not marked e2e that starts a program (Gunicorn, a CLI, Chromium: anything through
+    subprocess, tests/processes.py included) fails, even if the code under test swallowed the error."""
+    if request.node.get_closest_marker("e2e") is not None:
+        yield
+        return
+    attempts = []
+
+    def refuse(popen, args, *rest, **kwargs):
+        attempts.append(args)
+        pytest.fail(f"{request.node.nodeid} starts a process ({args!r}): mark it e2e", pytrace=False)
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
+    yield
+    called = getattr(request.node, "call_report", None)
+    if attempts and (called is None or not called.failed):  # the code under test swallowed the failure
+        pytest.fail(f"{request.node.nodeid} tried to start {attempts!r}: mark it e2e", pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.call_report = report
+    return report
 
 
 @pytest.fixture(autouse=True)
@@ -61,11 +105,22 @@ def emulator_process(tmp_path_factory):
     process.stop()
 
 
+@pytest.fixture(scope="session")
+def emulator_thread():
+    server = ThreadedEmulator(KEYS)
+    yield Emulator(server)
+    server.stop()
+
+
 @pytest.fixture
-def emulator(emulator_process):
-    emulator_process.reset()
-    yield emulator_process
-    emulator_process.reset()
+def emulator(request):
+    """The emulator, reset: its own process for an e2e test (Gunicorn's workers and load tests reach it),
+    a thread of this one otherwise, so the fast tier starts no process."""
+    chosen = request.getfixturevalue("emulator_process" if request.node.get_closest_marker("e2e")
+                                     else "emulator_thread")
+    chosen.reset()
+    yield chosen
+    chosen.reset()
 
 
 class ClosingClient(FlaskClient):
