@@ -253,6 +253,36 @@ def rows(database_url, sql):
         engine.dispose()
 
 
+def wait_recorded(database_url, responses, timeout=30.0):
+    """Wait until the request of every response is in request_log: a test that then asserts something
+    is absent from the records (a key, a secret) would otherwise pass by looking before they are written."""
+    wanted = {response.headers["X-Request-ID"] for response in responses}
+    assert len(wanted) == len(responses), "a response without its own X-Request-ID"
+
+    def written():
+        found = {rid for (rid,) in rows(database_url, "SELECT request_id FROM request_log")}
+        return wanted <= found
+
+    wait_for(written, timeout, f"the records of {len(wanted)} request(s)")
+
+
+def wait_settled(server, admin_key=None, timeout=30.0):
+    """Wait until a running server holds no request in flight and no record in its spool or memory:
+    every record of what it has answered is in the database. A test that then asserts something is
+    absent from what the server stored would otherwise pass by looking too early."""
+    headers = {"X-API-Key": admin_key} if admin_key else {}
+
+    def settled():
+        metrics = requests.get(f"{server.url}/metrics", headers=headers, timeout=10)
+        metrics.raise_for_status()
+        if value(samples(metrics.text), "gemini_proxy_in_flight_requests") != 0:
+            return False  # a response still open: its record is not even spooled yet
+        spool = requests.get(f"{server.url}/health", timeout=10).json()["spool"]
+        return spool["depth"] == 0 and spool["held_in_memory"] == 0
+
+    wait_for(settled, timeout, "every record in the database")
+
+
 @pytest.fixture
 def gunicorn(tmp_path, emulator):
     """A factory for Gunicorn servers against the emulator; every one started is stopped."""
