@@ -1,0 +1,47 @@
+"""scripts/test's set-up on a machine that lacks the system packages and cannot install them: it stops at
+once, naming them, before it builds anything (as root with apt-get it would install them instead)."""
+import glob
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from tests import processes
+
+pytestmark = pytest.mark.e2e
+
+# What the scripts run before the check; no redis-server, nginx, chromium or apt-get among them.
+TOOLS = ("bash", "python3", "id", "cat", "dirname", "sha256sum", "cut")
+
+
+def bare_machine(tmp_path):
+    """A PATH holding only TOOLS (the PostgreSQL check looks at Debian's path, present here)."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for tool in TOOLS:
+        # The interpreter itself, not a launcher (pyenv's shims) that looks for more on the PATH.
+        found = os.path.realpath(processes.PYTHON) if tool == "python3" else shutil.which(tool)
+        os.symlink(found, folder / tool)
+    return processes.base_env(PATH=str(folder), VENV=str(tmp_path / "venv"))
+
+
+def run(argv, env):
+    return subprocess.run(argv, cwd=processes.ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_scripts_test_stops_at_once_naming_the_missing_packages(tmp_path):
+    env = bare_machine(tmp_path)
+    done = run(["bash", "scripts/test", "-q"], env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    # Found outside the PATH, at Debian's own paths, when installed: nginx and PostgreSQL.
+    expected = ["redis-server", *([] if os.path.exists("/usr/sbin/nginx") else ["nginx"]),
+                *([] if glob.glob("/usr/lib/postgresql/*/bin/postgres") else ["postgresql"]), "chromium"]
+    assert f"which are missing: {' '.join(expected)}\n" in done.stderr, done.stderr
+    assert "apt-get install" in done.stderr and 'scripts/test -m "not e2e"' in done.stderr
+    assert not (tmp_path / "venv").exists()  # stopped before building anything
+
+
+def test_the_fast_tier_needs_only_pythons_venv_module(tmp_path):
+    done = run(["bash", "scripts/system-packages", "--python-only"], bare_machine(tmp_path))
+    assert done.returncode == 0 and done.stderr == ""
