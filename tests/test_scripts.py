@@ -1,11 +1,15 @@
-"""scripts/test's set-up on a machine that lacks the system packages and cannot install them: it stops at
-once, naming them, before it builds anything (as root with apt-get it would install them instead)."""
+"""The scripts as a developer runs them. scripts/test on a machine that lacks the system packages and cannot
+install them stops at once, naming them, before it builds anything (as root with apt-get it would install
+them instead); scripts/serve stops on Ctrl-C without a traceback, and takes its emulator with it."""
 import glob
 import os
 import shutil
+import signal
+import socket
 import subprocess
 
 import pytest
+import requests
 
 from tests import processes
 
@@ -45,3 +49,26 @@ def test_scripts_test_stops_at_once_naming_the_missing_packages(tmp_path):
 def test_the_fast_tier_needs_only_pythons_venv_module(tmp_path):
     done = run(["bash", "scripts/system-packages", "--python-only"], bare_machine(tmp_path))
     assert done.returncode == 0 and done.stderr == ""
+
+
+def test_ctrl_c_stops_scripts_serve_and_its_emulator_without_a_traceback(tmp_path):
+    port, emulator_port = processes.free_port(), processes.free_port()
+    # No key: it serves against the emulator it starts (an empty one is not taken from a developer's .env).
+    env = processes.base_env(GEMINI_API_KEY="", PORT=port, EMULATOR_PORT=emulator_port, WEB_CONCURRENCY=2,
+                             DATABASE_URL=f"sqlite:///{tmp_path / 'proxy.db'}", SPOOL_DIR=tmp_path / "spool",
+                             VENV=os.path.dirname(processes.BIN))
+    serve = processes.Process("scripts/serve", ["bash", "scripts/serve"], env, processes.ROOT,
+                              f"http://127.0.0.1:{port}/health", str(tmp_path / "serve.log"))
+    try:
+        serve.wait_ready(60, log_marker="Worker ready", count=2)
+        answer = requests.post(f"http://127.0.0.1:{port}/gemini/generate", json={"prompt": {"text": "hi"}}, timeout=30)
+        assert answer.status_code == 200
+        os.killpg(serve.proc.pid, signal.SIGINT)  # what Ctrl-C does: every process of the terminal's group
+        assert serve.proc.wait(30) == 0
+    finally:
+        serve.stop()
+    out = serve.output()
+    assert "Handling signal: int" in out and "Shutting down: Master" in out
+    assert "Traceback" not in out and "SystemExit" not in out, out
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", emulator_port), timeout=1).close()
