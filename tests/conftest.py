@@ -86,10 +86,16 @@ def clean_environ(monkeypatch):
 class Emulator:
     def __init__(self, process):
         self.process, self.url = process, process.url
+        # The thread's app is at hand: its control API is called in-process, with no connection per call.
+        self.local = process.app.test_client() if isinstance(process, ThreadedEmulator) else None
 
     def control(self, what, payload=None):
-        method = requests.post if payload is not None or what == "reset" else requests.get
-        response = method(f"{self.url}/_emulator/{what}", json=payload, timeout=5)
+        post = payload is not None or what == "reset"
+        if self.local is not None:
+            response = (self.local.post if post else self.local.get)(f"/_emulator/{what}", json=payload)
+            assert response.status_code == 200, response.get_data(as_text=True)
+            return response.get_json()
+        response = (requests.post if post else requests.get)(f"{self.url}/_emulator/{what}", json=payload, timeout=5)
         response.raise_for_status()
         return response.json()
 
