@@ -24,7 +24,8 @@ backlog = 2048  # connections queued while every worker is busy accepting
 # --- workers ------------------------------------------------------------------------------
 # Generation is I/O-bound: one gevent worker per core holds hundreds of calls in flight.
 workers = _env_number("WEB_CONCURRENCY", multiprocessing.cpu_count())
-worker_class = "gevent"
+# gevent, with Gunicorn's own refusals (a request it cannot parse) answered in JSON, not HTML.
+worker_class = "proxy.observability.gunicorn_worker.JsonErrorGeventWorker"
 worker_connections = _env_number("WORKER_CONNECTIONS", 1000)  # greenlets per worker
 # preload_app stays off: the gevent worker must patch the world before the app imports requests.
 preload_app = False

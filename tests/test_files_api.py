@@ -91,3 +91,16 @@ def test_the_upload_url_a_client_is_given_points_at_the_proxy(server, emulator):
     assert refused.status_code == 409 and refused.json()["error"]["status"] == "ABORTED"
     wait_for(lambda: rows(server.database_url, "SELECT DISTINCT route FROM request_log WHERE status_code = 401")
              == [("/upload/v1beta/files",)], message="the refused chunks' records, under the upload route")
+
+
+def test_an_upload_begun_while_the_proxy_was_open_stops_when_it_closes(gunicorn, emulator):
+    server = gunicorn(GEMINI_API_KEY=KEYS[0], ADMIN_API_KEY="files-admin-key-0123456789", WEB_CONCURRENCY=2)
+    began = requests.post(f"{server.url}/upload/v1beta/files", json={"file": {}}, headers=START, timeout=30)
+    url = began.headers["X-Goog-Upload-URL"]
+    issued = requests.post(f"{server.url}/admin/clients", json={"name": "first"}, timeout=30,
+                           headers={"X-API-KEY": "files-admin-key-0123456789"})
+    assert issued.status_code == 201  # the proxy is closed from now on
+    chunk = requests.post(url, data=b"hello", timeout=30, headers={
+        "X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": "0"})
+    assert chunk.status_code == 401 and chunk.json()["error"]["status"] == "UNAUTHENTICATED"
+    assert [r["action"] for r in emulator.requests()] == ["upload.start"]

@@ -85,7 +85,8 @@ def authenticate():
             native, incoming.method, incoming.headers.get("X-Goog-Upload-Command", ""), client,
             current_app.extensions["forwarder"].pool, current_app.extensions["ended_uploads"])
         state.client = state.upload.client
-        if state.client is None and keys_required() and state.upload.pin == upload_urls.OWN:
+        if state.client is None and keys_required():
+            # Begun while the proxy was open: no client to charge now that it is closed.
             raise Unauthorized("An API key is required: send it as X-API-KEY or Authorization: Bearer.")
         return
     state.client = client
