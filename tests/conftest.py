@@ -1,8 +1,6 @@
 """Fixtures: the emulator (a thread for in-process tests, a real process for e2e ones), the app built
-from a dict, Gunicorn servers; and the guard that keeps real processes to tests marked e2e."""
+from a dict, Gunicorn servers. The fast tier's rules (no process outside e2e) are in fast_tier.py."""
 import os
-import subprocess
-import tempfile
 import time
 
 import pytest
@@ -18,60 +16,7 @@ from tests.emulator_thread import ThreadedEmulator
 KEYS = ["test-key-alpha-0001", "test-key-bravo-0002", "test-key-charlie-0003"]
 MODELS = ["gemini-2.5-flash", "gemini-2.5-flash-lite"]
 
-
-MEMORY_DISK = "/dev/shm"
-MEMORY_DISK_FREE = 2 << 30  # bytes: a container's 64 MiB /dev/shm would fill up
-
-
-def pytest_configure(config):
-    """Temporary files (each test's SQLite database) in memory where the machine has room: on a disk,
-    SQLite's fsync at every commit made most of the fast tier's time. TMPDIR or --basetemp still rule."""
-    if os.environ.get("TMPDIR") or config.option.basetemp or not os.access(MEMORY_DISK, os.W_OK):
-        return
-    disk = os.statvfs(MEMORY_DISK)
-    if disk.f_bavail * disk.f_frsize >= MEMORY_DISK_FREE:
-        tempfile.tempdir = MEMORY_DISK
-
-
-# Fixtures that start a real process or hold one: a test that uses any of them is e2e.
-PROCESS_FIXTURES = frozenset({"emulator_process", "gunicorn", "postgres", "redis_server"})
-
-
-def pytest_runtest_setup(item):
-    """The fast tier (-m "not e2e") must start no process: a test using a process fixture says e2e."""
-    if item.get_closest_marker("e2e") is None:
-        used = sorted(PROCESS_FIXTURES.intersection(item.fixturenames))
-        if used:
-            pytest.fail(f"{item.nodeid} uses {', '.join(used)}, which start real processes: mark it e2e",
-                        pytrace=False)
-
-
-@pytest.fixture(autouse=True)
-def processes_only_in_e2e(request, monkeypatch):
-    """A test not marked e2e that starts a program (Gunicorn, a CLI, Chromium: anything through
-    subprocess, tests/processes.py included) fails, even if the code under test swallowed the error."""
-    if request.node.get_closest_marker("e2e") is not None:
-        yield
-        return
-    attempts = []
-
-    def refuse(popen, args, *rest, **kwargs):
-        attempts.append(args)
-        pytest.fail(f"{request.node.nodeid} starts a process ({args!r}): mark it e2e", pytrace=False)
-
-    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
-    yield
-    called = getattr(request.node, "call_report", None)
-    if attempts and (called is None or not called.failed):  # the code under test swallowed the failure
-        pytest.fail(f"{request.node.nodeid} tried to start {attempts!r}: mark it e2e", pytrace=False)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item, call):
-    report = yield
-    if report.when == "call":
-        item.call_report = report
-    return report
+pytest_plugins = ["tests.fast_tier"]
 
 
 @pytest.fixture(autouse=True)

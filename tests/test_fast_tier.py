@@ -1,4 +1,4 @@
-"""The fast tier (-m "not e2e") starts no process: the guard in conftest.py fails a test that would."""
+"""The fast tier (-m "not e2e") starts no process: the guard in fast_tier.py fails a test that would."""
 import os
 import subprocess
 
