@@ -48,14 +48,13 @@ def processes_only_in_e2e(request, monkeypatch):
 
     monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
     yield
-    called = getattr(request.node, "call_report", None)
-    if attempts and (called is None or not called.failed):  # the code under test swallowed the failure
+    if attempts and not getattr(request.node, "failed_already", False):  # the code under test swallowed it
         pytest.fail(f"{request.node.nodeid} tried to start {attempts!r}: mark it e2e", pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
-    if report.when == "call":
-        item.call_report = report
+    if report.failed:
+        item.failed_already = True  # its set-up or call: the refusal is reported, not again at teardown
     return report
