@@ -148,7 +148,7 @@ def runner(app):
 
 @pytest.fixture
 def postgres():
-    """A throwaway PostgreSQL server (Debian's package; .ci/run installs it)."""
+    """A throwaway PostgreSQL server (Debian's package; scripts/test installs it)."""
     server = processes.Postgres().start()
     yield server
     server.remove()
