@@ -2,6 +2,7 @@
 import inspect
 import os
 import time
+from functools import partial
 
 from flask import Flask
 
@@ -12,12 +13,12 @@ from proxy.access.env_keys import sync_env_keys
 from proxy.access.holds import QuotaHolds
 from proxy.access.keycache import KeyCache
 from proxy.access.limits import init_limits
-from proxy.access.quotas import check_token_quota
+from proxy.access.quotas import check_token_quota, count_usage
 from proxy.access.security import init_security
 from proxy.analytics.cli import cli as ops_cli
 from proxy.analytics.operations import start_periodic_prune
-from proxy.analytics.rollups import start_periodic_rollups, watch_late_records
-from proxy.api import api, document_models
+from proxy.analytics.rollups import forget_late_records, start_periodic_rollups, watch_late_records
+from proxy.api import init_api
 from proxy.api.errors import register as register_errors
 from proxy.access.upload_grants import EndedUploads
 from proxy.cache.cli import cli as cache_cli
@@ -28,7 +29,8 @@ from proxy.exact_paths import ExactPathMap, refuse_empty_segments
 from proxy.forwarded import TrustedForwarded
 from proxy.jsonrequests import BoundedJSONProvider, BoundedRequest
 from proxy.logsetup import configure_logging
-from proxy.observability.prometheus import configure_labels, count_cooldown, release_in_flight, track_in_flight
+from proxy.observability.prometheus import (configure_labels, count_cooldown, observe, release_in_flight,
+                                            track_in_flight)
 from proxy.observability.views import bp as metrics_bp
 from proxy.passthrough.forwarder import Forwarder
 from proxy.passthrough.views import bp as passthrough
@@ -85,8 +87,13 @@ def create_app(config=None):
         raise ConfigError("ALLOWED_MODELS allows none of GEMINI_MODELS")
     init_database(app)
     app.extensions["spool"] = Spool(app.config["SPOOL_DIR"] or local_path(app, "spool"))
-    app.extensions["records"] = RecordWriter(app, app.extensions["spool"], app.config["RECORD_GATHER_SECONDS"],
-                                             app.config["SPOOL_REPLAY_SECONDS"])
+    records = RecordWriter(app, app.extensions["spool"], app.config["RECORD_GATHER_SECONDS"],
+                           app.config["SPOOL_REPLAY_SECONDS"])
+    app.extensions["records"] = records
+    # Who watches a finished record: storage writes records and knows nothing of the features above it.
+    records.watch_finished(observe)  # Prometheus
+    records.watch_finished(partial(count_usage, app))  # the token quota's hold settles at the real usage
+    records.watch_written(forget_late_records)  # an hour rolled up already is rolled up again
     app.extensions["ended_uploads"] = EndedUploads(local_path(app, "uploads-ended"), app.config["UPLOAD_URL_SECONDS"])
     app.extensions["quotas"] = QuotaHolds.from_app(app)
     app.extensions["key_cache"] = KeyCache(local_path(app, "clients-changed"), app.config["CLIENT_CACHE_SECONDS"])
@@ -139,8 +146,7 @@ def create_app(config=None):
     watch_late_records()
     if not app.testing:  # tests drive these jobs themselves, with their own clocks
         start_background_jobs(app)
-    api.init_app(app)
-    document_models(chain)
+    init_api(app, chain)
     app.register_blueprint(passthrough)
     app.register_blueprint(metrics_bp)
     app.register_blueprint(dashboard_bp)

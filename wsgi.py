@@ -3,7 +3,7 @@ import sys
 
 from app import create_app
 from config import ConfigError
-from proxy.storage.schema import SchemaError
+from proxy.storage.migrations import SchemaError
 
 try:
     app = create_app()

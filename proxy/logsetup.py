@@ -2,9 +2,8 @@
 import logging
 import sys
 
-from flask import g, has_request_context
-
 from .observability.redact import RedactFilter
+from .requestctx import current_request_id
 from .upstream.keypool import fingerprint
 
 _FORMAT = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
@@ -12,7 +11,7 @@ _FORMAT = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
 
 class RequestIdFilter(logging.Filter):
     def filter(self, record):
-        record.request_id = g.get("request_id", "-") if has_request_context() else "-"
+        record.request_id = current_request_id("-")
         return True
 
 

@@ -1,25 +1,91 @@
-"""Per-request context: the request id, the start time, and the headers every answer carries."""
+"""Per-request state: one typed object per request, its id and start time, and the headers every answer carries.
+
+Every hook, view and error handler that learns something about a request writes it here, and the
+recorders read it from here: the contract between them is this class, not loose attributes on `g`."""
+from __future__ import annotations
+
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Optional
 
-from flask import g, request
+from flask import g, has_request_context, request
+
+if TYPE_CHECKING:  # types only: the request state stands below everything that fills it in
+    from .errors import ProxyError
+    from .wire.native import NativeRequest
 
 # A client-supplied id is kept only if it is short and plain, so it is safe in logs and headers.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+API, NATIVE, ADMIN = "api", "native", "admin"  # the areas of the app, by path (access.auth.area_of)
+RECORDED_AREAS = (API, NATIVE)  # the generation APIs, whose every request is recorded, limited, counted
+
+
+@dataclass(slots=True, eq=False)
+class RequestState:
+    """What the request's hooks and views learnt, in the order they learn it."""
+
+    request_id: str = ""
+    started_at: Optional[datetime] = None  # UTC, naive, as the database stores it
+    started: float = 0.0  # time.perf_counter() at the start, for elapsed_ms
+    # access.auth: which API the path belongs to, who is calling, and on the pass-through what it sent
+    area: Optional[str] = None
+    client: Any = None  # access.clients.Caller, or None when the proxy is open
+    native: Optional["NativeRequest"] = None  # the pass-through's path, query and credentials, parsed once
+    upload: Any = None  # access.upload_grants.UploadPass of a chunk sent to an upload URL the proxy gave out
+    proxy_key_slot: Optional[str] = None  # where a native client put its proxy key, swapped for a server key
+    # storage.admitted and observability: what a worker holds for this request until its response closes
+    inflight_key: Optional[int] = None
+    in_flight: bool = False
+    # the entrances: what was asked and what came of it
+    model_requested: Optional[str] = None
+    generation_request: Any = None  # upstream.messages.GenerationRequest on /gemini/*
+    generation: Any = None  # upstream.messages.Generation on /gemini/*
+    cache_status: Optional[str] = None  # HIT or MISS when the response cache was consulted
+    error: Optional["ProxyError"] = None  # the typed error the request was answered with
+    native_recorded: bool = False  # the pass-through records its exchange itself, when the response closes
+
+    def elapsed_ms(self):
+        return round((time.perf_counter() - self.started) * 1000, 3)
+
+    @property
+    def recorded_area(self):
+        """Whether the request is on a generation API (recorded, limited and counted)."""
+        return self.area in RECORDED_AREAS
+
+
+def current():
+    """This request's state (an empty one if the request began before `begin` ran)."""
+    context = g._get_current_object()
+    try:
+        return context.request_state
+    except AttributeError:
+        state = context.request_state = RequestState()
+        return state
+
+
+def current_request_id(default=None):
+    """The id of the request being served, or `default` outside one (logging, errors raised elsewhere)."""
+    if not has_request_context():
+        return default
+    state = g.get("request_state")
+    return state.request_id if state is not None else default
 
 
 def begin():
+    """before_request, the first: the request's state, with its id and start time."""
     incoming = request.headers.get("X-Request-ID", "")
-    g.request_id = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
-    g.started_at = datetime.now(timezone.utc).replace(tzinfo=None)
-    started = time.perf_counter()
-    g.elapsed_ms = lambda: round((time.perf_counter() - started) * 1000, 3)
+    g.request_state = RequestState(
+        request_id=incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex,
+        started_at=datetime.now(timezone.utc).replace(tzinfo=None),
+        started=time.perf_counter())
 
 
 def finish(response):
-    response.headers["X-Request-ID"] = g.get("request_id", "")
-    if g.get("cache_status"):
-        response.headers["X-Cache"] = g.cache_status
+    state = g.get("request_state")
+    response.headers["X-Request-ID"] = state.request_id if state is not None else ""
+    if state is not None and state.cache_status:
+        response.headers["X-Cache"] = state.cache_status
     return response

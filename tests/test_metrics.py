@@ -4,7 +4,7 @@ import time
 import pytest
 import requests
 
-from tests.conftest import KEYS, MODELS, samples, value
+from tests.conftest import KEYS, MODELS, samples, value, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -21,6 +21,10 @@ def test_metrics_sum_over_two_workers(gunicorn, emulator):
     native = requests.post(f"{server.url}/v1beta/models/{MODELS[1]}:generateContent",
                            json={"contents": [{"parts": [{"text": "hi"}]}]}, timeout=30)
     assert native.status_code == 200
+    # A native exchange is counted when its response closes, a moment after the client's last byte.
+    wait_for(lambda: value(samples(requests.get(f"{server.url}/metrics", timeout=10).text),
+                           "gemini_proxy_requests_total", route="/v1beta/models/{model}:generateContent",
+                           model=MODELS[1], status="200") == 1, message="the native exchange counted")
     for _ in range(4):  # whichever worker answers the scrape, the totals are the server's
         text = requests.get(f"{server.url}/metrics", timeout=10).text
         found = samples(text)

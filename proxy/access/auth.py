@@ -1,17 +1,17 @@
 """Who is calling: client keys on every generation API, the admin key on operator endpoints."""
 import hmac
 
-from flask import current_app, g, request
+from flask import current_app, request
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from models import ApiClient, db
 
 from ..errors import AdminDisabled, InvalidRequest, NotFound, Unauthorized
+from ..requestctx import ADMIN, API, NATIVE, current as current_state
 from ..wire import credentials, native as native_wire, query as queries, routes, upload_urls
 from . import clients, upload_grants
 
-API, NATIVE, ADMIN = "api", "native", "admin"
 _AREAS = (("/gemini/", API), ("/gemini-proxy", API), ("/v1beta/", NATIVE), ("/v1/", NATIVE),
           ("/upload/v1beta/", NATIVE), ("/upload/v1/", NATIVE), ("/admin/", ADMIN), ("/analytics/", ADMIN),
           ("/metrics", ADMIN))
@@ -53,47 +53,66 @@ def _is_proxy_key(value):
         return True  # unknown: forwarding a proxy key to Google is the worse mistake
 
 
+_KEY_REQUIRED = "An API key is required: send it as X-API-KEY or Authorization: Bearer."
+_KEY_REFUSED = "The API key is not valid or has been revoked."
+
+
 def authenticate():
-    """before_request: sets g.client (or None when the proxy is open); raises 401 when it must."""
-    # The objects behind Flask's proxies, looked up once: every request passes here.
-    state, incoming = g._get_current_object(), request._get_current_object()
+    """before_request: who is calling, in the request state (None when the proxy is open); 401 when it must."""
+    state, incoming = current_state(), request._get_current_object()  # every request passes here
     state.area = area = area_of(incoming.path)
-    state.client = client = None
-    state.proxy_key_slot = None  # where a native client put its proxy key, to be swapped for a server key
-    state.native = state.upload = None
     if area is None or incoming.method == "OPTIONS":
         return
     if area == ADMIN:
         return require_admin()
     native, presented = _read(incoming, area)
     state.native = native
+    client = _caller(state, area, presented)
+    if _is_upload_chunk(native):
+        return _admit_upload_chunk(state, native, incoming, client)
+    state.client = client
+    if client is None and keys_required():
+        raise Unauthorized(_KEY_REFUSED if _presents_any(presented) else _KEY_REQUIRED)
+
+
+def _is_upload_chunk(native):
+    """A chunk sent to an upload URL the proxy gave out (its grant in the query)."""
+    return native is not None and bool(native.route.prefix) and bool(native.query.get(upload_urls.PARAMETER))
+
+
+def _presents_any(presented):
+    return bool(presented.api_key or presented.bearer or presented.gemini)
+
+
+def _caller(state, area, presented):
+    """The active client the presented key belongs to, if any: X-API-KEY first, then Bearer on the /gemini
+    APIs, then on the pass-through a proxy key put where Gemini expects its own (noted to be swapped)."""
     if presented.api_key:
         client = clients.find_active(presented.api_key)
         if client is not None and presented.gemini and _is_proxy_key(presented.gemini[1]):
             raise Unauthorized("A proxy key is never sent on to Gemini: send it as X-API-KEY alone, or in "
                                "x-goog-api-key, key= or Authorization alone.")
-    elif area == API:
-        client = clients.find_active(presented.bearer)
-    elif presented.gemini:
-        slot, value = presented.gemini
-        client = clients.find_active(value)
-        if client is not None:
-            state.proxy_key_slot = slot
-    if native is not None and native.route.prefix and native.query.get(upload_urls.PARAMETER):
-        # A chunk sent to an upload URL the proxy gave out: its grant names the client that began it.
-        state.upload = upload_grants.admit(
-            native, incoming.method, incoming.headers.get("X-Goog-Upload-Command", ""), client,
-            current_app.extensions["forwarder"].pool, current_app.extensions["ended_uploads"])
-        state.client = state.upload.client
-        if state.client is None and keys_required():
-            # Begun while the proxy was open: no client to charge now that it is closed.
-            raise Unauthorized("An API key is required: send it as X-API-KEY or Authorization: Bearer.")
-        return
-    state.client = client
-    if client is None and keys_required():
-        anything = presented.api_key or presented.bearer or presented.gemini
-        raise Unauthorized("The API key is not valid or has been revoked." if anything else
-                           "An API key is required: send it as X-API-KEY or Authorization: Bearer.")
+        return client
+    if area == API:
+        return clients.find_active(presented.bearer)
+    if not presented.gemini:
+        return None
+    slot, value = presented.gemini
+    client = clients.find_active(value)
+    if client is not None:
+        state.proxy_key_slot = slot
+    return client
+
+
+def _admit_upload_chunk(state, native, incoming, client):
+    """A chunk sent to an upload URL the proxy gave out: its grant names the client that began it."""
+    state.upload = upload_grants.admit(
+        native, incoming.method, incoming.headers.get("X-Goog-Upload-Command", ""), client,
+        current_app.extensions["forwarder"].pool, current_app.extensions["ended_uploads"])
+    state.client = state.upload.client
+    if state.client is None and keys_required():
+        # Begun while the proxy was open: no client to charge now that it is closed.
+        raise Unauthorized(_KEY_REQUIRED)
 
 
 def require_admin():

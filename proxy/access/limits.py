@@ -1,26 +1,25 @@
 """Per-client request rate limits (Flask-Limiter); daily token quotas live in quotas.py."""
-from flask import current_app, g, request
+from flask import current_app, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
-# Storage imports count_usage (and may import check_token_quota) from here, where they used to live.
-from .quotas import check_token_quota, count_usage  # noqa: F401
+from ..requestctx import current as current_state
 
 
 def _rate_key():
-    client = g.get("client")
+    client = current_state().client
     return f"client:{client.id}" if client is not None else f"addr:{get_remote_address()}"
 
 
 def _limit_for_caller():
-    client = g.get("client")
+    client = current_state().client
     return (client.rate_limit if client is not None and client.rate_limit else None) or \
         current_app.config["RATE_LIMIT"]
 
 
 def _exempt():
     # Only the generation APIs are limited; health, docs and operator endpoints are not.
-    return g.get("area") not in ("api", "native") or request.method == "OPTIONS" or not _limit_for_caller()
+    return not current_state().recorded_area or request.method == "OPTIONS" or not _limit_for_caller()
 
 
 def init_limits(app):

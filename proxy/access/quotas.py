@@ -3,13 +3,14 @@ real usage once recorded, in a ledger every worker (and, with Redis, every insta
 import sqlite3
 from datetime import datetime, timedelta, timezone
 
-from flask import current_app, g, request
+from flask import current_app, request
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from models import RequestLog, db
 
 from ..errors import TokenQuotaExceeded
+from ..requestctx import API, current as current_state
 from ..wire import jsonbody, routes
 from .estimate import estimate_tokens
 
@@ -33,12 +34,12 @@ def recorded_today(client_id, day_start):
     return db.session.execute(query).scalar_one()
 
 
-def _is_generation():
+def _is_generation(state):
     """Whether this request can spend output tokens: the /gemini APIs' POSTs, and the native generation
     calls (a path that does not parse is treated as one: the pass-through refuses it, and it settles at 0)."""
     if request.method != "POST":
         return False
-    if g.area == "api":
+    if state.area == API:
         return True
     try:
         route = routes.parse(routes.raw_path(request.environ) or request.path)
@@ -59,15 +60,16 @@ def _estimate():
 def check_token_quota():
     """before_request: hold this request's estimated tokens against its client's daily quota, or refuse
     it when nothing is left; count_usage settles the hold once the request is recorded."""
-    client = g.get("client")
-    if client is None or g.get("area") not in ("api", "native") or request.method == "OPTIONS":
+    state = current_state()
+    client = state.client
+    if client is None or not state.recorded_area or request.method == "OPTIONS":
         return
     quota = client.daily_token_quota if client.daily_token_quota is not None else \
         current_app.config["DAILY_TOKEN_QUOTA"]
     if not quota:
         return
     quotas = current_app.extensions["quotas"]
-    day_start = g.started_at.replace(hour=0, minute=0, second=0, microsecond=0)
+    day_start = state.started_at.replace(hour=0, minute=0, second=0, microsecond=0)
     day = day_start.date().isoformat()
     try:
         if quotas.due_for_floor(client.id, day):
@@ -76,7 +78,8 @@ def check_token_quota():
             except SQLAlchemyError:  # the ledger holds the quota meanwhile
                 db.session.rollback()
                 quotas.warn("recorded usage unread (the database did not answer): the quota ledger holds it")
-        reservation = quotas.reserve(client.id, day, g.request_id, _estimate() if _is_generation() else 0, quota)
+        reservation = quotas.reserve(client.id, day, state.request_id, _estimate() if _is_generation(state) else 0,
+                                     quota)
     except sqlite3.Error:
         quotas.warn("token quota unchecked: the quota ledger did not answer")
         return
@@ -92,12 +95,13 @@ def check_token_quota():
 
 
 def count_usage(app, record):
-    """Storage calls this with each finished request's record: its real tokens settle the hold it made."""
+    """An observer of each finished request's record (registered in the app factory): its real tokens
+    settle the hold it made."""
     quotas = app.extensions.get("quotas")
-    if quotas is None or record.get("client_id") is None:
+    if quotas is None or record.client_id is None:
         return
-    tokens = 0 if record.get("cache_status") == "HIT" else (record.get("total_tokens") or 0)
+    tokens = 0 if record.cache_status == "HIT" else (record.total_tokens or 0)
     try:
-        quotas.settle(record["client_id"], record["request_id"], tokens)
+        quotas.settle(record.client_id, record.request_id, tokens)
     except sqlite3.Error:  # the hold expires by itself; never fail the record over it
         quotas.warn("token usage not settled: the quota ledger did not answer")

@@ -48,6 +48,12 @@ def forget_late(moments, session=None):
         (session or db.session).execute(delete(RolledHour).where(RolledHour.hour.in_(sorted(hours))))
 
 
+def forget_late_records(records):
+    """An observer of each transaction that writes request records (registered in the app factory): the
+    hours of those written late are rolled up again."""
+    forget_late([record.created_at for record in records])
+
+
 def _forget_late_records(session, _context, _instances):
     forget_late([instance.created_at for instance in session.new if isinstance(instance, RequestLog)], session)
 

@@ -1,5 +1,5 @@
 """The REST API: Flask-RESTX namespaces, documented at /docs."""
-from flask import redirect
+from flask import current_app, has_app_context, redirect
 from flask_restx import Api
 
 from .. import __version__
@@ -19,6 +19,32 @@ class ProxyApi(Api):
     def render_root(self):
         return redirect("/docs")
 
+    @property
+    def __schema__(self):
+        """The spec, listing the models the app serving it accepts: per app, changing no shared model."""
+        shared = super().__schema__
+        if not has_app_context() or "definitions" not in shared:
+            return shared
+        extensions = current_app.extensions
+        own = extensions.get("swagger_spec")
+        if own is None and extensions.get("documented_models") is not None:
+            own = extensions["swagger_spec"] = _listing_models(shared, extensions["documented_models"])
+        return own or shared
+
+
+# The request models whose `model` /docs lists as an enum. Which model a caller may name is still the API's
+# to say, with its own error (MODEL_NOT_ALLOWED), and with a caller's own Gemini key, Gemini's.
+_LISTS_MODELS = ("GenerateRequest", "CompatRequest")
+
+
+def _listing_models(spec, models):
+    definitions = dict(spec["definitions"])
+    for name in _LISTS_MODELS:
+        schema = definitions[name]
+        properties = dict(schema["properties"], model=dict(schema["properties"]["model"], enum=list(models)))
+        definitions[name] = dict(schema, properties=properties)
+    return dict(spec, definitions=definitions)
+
 
 api = ProxyApi(
     version=__version__,
@@ -33,13 +59,10 @@ api = ProxyApi(
 )
 
 
-def document_models(models):
-    """Let /docs list the models this deployment accepts (one app per process in production)."""
-    from .compat import request_model as compat_request
-    from .generate import request_model as generate_request
-
-    for schema in (generate_request, compat_request):
-        schema["model"].enum = list(models)
+def init_api(app, models):
+    """Bind the API to `app`, whose /docs lists `models` (the chain) as those a request may name."""
+    app.extensions["documented_models"] = list(models)
+    api.init_app(app)
 
 
 api.add_namespace(generate_ns)

@@ -1,8 +1,9 @@
 """POST /gemini-proxy: the API of the Flask proxy service users migrate from, on this gateway."""
-from flask import current_app, g
+from flask import current_app
 from flask_restx import Namespace, Resource, fields
 
 from ..errors import InvalidRequest, ModelNotAllowed, PromptTooLong, require_unicode
+from ..requestctx import current as current_state
 from ..upstream.messages import GenerationRequest
 from .validation import expect_valid
 
@@ -83,10 +84,10 @@ class GeminiProxy(Resource):
     @ns.doc(security="apikey")
     def post(self):
         """Generate text (send X-API-KEY); optionally with your own Gemini key and model."""
-        g.model_requested = ns.payload.get("model")
+        state = current_state()
+        state.model_requested = ns.payload.get("model")
         request, api_key = parse_compat(ns.payload, current_app.config)
-        g.generation_request = request
-        generation = current_app.extensions["gemini"].generate(request, api_key=api_key)
-        g.generation = generation
+        state.generation_request = request
+        state.generation = generation = current_app.extensions["gemini"].generate(request, api_key=api_key)
         return {"result": "OK", "data": {"response": generation.completion.text or "", "model": generation.model,
-                                          "time": int(round(g.elapsed_ms()))}}
+                                          "time": int(round(state.elapsed_ms()))}}

@@ -1,10 +1,11 @@
 """Every failure mapped to a typed error, and answered in the shape its API's clients expect."""
 import logging
 
-from flask import g, has_request_context, jsonify, request
+from flask import has_request_context, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .. import errors
+from ..requestctx import current as current_state, current_request_id
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def error_body(error):
     body = {"code": error.code, "message": error.message}
     if error.details is not None:
         body["details"] = error.details
-    return {"error": body, "request_id": g.get("request_id")}
+    return {"error": body, "request_id": current_request_id()}
 
 
 def google_body(error):
@@ -112,8 +113,10 @@ def _shape_for_path(path):
 
 def error_response(exc):
     error = to_proxy_error(exc)
-    g.error = error  # the request log reads it
-    shape = _shape_for_path(request.path) if has_request_context() else error_body
+    in_request = has_request_context()
+    if in_request:
+        current_state().error = error  # the request's record reads it
+    shape = _shape_for_path(request.path) if in_request else error_body
     response = jsonify(shape(error))
     response.status_code = error.status
     response.headers.update(error.headers)

@@ -1,9 +1,10 @@
 """POST /gemini/generate: text generation with retry and model fallback."""
-from flask import current_app, g, request as http_request
+from flask import current_app, request as http_request
 from flask_restx import Namespace, Resource, fields
 
 from ..errors import InvalidRequest, ModelNotAllowed, require_unicode
 from ..cache.answers import from_completion, usage_of
+from ..requestctx import current as current_state
 from ..upstream.messages import Completion, Generation, GenerationRequest
 from .models import document_errors, error_detail, error_model
 from .validation import expect_valid
@@ -94,11 +95,10 @@ class Generate(Resource):
     @document_errors(ns, 400, 401, 404, 408, 413, 422, 429, 502, 503, 504)
     def post(self):
         """Generate text with Gemini, retrying transient failures and falling back along the model chain."""
-        g.model_requested = ns.payload.get("model")
-        request = parse_generate(ns.payload, current_app.config)
-        g.generation_request = request
-        generation = _generate_cached(request)
-        g.generation = generation
+        state = current_state()
+        state.model_requested = ns.payload.get("model")
+        state.generation_request = request = parse_generate(ns.payload, current_app.config)
+        state.generation = generation = _generate_cached(state, request)
         completion = generation.completion
         return {
             "text": completion.text or "",
@@ -109,14 +109,14 @@ class Generate(Resource):
             },
             "model": generation.model,
             "finish_reason": completion.finish_reason,
-            "latency_ms": g.elapsed_ms(),
-            "request_id": g.request_id,
+            "latency_ms": state.elapsed_ms(),
+            "request_id": state.request_id,
             "token_source": completion.token_source,
-            "cache": g.get("cache_status") or "OFF",
+            "cache": state.cache_status or "OFF",
         }
 
 
-def _generate_cached(request):
+def _generate_cached(state, request):
     """Answer from the response cache when allowed and present; otherwise generate, and maybe keep it."""
     service, cache = current_app.extensions["gemini"], current_app.extensions["cache"]
     model = request.model or service.models[0]
@@ -124,7 +124,7 @@ def _generate_cached(request):
     decision = cache.decision(http_request.headers, body)
     key, answer = cache.lookup(decision, model, body)
     if decision.used:
-        g.cache_status = "HIT" if answer else "MISS"
+        state.cache_status = "HIT" if answer else "MISS"
     if answer:
         prompt, completion, total = usage_of(answer)
         candidate = answer["candidates"][0]

@@ -11,16 +11,6 @@ from jsonschema import Draft4Validator
 from ..errors import InvalidRequest
 
 
-def _schema(model):
-    schema = dict(model.__schema__)
-    if "enum" in schema.get("properties", {}).get("model", {}):
-        # The chain's models are listed for /docs; which model a caller may name is the API's to say, with
-        # its own error (MODEL_NOT_ALLOWED), and with a caller's own Gemini key, Gemini's.
-        schema["properties"] = dict(schema["properties"], model={
-            key: value for key, value in schema["properties"]["model"].items() if key != "enum"})
-    return schema
-
-
 def _inline(schema, definitions, seen=()):
     """The schema with each $ref to a definition replaced by that definition, so that checking a body
     resolves no reference (which cost a third of the check). A model that contains itself keeps its $ref."""
@@ -42,7 +32,7 @@ def _validator(model):
         from . import api  # every namespace's models, which the schema's $refs name
 
         definitions = {name: each.__schema__ for name, each in api.models.items()}
-        schema = {**_inline(_schema(model), definitions), "definitions": definitions}
+        schema = {**_inline(model.__schema__, definitions), "definitions": definitions}
         validator = validators[model.name] = Draft4Validator(schema, format_checker=api.format_checker)
     return validator
 

@@ -1,7 +1,7 @@
 """Cached answers are complete GenerateContentResponse bodies; streams are folded and replayed."""
 import json
 
-from ..passthrough.capture import iter_json_objects
+from ..wire.stream import iter_json_objects
 
 COMPLETE = {"STOP", "MAX_TOKENS", 1, 2}  # a blocked or cut answer is never stored
 

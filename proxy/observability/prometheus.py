@@ -6,6 +6,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 
+from ..requestctx import current as current_state
 from ..wire.routes import GENERATION_ACTIONS, VERSIONS
 from .labels import BoundedLabel
 
@@ -53,28 +54,29 @@ def _series_of(metric, *values):
 
 
 def observe(record):
-    """Count one finished request from its record (both APIs build one)."""
-    answered = (record["status_code"] or 500) < 400  # upstream (or the cache, which keeps only upstream's) answered
-    attempts = record["attempts"]
-    attempt_models = [_models(a["model"], learn=a["outcome"] == "ok") for a in attempts]
-    route, model = _routes(record["route"], learn=answered), _models(record["model_used"], learn=answered)
-    _series_of(REQUESTS, route, model, str(record["status_code"])).inc()
-    _series_of(LATENCY, route).observe((record["latency_ms"] or 0) / 1000)
-    cache_status = record["cache_status"]
+    """An observer of each finished request's record (storage.records.RequestRecord, registered in the app
+    factory): count it."""
+    answered = (record.status_code or 500) < 400  # upstream (or the cache, which keeps only upstream's) answered
+    attempts = record.attempts
+    attempt_models = [_models(a.model, learn=a.outcome == "ok") for a in attempts]
+    route, model = _routes(record.route, learn=answered), _models(record.model_used, learn=answered)
+    _series_of(REQUESTS, route, model, str(record.status_code)).inc()
+    _series_of(LATENCY, route).observe((record.latency_ms or 0) / 1000)
+    cache_status = record.cache_status
     if cache_status:
         _series_of(CACHE, cache_status.lower()).inc()
     if not attempts:
         return
-    _series_of(UPSTREAM_LATENCY, model).observe(sum(a["latency_ms"] for a in attempts) / 1000)
+    _series_of(UPSTREAM_LATENCY, model).observe(sum(a.latency_ms for a in attempts) / 1000)
     for attempt, attempt_model in zip(attempts, attempt_models):
-        _series_of(ATTEMPTS, attempt_model, attempt["outcome"]).inc()
+        _series_of(ATTEMPTS, attempt_model, attempt.outcome).inc()
     if len(attempts) > 1:
         _series_of(RETRIES, route).inc(len(attempts) - 1)
-    if record["model_used"] and attempts[0]["model"] != record["model_used"]:
+    if record.model_used and attempts[0].model != record.model_used:
         _series_of(FALLBACKS, attempt_models[0], model).inc()
     if cache_status != "HIT":
-        _series_of(TOKENS, model, "prompt").inc(record.get("prompt_tokens") or 0)
-        _series_of(TOKENS, model, "completion").inc(record.get("completion_tokens") or 0)
+        _series_of(TOKENS, model, "prompt").inc(record.prompt_tokens or 0)
+        _series_of(TOKENS, model, "completion").inc(record.completion_tokens or 0)
 
 
 class SpoolCollector:
@@ -117,16 +119,13 @@ def count_cooldown(model, reason):
 
 def track_in_flight():
     """before_request: count generation requests in flight until their response closes."""
-    from flask import g
-
-    if g.get("area") in ("api", "native"):
+    state = current_state()
+    if state.recorded_area:
         IN_FLIGHT.inc()
-        g.in_flight = True
+        state.in_flight = True
 
 
 def release_in_flight(response):
-    from flask import g
-
-    if g.get("in_flight"):
+    if current_state().in_flight:
         response.call_on_close(IN_FLIGHT.dec)  # after a stream's last byte, not when its headers leave
     return response

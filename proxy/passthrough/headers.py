@@ -1,4 +1,4 @@
-"""Header hygiene: hop-by-hop headers dropped, secrets never forwarded twice nor stored."""
+"""Header hygiene: hop-by-hop headers dropped, secrets never forwarded twice (wire.headers redacts stored ones)."""
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "trailers", "transfer-encoding", "upgrade", "proxy-connection"}
 # Set by the proxy itself, or meaningless beyond it.
@@ -8,7 +8,6 @@ NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "accept-encoding", "x-go
                               "x-api-key", "x-request-id"}
 # Google's alt-svc advertises its own HTTP/3 endpoint, which is not where the client is talking.
 NOT_RETURNED = HOP_BY_HOP | {"alt-svc", "content-length", "server", "date"}
-SECRET = {"x-goog-api-key", "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"}
 
 
 def upstream_headers(incoming):
@@ -21,6 +20,3 @@ def upstream_headers(incoming):
 def client_headers(upstream):
     return [(name, value) for name, value in upstream.items() if name.lower() not in NOT_RETURNED]
 
-
-def redacted(headers):
-    return {name: ("[redacted]" if name.lower() in SECRET else value) for name, value in headers.items()}

@@ -2,12 +2,13 @@
 import json
 import logging
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, request
 
 from ..cache.answers import fold_body, replay
 from ..cache.policy import OFF
 from ..access.clients import hash_key
 from ..errors import InvalidRequest, ModelNotAllowed, NotFound, PromptTooLong
+from ..requestctx import current as current_state
 from ..storage.exchanges import record_exchange
 from ..wire import jsonbody, routes, upload_urls
 from ..wire.routes import GENERATION_ACTIONS
@@ -42,9 +43,9 @@ class Stream:
 
 def _key_choice(state, native):
     """Which key the call goes on with: the client's own Gemini key, or the pool's (pinned for an upload)."""
-    presented = native.presented.gemini if not state.get("proxy_key_slot") else None
+    presented = native.presented.gemini if not state.proxy_key_slot else None
     own = KeyChoice(CLIENT, presented[1], presented[0]) if presented else None
-    upload = state.get("upload")
+    upload = state.upload
     if upload is not None:
         if upload.pin == upload_urls.OWN:
             return own or KeyChoice(CLIENT)  # begun with the client's own key, which this chunk may not carry
@@ -91,8 +92,8 @@ def _call_from_request(incoming, state, native):
 @bp.route("/<any(v1beta, v1):version>/<path:path>", methods=_METHODS)
 def forward(version, path):
     # The objects behind Flask's proxies, looked up once: this is the pass-through's every request.
-    app, state, incoming = current_app._get_current_object(), g._get_current_object(), request._get_current_object()
-    native = state.get("native")
+    app, state, incoming = current_app._get_current_object(), current_state(), request._get_current_object()
+    native = state.native
     if native is None:  # only a path the access check parsed is forwarded
         raise NotFound("The path is not one of Gemini's API.")
     config = app.config
@@ -100,14 +101,10 @@ def forward(version, path):
     prefix = call.route.prefix
     state.model_requested = call.model
     _check_limits(call, config)
-    decision, key, cached = _consult_cache(call)
+    decision, key, cached = _consult_cache(state, call)
     capture = config["LOG_BODY_MAX_BYTES"] if config["LOG_BODIES"] and not (
         prefix and uploads.carries_file(incoming)) else 0
     stream = Stream(capture, config["CACHE_MAX_BODY_BYTES"] if decision.write and not cached else 0)
-    context = {"request_id": state.request_id, "started_at": state.started_at, "elapsed_ms": state.elapsed_ms,
-               "route": call.route.template,
-               "client_id": state.client.id if state.get("client") else None,
-               "cache_status": state.get("cache_status")}
     state.native_recorded = True  # recorded when the response closes, not by the after_request hook
     if cached is not None:
         body, content_type = replay(cached, call.streaming, call.query.sse)
@@ -116,7 +113,7 @@ def forward(version, path):
         try:
             reply = app.extensions["forwarder"].open(call)
         except NativeError as error:
-            return _failed(error, app, context, call, stream)
+            return _failed(error, app, state, call, stream)
 
     body = _relay(reply, stream, state.elapsed_ms)
     headers = client_headers(reply.headers)
@@ -129,7 +126,7 @@ def forward(version, path):
     if reply.model:
         response.headers["X-Gemini-Model"] = reply.model
     response.headers["X-Accel-Buffering"] = "no"  # nginx must pass streams on as they come
-    response.call_on_close(lambda: record_exchange(app, context, call, reply, stream, None))
+    response.call_on_close(lambda: record_exchange(app, state, call, reply, stream, None))
     if stream.whole is not None:
         response.call_on_close(lambda: _keep_in_cache(app, decision, key, call, reply, stream))
     return response
@@ -138,9 +135,9 @@ def forward(version, path):
 def _upload_headers(app, state, call, reply, headers, url_root):
     """The chunks must come through the proxy too, on the key the upload began with, for its client;
     and once an upload has ended, the URL it was given opens nothing."""
-    if state.get("upload") is not None and uploads.finished(headers):
+    if state.upload is not None and uploads.finished(headers):
         app.extensions["ended_uploads"].end(call.query.get("upload_id"))
-    client = state.get("client")
+    client = state.client
     presented = state.native.presented
     own_secret = hash_key(presented.api_key or presented.gemini[1]) if client and (
         presented.api_key or presented.gemini) else None
@@ -150,7 +147,7 @@ def _upload_headers(app, state, call, reply, headers, url_root):
         seconds=app.config["UPLOAD_URL_SECONDS"])
 
 
-def _consult_cache(call):
+def _consult_cache(state, call):
     """(decision, key, cached answer) for a generation call; the cache is off for anything else."""
     cache = current_app.extensions["cache"]
     if not cache.config["CACHE_ENABLED"] or call.action not in GENERATION_ACTIONS or not call.model \
@@ -159,7 +156,7 @@ def _consult_cache(call):
     decision = cache.decision(request.headers, call.payload)
     key, cached = cache.lookup(decision, call.model, call.payload)
     if decision.used:
-        g.cache_status = "HIT" if cached is not None else "MISS"
+        state.cache_status = "HIT" if cached is not None else "MISS"
     return decision, key, cached
 
 
@@ -193,12 +190,12 @@ def _check_limits(call, config):
         raise PromptTooLong(f"The prompt is longer than {limit} characters.")
 
 
-def _failed(error, app, context, call, stream):
+def _failed(error, app, state, call, stream):
     """No upstream answer at all: Google's error shape, recorded like any exchange."""
     response = Response(json.dumps(error.body()), status=error.status, mimetype="application/json")
     stream.capture.add(response.get_data())
     stream.finished = True
-    response.call_on_close(lambda: record_exchange(app, context, call, None, stream, error))
+    response.call_on_close(lambda: record_exchange(app, state, call, None, stream, error))
     return response
 
 

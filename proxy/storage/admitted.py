@@ -4,9 +4,11 @@ import itertools
 import os
 from functools import partial
 
-from flask import g, request
+from flask import request
 
+from ..requestctx import NATIVE, current as current_state
 from .inflight import WORKER_DIED
+from .records import RequestRecord
 from .recorder import UNPARSED_NATIVE
 
 _MESSAGE = "The worker serving this request died before the request ended; only its start is known."
@@ -20,22 +22,21 @@ def hooks(inflight):
 
     def note_admitted():
         # What is known for the asking; the route and model are worked out only if the note is replayed.
-        state, incoming = g._get_current_object(), request._get_current_object()
-        area = getattr(state, "area", None)
-        if area not in ("api", "native") or incoming.method == "OPTIONS":
+        state, incoming = current_state(), request._get_current_object()
+        if not state.recorded_area or incoming.method == "OPTIONS":
             return
-        client = getattr(state, "client", None)
+        client = state.client
         state.inflight_key = key = next(_keys)
         rule = incoming.url_rule
-        native = getattr(state, "native", None)  # the pass-through's parsed route: its template and model
+        native = state.native  # the pass-through's parsed route: its template and model
         inflight.start(key, {
-            "request_id": state.request_id, "started_at": {"$dt": state.started_at.isoformat()}, "area": area,
+            "request_id": state.request_id, "started_at": {"$dt": state.started_at.isoformat()}, "area": state.area,
             "rule": rule.rule if rule is not None else None, "path": incoming.path, "method": incoming.method,
             "native": (native.route.template, native.route.model) if native is not None else None,
             "client_id": client.id if client is not None else None, "worker": os.getpid()})
 
     def forget_on_close(response):
-        key = getattr(g._get_current_object(), "inflight_key", None)
+        key = current_state().inflight_key
         if key is not None:
             response.call_on_close(partial(inflight.end, key))
         return response
@@ -45,7 +46,7 @@ def hooks(inflight):
 
 def _route_and_model(note):
     """The route as the request's record would name it (storage.recorder), and the model its path names."""
-    if note.get("area") != "native":
+    if note.get("area") != NATIVE:
         return note.get("rule") or note.get("path") or "", None
     route, model = note.get("native") or (UNPARSED_NATIVE, None)
     return route, model
@@ -54,7 +55,7 @@ def _route_and_model(note):
 def aborted(note):
     """The record of a request whose worker died: what was known when it was admitted."""
     route, model = _route_and_model(note)
-    return {"request_id": note["request_id"], "created_at": note["started_at"], "route": route,
-            "method": note.get("method") or "POST", "client_id": note.get("client_id"), "model_requested": model,
-            "status_code": 502, "error_code": WORKER_DIED, "error_message": _MESSAGE, "latency_ms": 0.0,
-            "attempt_count": 0, "attempts": [], "metric": None, "exchange": None}
+    return RequestRecord(request_id=note["request_id"], created_at=note["started_at"], route=route,
+                         method=note.get("method") or "POST", client_id=note.get("client_id"),
+                         model_requested=model, status_code=502, error_code=WORKER_DIED, error_message=_MESSAGE,
+                         latency_ms=0.0, attempt_count=0)

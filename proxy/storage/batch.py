@@ -1,7 +1,7 @@
 """Writes a batch of records in one transaction: a few multi-row INSERTs, not an ORM flush per record.
 
-A record is a request-log row's columns plus its "attempts", "metric" and "exchange" (with its "body"),
-as the recorders build them; the database assigns the ids that link them."""
+A record is a storage.records.RequestRecord: a request-log row's columns plus its attempts, metric and
+exchange (with its body), as the recorders build them; the database assigns the ids that link them."""
 import uuid
 
 from sqlalchemy import String, delete, insert, select, text
@@ -9,7 +9,6 @@ from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, O
 
 from models import Attempt, Exchange, ExchangeBody, Metric, RequestLog, db
 
-from ..analytics.rollups import forget_late
 from .inflight import WORKER_DIED
 
 _CHUNK = 500  # request ids per IN (...) look-up, well under SQLite's limit on bound variables
@@ -40,7 +39,7 @@ class _Table:
     def row(self, values, **links):
         row = {}
         for key, default in self.defaults.items():
-            value = links[key] if key in links else values.get(key)
+            value = links[key] if key in links else getattr(values, key, None)
             if value is None and default is not None:
                 value = default() if callable(default) else default
             elif key in self.lengths and isinstance(value, str):
@@ -84,12 +83,13 @@ def _known(request_ids):
     return known
 
 
-def insert_records(records, *, reject, tried=True):
-    """Write the records the database does not hold yet; returns (written, already there). Raises one of
-    UNAVAILABLE when the database cannot take records now. A record it refuses as invalid is handed to
-    `reject(record, reason)` so that it does not hold back the others."""
+def insert_records(records, *, reject, tried=True, written=()):
+    """Write the RequestRecords the database does not hold yet; returns (written, already there). Raises
+    one of UNAVAILABLE when the database cannot take records now. A record it refuses as invalid is handed
+    to `reject(record, reason)` so that it does not hold back the others. Each of `written` is called with
+    the records a transaction writes, inside it (the rollups forget the hours late records land in)."""
     try:
-        return _insert(records, tried)
+        return _insert(records, tried, written)
     except UNAVAILABLE:
         raise
     except _INVALID:
@@ -97,7 +97,7 @@ def insert_records(records, *, reject, tried=True):
     written = duplicates = 0
     for record in records:  # one by one, to find the record the database refuses
         try:
-            done, already = _insert([record], tried=True)
+            done, already = _insert([record], True, written)
         except UNAVAILABLE:
             raise
         except _INVALID as exc:
@@ -108,7 +108,7 @@ def insert_records(records, *, reject, tried=True):
     return written, duplicates
 
 
-def _insert(records, tried):
+def _insert(records, tried, observers):
     """All or none, in one transaction. A record is already there when its request id is, with the same
     start time: a write that was interrupted after its commit is retried. A client may send the same
     X-Request-ID with several requests; each is a record of its own, kept under the id with a suffix.
@@ -117,28 +117,28 @@ def _insert(records, tried):
     Records never `tried` skip the look-up unless the database turns one of their ids down."""
     if not tried:
         try:
-            _write(records)
+            _write(records, observers)
             db.session.commit()
             return len(records), 0
         except IntegrityError:
             db.session.rollback()
-    seen = _known(list({record["request_id"] for record in records}))
+    seen = _known(list({record.request_id for record in records}))
     fresh, replaced = [], []
     for record in records:
-        started, code = seen.get(record["request_id"], (_NOT_SEEN, None))
-        if started == record.get("created_at"):
-            if code != WORKER_DIED or record.get("error_code") == WORKER_DIED:
+        started, code = seen.get(record.request_id, (_NOT_SEEN, None))
+        if started == record.created_at:
+            if code != WORKER_DIED or record.error_code == WORKER_DIED:
                 continue
-            replaced.append(record["request_id"])
+            replaced.append(record.request_id)
         elif started is not _NOT_SEEN:
-            record["request_id"] = f"{record['request_id'][:40]}~{uuid.uuid4().hex[:16]}"
-        seen[record["request_id"]] = (record.get("created_at"), record.get("error_code"))
+            record.request_id = f"{record.request_id[:40]}~{uuid.uuid4().hex[:16]}"
+        seen[record.request_id] = (record.created_at, record.error_code)
         fresh.append(record)
     try:
         if replaced:  # an aborted record has no attempts, exchange or metric to take with it
             db.session.execute(delete(RequestLog).where(RequestLog.request_id.in_(replaced),
                                                         RequestLog.error_code == WORKER_DIED))
-        _write(fresh)
+        _write(fresh, observers)
         db.session.commit()
     except Exception:
         db.session.rollback()
@@ -146,16 +146,17 @@ def _insert(records, tried):
     return len(fresh), len(records) - len(fresh)
 
 
-def _write(records):
+def _write(records, observers):
     if not records:
         return
-    measured = [record for record in records if record.get("metric")]
-    metric_ids = dict(zip(map(id, measured), _METRICS.insert([_METRICS.row(r["metric"]) for r in measured], ids=True)))
+    measured = [record for record in records if record.metric is not None]
+    metric_ids = dict(zip(map(id, measured), _METRICS.insert([_METRICS.row(r.metric) for r in measured], ids=True)))
     log_ids = _LOGS.insert([_LOGS.row(r, metric_id=metric_ids.get(id(r))) for r in records], ids=True)
     _ATTEMPTS.insert([_ATTEMPTS.row(attempt, request_log_id=log_id)
-                      for record, log_id in zip(records, log_ids) for attempt in record.get("attempts") or ()])
-    exchanges = [(record["exchange"], log_id) for record, log_id in zip(records, log_ids) if record.get("exchange")]
+                      for record, log_id in zip(records, log_ids) for attempt in record.attempts or ()])
+    exchanges = [(record.exchange, log_id) for record, log_id in zip(records, log_ids) if record.exchange is not None]
     exchange_ids = _EXCHANGES.insert([_EXCHANGES.row(x, request_log_id=log_id) for x, log_id in exchanges], ids=True)
-    _BODIES.insert([_BODIES.row(x["body"], exchange_id=exchange_id)
-                    for (x, _), exchange_id in zip(exchanges, exchange_ids) if x.get("body")])
-    forget_late([record.get("created_at") for record in records])
+    _BODIES.insert([_BODIES.row(x.body, exchange_id=exchange_id)
+                    for (x, _), exchange_id in zip(exchanges, exchange_ids) if x.body is not None])
+    for observer in observers:
+        observer(records)

@@ -1,17 +1,16 @@
-"""Database set-up: SQLite tuned for several writer processes, tables created on first run and
-upgraded on the first run of a new version."""
-import fcntl
+"""Database set-up: SQLite tuned for several writer processes, and the schema migrated at start (tables
+created on the first run, upgraded on the first run of a new version: see migrations/)."""
 import logging
 import os
 import sqlite3
-from contextlib import contextmanager
 
+from flask import current_app
 from sqlalchemy import event, text
-from sqlalchemy.exc import DisconnectionError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 
 from models import db
 
-from .schema import upgrade
+from . import migrations
 from .sqlite_turns import PROGRESS_STEPS, let_requests_in, serving_on_gevent, take_write_lock_politely
 
 log = logging.getLogger(__name__)
@@ -89,6 +88,7 @@ def init_database(app):
     busy = app.config["SQLITE_BUSY_TIMEOUT_SECONDS"]
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(url, busy))
     db.init_app(app)
+    app.cli.add_command(migrations.db_commands)  # `flask db ...`
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             event.listen(db.engine, "connect", lambda conn, rec: _tune_sqlite(conn, rec, busy * 1000))
@@ -105,48 +105,10 @@ def init_database(app):
             log.exception("could not create the database tables at start-up")
 
 
-_CREATE_LOCK = 0x67656D696E69  # any constant: PostgreSQL advisory lock id held while tables are created
-
-
-def create_tables(tries=3):
-    """Make the tables, or bring an earlier version's up to these (storage.schema). Workers start
-    together: one process at a time does it, and the others then find nothing left to do."""
-    if db.engine.dialect.name == "postgresql":
-        # Concurrent CREATE TABLEs collide in PostgreSQL's catalog; one worker at a time, the others
-        # then find the tables there.
-        with db.engine.begin() as connection:
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK})
-            db.metadata.create_all(connection)
-            upgrade(connection, db.metadata)
-        return
-    with _schema_lock(_file_of(str(db.engine.url))):
-        for attempt in range(tries):
-            try:
-                with db.engine.begin() as connection:
-                    db.metadata.create_all(connection)
-                    upgrade(connection, db.metadata)
-                return
-            except OperationalError as exc:
-                # A process that does not share the lock (another host on the same file) got there first.
-                if not any(word in str(exc) for word in ("already exists", "duplicate column")) \
-                        or attempt == tries - 1:
-                    raise
-
-
-@contextmanager
-def _schema_lock(path):
-    """Held beside the SQLite file while tables are made or upgraded: SQLite runs each statement on its
-    own, so two workers would both find a column missing and both add it."""
-    try:
-        handle = open(f"{path}.schema.lock", "a") if path else None
-    except OSError:  # a read-only folder: nothing can be made or upgraded there anyway
-        handle = None
-    if handle is None:
-        yield
-        return
-    with handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        yield
+def create_tables():
+    """Bring the database to this version's newest migration, making it if it is empty (migrations/:
+    one process at a time; the others then find nothing left to do)."""
+    return migrations.upgrade(current_app._get_current_object(), db.engine, db.metadata)
 
 
 def refresh_statistics():

@@ -1,85 +1,72 @@
-"""Records one request-log row per generation request, its attempts, and the spec's metric row."""
+"""Builds each request's record from its request state: the one builder every API's recorder starts from,
+and the after_request hook that records the /gemini APIs' requests and every refused one."""
 from functools import partial
 
-from flask import current_app, g, request
+from flask import current_app, request
 
-from ..access.limits import count_usage
-from ..observability.prometheus import observe
-
-
-def should_record():
-    """Generation APIs; native calls record themselves unless they failed before forwarding."""
-    return g.get("area") in ("api", "native") and request.method != "OPTIONS" and not g.get("native_recorded")
-
+from ..requestctx import NATIVE, current as current_state
+from .records import MetricRecord, RequestRecord
 
 UNPARSED_NATIVE = "/{unparsed}"  # a native path refused before it was understood: never the client's bytes
+_MESSAGE_MAX = 2000  # characters of an error message kept
 
 
-def _route():
-    if g.get("area") == "native":
-        native = g.get("native")
-        return native.route.template if native is not None else UNPARSED_NATIVE
+def request_record(state, route, method, status_code, **fields):
+    """The record of the request `state` describes: what every record takes from the request, with the
+    fields of its API's own (a generation's tokens, an exchange, attempts) given or filled in after."""
+    client = state.client
+    return RequestRecord(
+        request_id=state.request_id, created_at=state.started_at, route=route, method=method,
+        status_code=status_code, latency_ms=state.elapsed_ms(), client_id=client.id if client is not None else None,
+        model_requested=state.model_requested, cache_status=state.cache_status, attempt_count=0, **fields)
+
+
+def should_record(state):
+    """Generation APIs; native calls record themselves unless they failed before forwarding."""
+    return state.recorded_area and request.method != "OPTIONS" and not state.native_recorded
+
+
+def _route(state):
+    if state.area == NATIVE:
+        return state.native.route.template if state.native is not None else UNPARSED_NATIVE
     return request.url_rule.rule if request.url_rule else request.path
 
 
-def attempt_rows(attempts):
-    """The attempts table's columns for the service's attempt records, on either API."""
-    return [{"number": a.number, "started_at": a.started_at, "model": a.model, "key_id": a.key_id,
-             "outcome": a.outcome, "status_code": a.status_code, "error_code": a.error_code,
-             "error_message": a.error_message, "latency_ms": a.latency_ms} for a in attempts]
-
-
-def build_entry(response):
-    """The record of this request (see storage.batch), from what the resource and error handler left in `g`."""
-    generation = g.get("generation")
-    request_ = g.get("generation_request")
-    error = g.get("error")
+def build_entry(state, response):
+    """The record of a /gemini request, or of any request refused before its API took it, from its state."""
+    generation, settings, error = state.generation, state.generation_request, state.error
+    record = request_record(state, _route(state), request.method, response.status_code)
+    if settings is not None:
+        record.temperature, record.max_output_tokens = settings.temperature, settings.max_output_tokens
     attempts = generation.attempts if generation else (error.attempts if error else [])
-    entry = {
-        "request_id": g.request_id,
-        "created_at": g.started_at,
-        "route": _route(),
-        "client_id": g.client.id if g.get("client") else None,
-        "method": request.method,
-        "model_requested": g.get("model_requested"),
-        "model_used": generation.model if generation else (attempts[-1].model if attempts else None),
-        "status_code": response.status_code,
-        "error_code": error.code if error else None,
-        "error_message": error.message[:2000] if error else None,
-        "latency_ms": g.elapsed_ms(),
-        "upstream_latency_ms": sum(a.latency_ms for a in attempts) if attempts else None,
-        "attempt_count": len(attempts),
-        "cache_status": g.get("cache_status"),
-        "temperature": request_.temperature if request_ else None,
-        "max_output_tokens": request_.max_output_tokens if request_ else None,
-        "attempts": attempt_rows(attempts),
-        "metric": None,
-        "exchange": None,
-    }
+    record.with_attempts(attempts)
+    record.model_used = generation.model if generation else (attempts[-1].model if attempts else None)
+    if error:
+        record.error_code, record.error_message = error.code, error.message[:_MESSAGE_MAX]
     if generation:
-        completion = generation.completion
-        entry.update(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
-                     total_tokens=completion.total_tokens, token_source=completion.token_source,
-                     finish_reason=completion.finish_reason)
-        if response.status_code == 200 and g.get("cache_status") != "HIT":  # metrics count Gemini's work
-            entry["metric"] = {
-                "timestamp": g.started_at,
-                "prompt_tokens": completion.prompt_tokens or 0,
-                "completion_tokens": completion.completion_tokens or 0,
-                "total_tokens": completion.total_tokens or 0,
-                "temperature": entry["temperature"],
-                "max_output_tokens": entry["max_output_tokens"],
-            }
-    return entry
+        _add_completion(record, generation.completion, response.status_code)
+    return record
+
+
+def _add_completion(record, completion, status_code):
+    record.prompt_tokens, record.completion_tokens = completion.prompt_tokens, completion.completion_tokens
+    record.total_tokens, record.token_source = completion.total_tokens, completion.token_source
+    record.finish_reason = completion.finish_reason
+    if status_code == 200 and record.cache_status != "HIT":  # metrics count Gemini's work
+        record.metric = MetricRecord(
+            timestamp=record.created_at, prompt_tokens=completion.prompt_tokens or 0,
+            completion_tokens=completion.completion_tokens or 0, total_tokens=completion.total_tokens or 0,
+            temperature=record.temperature, max_output_tokens=record.max_output_tokens)
 
 
 def record(response):
     """after_request hook: builds the record now and hands it to the writer once the client has the
     response, so no database write is on the request's path. Never changes the client's answer."""
-    if not should_record():
+    state = current_state()
+    if not should_record(state):
         return response
-    entry = build_entry(response)
-    observe(entry)
-    count_usage(current_app._get_current_object(), entry)
-    response.call_on_close(partial(current_app.extensions["records"].submit, entry))
+    entry = build_entry(state, response)
+    records = current_app.extensions["records"]
+    records.finished(entry)
+    response.call_on_close(partial(records.submit, entry))
     return response

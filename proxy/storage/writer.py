@@ -13,6 +13,7 @@ from .admitted import aborted
 from .batch import insert_records
 from .database import create_tables
 from .inflight import InFlight
+from .records import RequestRecord
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +44,27 @@ class RecordWriter:
         self._stop = threading.Event()
         self._thread = None
         self.clock = time.monotonic
+        # Who watches records, registered by the app factory: storage knows nothing of them.
+        self._finished_observers = []  # called with each request's record as soon as it is built
+        self._written_observers = []  # called with the records a transaction writes, inside it
+
+    def watch_finished(self, observer):
+        """Call `observer(record)` with every request's record as it is finished (metrics, token quotas)."""
+        self._finished_observers.append(observer)
+
+    def watch_written(self, observer):
+        """Call `observer(records)` inside each transaction that writes records (the rollups' bookkeeping)."""
+        self._written_observers.append(observer)
+
+    def finished(self, record):
+        """A request's record is built: tell its observers (the record is submitted when the response closes)."""
+        for observer in self._finished_observers:
+            observer(record)
 
     def submit(self, record):
-        """Keep the record; never raises. Without the background loop (tests, CLI), write it now."""
+        """Keep the RequestRecord; never raises. Without the background loop (tests, CLI), write it now."""
         try:
-            self.spool.append(record)
+            self.spool.append(record.to_spooled())
         except OSError as exc:
             self._hold(record, exc)
             return
@@ -61,7 +78,7 @@ class RecordWriter:
     def _hold(self, record, exc):
         if len(self.held) >= HELD_MAX:
             log.error("FAILED TO RECORD request %s: the spool's disk refuses records (%s) and %d are held in "
-                      "memory already", record.get("request_id"), exc, len(self.held))
+                      "memory already", record.request_id, exc, len(self.held))
             return
         if not self.held:
             log.error("the spool's disk refuses records (%s); holding them in memory until it or the "
@@ -83,7 +100,7 @@ class RecordWriter:
             # Some may be written already; the spool's duplicate check skips them later.
             for position, record in enumerate(held):
                 try:
-                    self.spool.append(record)
+                    self.spool.append(record.to_spooled())
                 except OSError:
                     self.held = held[position:] + self.held
                     return
@@ -107,7 +124,7 @@ class RecordWriter:
             try:
                 if self.failing:
                     create_tables()  # a database file that was deleted comes back empty
-                written, duplicates = self.spool.replay(self._insert_turn, _RECORDS_PER_TRANSACTION,
+                written, duplicates = self.spool.replay(self._insert_spooled, _RECORDS_PER_TRANSACTION,
                                                       own_only=own_only)
                 if not own_only:
                     # After the dead workers' spooled records, so that those they did record are found.
@@ -129,7 +146,21 @@ class RecordWriter:
         """One transaction of insert_records, after a pause in which the requests ready on the loop run:
         a transaction holds up the worker's every request while it runs."""
         time.sleep(_TURN_SECONDS)  # gevent's sleep, in a worker
-        return insert_records(records, tried=tried, reject=self.spool.reject)
+        return insert_records(records, tried=tried, reject=self._reject, written=self._written_observers)
+
+    def _insert_spooled(self, mappings, tried):
+        """_insert_turn for the spool's mappings; one that is no record is kept apart as the database's
+        refusals are."""
+        records = []
+        for mapping in mappings:
+            try:
+                records.append(RequestRecord.from_spooled(mapping))
+            except (TypeError, AttributeError) as exc:
+                self.spool.reject(mapping, f"{type(exc).__name__}: {exc}")
+        return self._insert_turn(records, tried) if records else (0, 0)
+
+    def _reject(self, record, reason):
+        self.spool.reject(record.to_spooled(), reason)
 
     def status(self):
         """Records the database has not taken yet: waiting in the spool (every worker's), those of them

@@ -1,0 +1,66 @@
+"""Reading Gemini's answers: the JSON objects of an SSE stream, a streamed array or a plain body, and
+what they say about usage, finish reason, model version and errors (Gemini's and OpenAI's shapes)."""
+import json
+
+_SEPARATORS = " \t\r\n,[]"
+
+
+def iter_json_objects(text):
+    """Yield each complete top-level JSON object; a truncated tail (an aborted stream) is skipped."""
+    decoder = json.JSONDecoder()
+    position, length = 0, len(text)
+    while position < length:
+        while position < length and text[position] in _SEPARATORS:
+            position += 1
+        if text.startswith("data:", position):
+            position += 5
+            continue
+        if position >= length:
+            return
+        if text[position] != "{":
+            position = text.find("{", position)
+            if position < 0:
+                return
+            continue
+        try:
+            value, position = decoder.raw_decode(text, position)
+        except ValueError:
+            return
+        if isinstance(value, dict):
+            yield value
+
+
+def summarize(objects):
+    """Usage (cumulative, so the last seen wins), finish reason, model version and any error."""
+    summary = {"usage": None, "finish_reason": None, "model_version": None, "error": None, "chunks": 0}
+    for obj in objects:
+        summary["chunks"] += 1
+        if "object" in obj and str(obj["object"]).startswith("chat.completion"):  # OpenAI-compatible endpoint
+            _openai(summary, obj)
+            continue
+        if "error" in obj and isinstance(obj["error"], dict):
+            summary["error"] = obj["error"]
+        usage = obj.get("usageMetadata")
+        if isinstance(usage, dict):
+            summary["usage"] = usage
+        summary["model_version"] = obj.get("modelVersion") or summary["model_version"]
+        for candidate in obj.get("candidates") or ():
+            if isinstance(candidate, dict) and candidate.get("finishReason") is not None:
+                summary["finish_reason"] = candidate["finishReason"]
+        feedback = obj.get("promptFeedback")
+        if isinstance(feedback, dict) and feedback.get("blockReason") is not None:
+            summary["finish_reason"] = f"BLOCKED_{feedback['blockReason']}"
+    return summary
+
+
+def _openai(summary, obj):
+    """An OpenAI-shaped answer or chunk, read into the same summary (its usage is the last chunk's)."""
+    usage = obj.get("usage")
+    if isinstance(usage, dict):
+        summary["usage"] = {"promptTokenCount": usage.get("prompt_tokens"),
+                            "candidatesTokenCount": usage.get("completion_tokens"),
+                            "totalTokenCount": usage.get("total_tokens")}
+    summary["model_version"] = obj.get("model") or summary["model_version"]
+    for choice in obj.get("choices") or ():
+        if isinstance(choice, dict) and choice.get("finish_reason") is not None:
+            summary["finish_reason"] = str(choice["finish_reason"]).upper()  # as Gemini's read: STOP, LENGTH
