@@ -98,3 +98,14 @@ def post_worker_init(worker):
     # end-to-end tests wait for it (a SIGTERM that lands while a worker is still importing is
     # only acted on after the graceful timeout).
     worker.log.info("Worker ready (pid: %s)", worker.pid)
+
+
+def worker_int(worker):
+    # Ctrl-C in a terminal reaches each worker twice: SIGINT from the terminal, then SIGQUIT from the
+    # master. Each spawns a greenlet that ends in sys.exit(0); the second one ran while the worker was
+    # already exiting and printed a traceback of that SystemExit. It ends quietly here instead.
+    if getattr(worker, "quitting", False):
+        import gevent
+
+        raise gevent.GreenletExit
+    worker.quitting = True

@@ -1,4 +1,5 @@
-"""Fixtures: the emulator as a real process, the app built from a dict, Gunicorn servers."""
+"""Fixtures: the emulator (a thread for in-process tests, a real process for e2e ones), the app built
+from a dict, Gunicorn servers. The fast tier's rules (no process outside e2e) are in fast_tier.py."""
 import os
 import time
 
@@ -10,9 +11,12 @@ from sqlalchemy import create_engine, text
 
 from app import create_app
 from tests import processes
+from tests.emulator_thread import ThreadedEmulator
 
 KEYS = ["test-key-alpha-0001", "test-key-bravo-0002", "test-key-charlie-0003"]
 MODELS = ["gemini-2.5-flash", "gemini-2.5-flash-lite"]
+
+pytest_plugins = ["tests.fast_tier"]
 
 
 @pytest.fixture(autouse=True)
@@ -27,10 +31,16 @@ def clean_environ(monkeypatch):
 class Emulator:
     def __init__(self, process):
         self.process, self.url = process, process.url
+        # The thread's app is at hand: its control API is called in-process, with no connection per call.
+        self.local = process.app.test_client() if isinstance(process, ThreadedEmulator) else None
 
     def control(self, what, payload=None):
-        method = requests.post if payload is not None or what == "reset" else requests.get
-        response = method(f"{self.url}/_emulator/{what}", json=payload, timeout=5)
+        post = payload is not None or what == "reset"
+        if self.local is not None:
+            response = (self.local.post if post else self.local.get)(f"/_emulator/{what}", json=payload)
+            assert response.status_code == 200, response.get_data(as_text=True)
+            return response.get_json()
+        response = (requests.post if post else requests.get)(f"{self.url}/_emulator/{what}", json=payload, timeout=5)
         response.raise_for_status()
         return response.json()
 
@@ -61,11 +71,22 @@ def emulator_process(tmp_path_factory):
     process.stop()
 
 
+@pytest.fixture(scope="session")
+def emulator_thread():
+    server = ThreadedEmulator(KEYS)
+    yield Emulator(server)
+    server.stop()
+
+
 @pytest.fixture
-def emulator(emulator_process):
-    emulator_process.reset()
-    yield emulator_process
-    emulator_process.reset()
+def emulator(request):
+    """The emulator, reset: its own process for an e2e test (Gunicorn's workers and load tests reach it),
+    a thread of this one otherwise, so the fast tier starts no process."""
+    chosen = request.getfixturevalue("emulator_process" if request.node.get_closest_marker("e2e")
+                                     else "emulator_thread")
+    chosen.reset()
+    yield chosen
+    chosen.reset()
 
 
 class ClosingClient(FlaskClient):
@@ -127,7 +148,7 @@ def runner(app):
 
 @pytest.fixture
 def postgres():
-    """A throwaway PostgreSQL server (Debian's package; .ci/run installs it)."""
+    """A throwaway PostgreSQL server (Debian's package; scripts/test installs it)."""
     server = processes.Postgres().start()
     yield server
     server.remove()
@@ -181,6 +202,36 @@ def rows(database_url, sql):
             return [tuple(row) for row in connection.execute(text(sql))]
     finally:
         engine.dispose()
+
+
+def wait_recorded(database_url, responses, timeout=30.0):
+    """Wait until the request of every response is in request_log: a test that then asserts something
+    is absent from the records (a key, a secret) would otherwise pass by looking before they are written."""
+    wanted = {response.headers["X-Request-ID"] for response in responses}
+    assert len(wanted) == len(responses), "a response without its own X-Request-ID"
+
+    def written():
+        found = {rid for (rid,) in rows(database_url, "SELECT request_id FROM request_log")}
+        return wanted <= found
+
+    wait_for(written, timeout, f"the records of {len(wanted)} request(s)")
+
+
+def wait_settled(server, admin_key=None, timeout=30.0):
+    """Wait until a running server holds no request in flight and no record in its spool or memory:
+    every record of what it has answered is in the database. A test that then asserts something is
+    absent from what the server stored would otherwise pass by looking too early."""
+    headers = {"X-API-Key": admin_key} if admin_key else {}
+
+    def settled():
+        metrics = requests.get(f"{server.url}/metrics", headers=headers, timeout=10)
+        metrics.raise_for_status()
+        if value(samples(metrics.text), "gemini_proxy_in_flight_requests") != 0:
+            return False  # a response still open: its record is not even spooled yet
+        spool = requests.get(f"{server.url}/health", timeout=10).json()["spool"]
+        return spool["depth"] == 0 and spool["held_in_memory"] == 0
+
+    wait_for(settled, timeout, "every record in the database")
 
 
 @pytest.fixture

@@ -135,10 +135,10 @@ def start_gunicorn(tmp_dir, app="wsgi:app", **settings):
 
 
 def start_redis(tmp_dir):
-    """A throwaway Redis on a free loopback port (Debian's redis-server; .ci/run installs it)."""
+    """A throwaway Redis on a free loopback port (Debian's redis-server; scripts/test installs it)."""
     binary = shutil.which("redis-server")
     if binary is None:
-        raise RuntimeError("redis-server is not installed: apt-get install redis-server (.ci/run does)")
+        raise RuntimeError("redis-server is not installed: apt-get install redis-server (scripts/test does)")
     port = free_port()
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", tmp_dir]
@@ -159,10 +159,10 @@ def start_redis(tmp_dir):
 
 def start_nginx(tmp_dir, upstream_port):
     """Debian's nginx in front of a Gunicorn port, serving the repo's own site file (deploy/), with only
-    its listen port and upstream address changed (.ci/run installs nginx)."""
+    its listen port and upstream address changed (scripts/test installs nginx)."""
     binary = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
     if binary is None:
-        raise RuntimeError("nginx is not installed: apt-get install nginx (.ci/run does)")
+        raise RuntimeError("nginx is not installed: apt-get install nginx (scripts/test does)")
     port = free_port()
     with open(os.path.join(ROOT, "deploy", "nginx-gemini-proxy.conf")) as handle:
         site = handle.read()
@@ -207,13 +207,13 @@ http {{
 
 class Postgres:
     """A throwaway PostgreSQL cluster on a free loopback port, that a test can stop and start again
-    (Debian's postgresql; .ci/run installs it). The server refuses to run as root, so under root it
+    (Debian's postgresql; scripts/test installs it). The server refuses to run as root, so under root it
     runs as the package's postgres user."""
 
     def __init__(self):
         found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
         if not found:
-            raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql (.ci/run does)")
+            raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql (scripts/test does)")
         self.bin = os.path.dirname(found[-1])
         self.folder = tempfile.mkdtemp(prefix="gemini-proxy-pg-")
         self.data = os.path.join(self.folder, "data")

@@ -6,7 +6,7 @@ import requests
 
 from proxy.access import clients
 from tests import processes
-from tests.conftest import KEYS, MODELS, rows
+from tests.conftest import KEYS, MODELS, rows, wait_recorded
 
 ADMIN_KEY = "admin-key-for-tests-0123456789"
 GENERATE = {"prompt": {"text": "hello"}}
@@ -362,13 +362,14 @@ def test_no_client_or_admin_secret_in_logs_or_database(make_app, tmp_path, caplo
     app = make_app(ADMIN_API_KEY=ADMIN_KEY, API_KEYS=["env-secret-key-9876543210"])
     client = app.test_client()
     _, secret = issue(app)
-    call(client, "generate", secret)
-    call(client, "native", secret, "query").close()
-    call(client, "generate", "env-secret-key-9876543210")
-    client.post("/gemini-proxy", json={"prompt": "Hi", "model": MODELS[0], "api_key": KEYS[2]},
-                headers={"X-API-KEY": secret})
+    sent = [call(client, "generate", secret), call(client, "native", secret, "query"),
+            call(client, "generate", "env-secret-key-9876543210"),
+            client.post("/gemini-proxy", json={"prompt": "Hi", "model": MODELS[0], "api_key": KEYS[2]},
+                        headers={"X-API-KEY": secret})]
+    for response in sent:
+        response.close()  # a native exchange is recorded when its response closes
     client.get("/admin/clients", headers={"X-API-KEY": ADMIN_KEY})
-    time.sleep(0.2)
+    wait_recorded(app.config["SQLALCHEMY_DATABASE_URI"], sent)  # then the records are there to search
     data = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
     logs = caplog.text
     for value in (secret, ADMIN_KEY, "env-secret-key-9876543210", KEYS[2]):

@@ -1,5 +1,6 @@
 """Analytics reports checked against known inserted history: exact counts, sums and percentiles."""
 import math
+import os
 import sqlite3
 import threading
 import time
@@ -11,6 +12,7 @@ import requests
 
 from models import ApiClient, Attempt, RequestLog, db
 from proxy.analytics import synthetic
+from tests import processes
 
 ADMIN_KEY = "admin-key-for-analytics-01234"
 T0 = datetime(2026, 3, 10, 12, 0, 0)  # a fixed, naive-UTC moment the history is laid around
@@ -253,9 +255,16 @@ def test_a_long_report_lets_the_workers_other_requests_through(make_app, gunicor
         report["done"] = time.monotonic()
 
     fetch()  # warm: the first report also loads the statistics SQLite plans with
+    (worker,) = processes.workers_of(server.proc.pid)
+    idle = cpu_seconds(worker)
     reader = threading.Thread(target=fetch)
     reader.start()
-    time.sleep(0.05)  # the report is under way
+    # The report is under way once the worker, with nothing else to do, has spent CPU time on it: a
+    # request answered after that and before the report's end ran beside it, not before it.
+    deadline = time.monotonic() + 10
+    while cpu_seconds(worker) - idle < 0.05:
+        assert reader.is_alive() and time.monotonic() < deadline, "the report never got under way"
+        time.sleep(0.005)
     answered = []
     while reader.is_alive() and len(answered) < 500:
         assert requests.post(f"{server.url}/gemini/generate", json={"prompt": {"text": "hi"}},
@@ -265,6 +274,13 @@ def test_a_long_report_lets_the_workers_other_requests_through(make_app, gunicor
     assert report["answer"].status_code == 200 and report["answer"].json()["requests"] > 79_000
     # SQLite's work ran on the worker's loop: no request moved until the report was done.
     assert sum(moment < report["done"] for moment in answered) >= 3, (len(answered), answered[:3], report["done"])
+
+
+def cpu_seconds(pid):
+    """The CPU time a process has spent, from /proc (utime and stime, in clock ticks)."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def test_a_long_read_run_by_the_gevent_loop_itself_is_not_interrupted():

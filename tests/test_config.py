@@ -45,6 +45,7 @@ def test_bad_values_are_refused_by_name(name, value):
         load_settings({name: value})
 
 
+@pytest.mark.e2e
 def test_gunicorn_refuses_to_start_on_a_bad_setting(tmp_path):
     process = processes.start_gunicorn(str(tmp_path), RETRY_MAX_ATTEMPTS="lots", WEB_CONCURRENCY=1,
                                        DATABASE_URL=f"sqlite:///{tmp_path}/p.db")

@@ -1,4 +1,4 @@
-"""The dashboard in a real headless Chromium (Debian's package; .ci/run installs it)."""
+"""The dashboard in a real headless Chromium (Debian's package; scripts/test installs it)."""
 import re
 import shutil
 import subprocess
@@ -19,7 +19,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 def chromium():
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     if binary is None:
-        raise RuntimeError("chromium is not installed: apt-get install chromium (.ci/run does)")
+        raise RuntimeError("chromium is not installed: apt-get install chromium (scripts/test does)")
     return binary
 
 

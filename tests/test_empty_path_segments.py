@@ -1,8 +1,12 @@
 """`//` in a path is a JSON 404 in the shape of its API, on every route, through Gunicorn: never HTML, never a 5xx."""
 import itertools
 
+import pytest
+
 from tests import rawhttp
 from tests.conftest import MODELS
+
+pytestmark = pytest.mark.e2e
 
 PROXY_PATHS = [
     "//", "/analytics//summary", "//analytics/summary", "/analytics/requests//x", "/admin//clients",

@@ -4,7 +4,6 @@ One Gunicorn server (two workers) with client keys on, ALLOWED_MODELS set and th
 Every test asserts what reached the emulator (its raw request log), not only what the client saw."""
 import http.client
 import json
-import time
 import uuid
 from urllib.parse import parse_qsl, urlsplit
 
@@ -14,7 +13,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from proxy.wire import routes
 from tests import processes
-from tests.conftest import KEYS, MODELS, rows, wait_for
+from tests.conftest import KEYS, MODELS, rows, wait_for, wait_settled
 
 pytestmark = pytest.mark.e2e
 
@@ -309,7 +308,7 @@ def test_arbitrary_paths_are_refused_in_gemini_shape(gateway, emulator, path, qu
 
 
 def test_what_is_stored_and_logged_holds_no_key(gateway):
-    time.sleep(1.5)  # the writer's last batch
+    wait_settled(gateway, ADMIN_KEY)  # the writer's last batch is in
     secrets = [CLIENT_KEY, OTHER_CLIENT_KEY, ADMIN_KEY, SERVER_KEY, KEYS[2]]
     stored = b"".join(path.read_bytes() for path in gateway.folder.rglob("*") if path.is_file()
                      and not path.name.endswith(".log"))

@@ -4,6 +4,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.e2e  # it runs the lint-imports CLI
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -1,10 +1,13 @@
 """No credential in any line the server writes: Gunicorn's access and error logs, its tracebacks, the app's logs."""
 import uuid
 
+import pytest
 import requests
 
 from tests import rawhttp
 from tests.conftest import MODELS
+
+pytestmark = pytest.mark.e2e
 
 GENERATE = f"/v1beta/models/{MODELS[0]}:generateContent"
 BODY = {"contents": [{"parts": [{"text": "hello"}]}]}

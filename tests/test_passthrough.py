@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from tests import processes
-from tests.conftest import KEYS, MODELS, rows
+from tests.conftest import KEYS, MODELS, rows, wait_recorded
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
@@ -182,11 +182,11 @@ def test_exchanges_are_logged_in_full_without_secrets(native, emulator):
 
 def test_no_secret_in_the_database_or_logs(native, emulator):
     url = f"{native.url}/v1beta/models/{MODEL}:generateContent"
-    requests.post(url, json=CONTENTS, params={"key": CLIENT_KEY}, timeout=30)
-    requests.post(url, json=CONTENTS, headers={"x-goog-api-key": KEYS[2]}, timeout=30)
-    requests.post(url, json=CONTENTS, headers={"Authorization": f"Bearer {CLIENT_KEY}"}, timeout=30)
-    requests.post(url, json=CONTENTS, headers={"x-goog-api-key": ""}, timeout=30)  # the server's key
-    time.sleep(0.5)
+    sent = [requests.post(url, json=CONTENTS, params={"key": CLIENT_KEY}, timeout=30),
+            requests.post(url, json=CONTENTS, headers={"x-goog-api-key": KEYS[2]}, timeout=30),
+            requests.post(url, json=CONTENTS, headers={"Authorization": f"Bearer {CLIENT_KEY}"}, timeout=30),
+            requests.post(url, json=CONTENTS, headers={"x-goog-api-key": ""}, timeout=30)]  # the server's key
+    wait_recorded(native.database_url, sent)  # and their log lines, written before the records
     assert [r["key"] for r in emulator.requests()] == [CLIENT_KEY, KEYS[2], CLIENT_KEY, SERVER_KEY]
     for path in native.folder.iterdir():
         if path.is_file():

@@ -20,7 +20,7 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["local", "redis"])
+@pytest.fixture(params=["local", pytest.param("redis", marks=pytest.mark.e2e)])
 def make_ledger(request, tmp_path):
     """A factory of ledgers that share one store: each call is another worker's own connection."""
     if request.param == "local":

@@ -3,8 +3,12 @@ by the client, recorded, and never a 500, a reset or a connection held open for 
 import json
 import threading
 
+import pytest
+
 from tests import rawhttp
 from tests.conftest import MODELS, rows, wait_for
+
+pytestmark = pytest.mark.e2e
 
 GENERATE = f"/v1beta/models/{MODELS[0]}:generateContent"
 CONTENTS = json.dumps({"contents": [{"parts": [{"text": "hello"}]}]}).encode()
