@@ -3,7 +3,7 @@ spell them, in the places log lines quote them, never survive it."""
 import logging
 import sys
 
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from proxy.observability.redact import RedactFilter, redact
@@ -37,6 +37,7 @@ def spelled(draw, names=NAMES):
                               "308 Permanent Redirect: http://h/analytics/summary?{q}",
                               "http://h/x?next=%2Fv1beta%2Fmodels%3F{encoded}"]))
 def test_a_query_credential_in_any_spelling_is_masked(secret, name, before, after, frame):
+    assume(secret not in frame)  # a "secret" that is a word of the line itself says nothing of masking
     query = f"{before}{name}={secret}{after}"
     encoded = query.replace("=", "%3D").replace("&", "%26")
     assert secret not in redact(frame.format(q=query, encoded=encoded))
@@ -46,6 +47,7 @@ def test_a_query_credential_in_any_spelling_is_masked(secret, name, before, afte
        frame=st.sampled_from(["{h}: {s}\r\nhost: x", "{{'{h}': '{s}', 'host': 'x'}}", "[('{h}', '{s}')]",
                               '{{"{h}": "{s}"}}', "b'{h}: {s}'"]))
 def test_a_credential_header_is_masked(secret, header, scheme, frame):
+    assume(secret not in frame)
     assert secret not in redact(frame.format(h=header, s=scheme + secret))
 
 
