@@ -1,5 +1,4 @@
 """The reports: aggregates over the request log within a window, read through rollups where they exist."""
-import statistics
 from collections import defaultdict
 from datetime import timedelta
 
@@ -9,6 +8,7 @@ from models import ApiClient, RequestLog, db
 
 from .facts import (PERCENTILES, attempt_facts, day_of, facts, histogram_percentiles, histograms_by_hour,
                     hour_expression, nearest_rank, percentiles, plan, scope_of, totals)
+from .requestlog import brief
 
 _ERROR = RequestLog.status_code >= 400
 
@@ -193,7 +193,7 @@ def errors(window, latest=10):
                     for row in sorted(by_code, key=lambda r: (-r["requests"], r["error_code"] or "", r["status_code"]))],
         "by_upstream_status": [{"status": status, "count": count}
                                for status, count in sorted(by_upstream, key=lambda r: (-r[1], r[0]))],
-        "latest": [_brief(entry) for entry in examples],
+        "latest": [brief(entry) for entry in examples],
     }
 
 
@@ -250,111 +250,3 @@ def costs(window, prices, chain):
         "cheapest_fallback_model": cheapest,
         "savings_if_cheapest_usd": round(actual_total - cheapest_total, 6),
     }
-
-
-def anomalies(window, baseline_hours=24, threshold=3.0):
-    """Hours whose volume, error rate, latency or tokens stand far outside the trailing baseline."""
-    from .window import Window
-
-    widened = Window(window.start - timedelta(hours=baseline_hours), window.end, window.model, window.route,
-                     window.status, window.client)
-    source = facts(widened, plan(widened))
-    stats = {row["hour"]: (row["requests"], row["errors"] or 0, row["latency_sum"] / row["requests"],
-                           row["total_tokens"] or 0) for row in totals(source, source.c.hour)}
-    hours = list(buckets(widened, "hour"))
-    found = []
-    for position, hour in enumerate(hours):
-        if position < baseline_hours or hour < window.start.strftime("%Y-%m-%d %H:00:00"):
-            continue
-        trailing = [stats.get(h, (0, 0, None, 0)) for h in hours[position - baseline_hours:position]]
-        current = stats.get(hour, (0, 0, None, 0))
-        reasons = _outliers(current, trailing, threshold)
-        if reasons:
-            found.append({"hour": hour.replace(" ", "T") + "Z", "requests": current[0], "reasons": reasons})
-    return {"window": window.describe(), "baseline_hours": baseline_hours, "threshold_sigma": threshold,
-            "anomalies": found}
-
-
-def _outliers(current, trailing, threshold):
-    count, errs, latency, tokens = current
-    measures = {
-        "requests": (count, [t[0] for t in trailing], 1.0),
-        "total_tokens": (tokens, [t[3] for t in trailing], 10.0),
-    }
-    if count >= 10:
-        measures["error_rate"] = (errs / count, [t[1] / t[0] for t in trailing if t[0] >= 10], 0.02)
-    if latency is not None:
-        measures["latency_ms_avg"] = (latency, [t[2] for t in trailing if t[2] is not None], None)
-    reasons = []
-    if sum(1 for t in trailing if t[0]) < 6:
-        return reasons  # fewer than six active hours behind it: too little history to call anything unusual
-    for name, (value, history, floor) in measures.items():
-        if len(history) < 6:
-            continue
-        mean = statistics.fmean(history)
-        spread = max(statistics.pstdev(history), floor if floor is not None else 0.1 * abs(mean), 1e-9)
-        score = (value - mean) / spread
-        if abs(score) >= threshold:
-            direction = "above" if score > 0 else "below"
-            reasons.append({"metric": name, "value": round(value, 4), "baseline_mean": round(mean, 4),
-                            "baseline_std": round(statistics.pstdev(history), 4), "z": round(score, 2),
-                            "reason": f"{name} {round(value, 2)} is {abs(round(score, 1))} sigma {direction} "
-                                      f"the trailing {len(history)}-hour mean of {round(mean, 2)}"})
-    return reasons
-
-
-def _brief(entry):
-    return {
-        "request_id": entry.request_id, "created_at": entry.created_at, "route": entry.route,
-        "method": entry.method, "client_id": entry.client_id, "model_requested": entry.model_requested,
-        "model_used": entry.model_used, "status_code": entry.status_code, "error_code": entry.error_code,
-        "error_message": entry.error_message, "latency_ms": entry.latency_ms, "ttfb_ms": entry.ttfb_ms,
-        "prompt_tokens": entry.prompt_tokens, "completion_tokens": entry.completion_tokens,
-        "total_tokens": entry.total_tokens, "attempt_count": entry.attempt_count, "streamed": entry.streamed,
-        "finish_reason": entry.finish_reason, "cache_status": entry.cache_status,
-    }
-
-
-def request_page(window, page, page_size, error_code=None):
-    conditions = list(window.conditions())
-    if error_code:
-        conditions.append(RequestLog.error_code == error_code)
-    source = facts(window, plan(window))
-    total = totals(source, where=[source.c.error_code == error_code] if error_code else [])[0]["requests"] or 0
-    entries = db.session.execute(select(RequestLog).where(*conditions).order_by(
-        RequestLog.created_at.desc(), RequestLog.id.desc()).offset((page - 1) * page_size).limit(page_size)).scalars()
-    return {"window": window.describe(), "page": page, "page_size": page_size, "total": total,
-            "requests": [_brief(entry) for entry in entries]}
-
-
-def request_detail(request_id):
-    import json
-    import zlib
-
-    entry = db.session.execute(select(RequestLog).where(RequestLog.request_id == request_id)).scalar_one_or_none()
-    if entry is None:
-        return None
-    detail = _brief(entry)
-    detail.update(upstream_latency_ms=entry.upstream_latency_ms, temperature=entry.temperature,
-                  max_output_tokens=entry.max_output_tokens, token_source=entry.token_source,
-                  attempts=[{"number": a.number, "started_at": a.started_at, "model": a.model, "key_id": a.key_id,
-                             "outcome": a.outcome, "status_code": a.status_code, "error_code": a.error_code,
-                             "error_message": a.error_message, "latency_ms": a.latency_ms}
-                            for a in entry.attempts])
-    exchange = entry.exchange
-    if exchange is not None:
-        text = lambda blob: zlib.decompress(blob).decode("utf-8", errors="replace") if blob else None  # noqa: E731
-        body = exchange.body
-        detail["exchange"] = {
-            "path": exchange.path, "query": exchange.query, "action": exchange.action,
-            "stream_format": exchange.stream_format, "key_source": exchange.key_source,
-            "upstream_status": exchange.upstream_status, "aborted": exchange.aborted,
-            "request_headers": json.loads(exchange.request_headers or "{}"),
-            "response_headers": json.loads(exchange.response_headers or "null"),
-            "request_bytes": exchange.request_bytes, "response_bytes": exchange.response_bytes,
-            "request_body": text(body.request_body) if body else None,
-            "response_body": text(body.response_body) if body else None,
-            "request_truncated": body.request_truncated if body else None,
-            "response_truncated": body.response_truncated if body else None,
-        }
-    return detail

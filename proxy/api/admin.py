@@ -7,7 +7,7 @@ from models import INTEGER_MAX
 
 from ..access import clients
 from ..errors import InvalidRequest, NotFound
-from .models import UtcDateTime, document_errors, error_detail, error_model, nullable
+from .schemas import UtcDateTime, document_errors, error_detail, error_model, nullable
 from .validation import expect_valid
 
 ns = Namespace("admin", description="Client keys (send ADMIN_API_KEY as X-API-KEY)", path="/admin")

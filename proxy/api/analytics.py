@@ -2,18 +2,17 @@
 from functools import wraps
 
 from flask import current_app, request
-from flask_restx import Namespace, Resource, fields
+from flask_restx import Resource
 
-from ..analytics import reports
+from ..analytics import anomalies, reports, requestlog
 from ..analytics.pricing import PriceTable
 from ..analytics.window import MAX_CLIENT_ID, int_arg, parse_window
 from ..errors import InvalidRequest, NotFound
-from .models import UtcDateTime, document_errors, error_detail, error_model, nullable
-
-ns = Namespace("analytics", description="Reports over every logged request (send ADMIN_API_KEY as X-API-KEY)",
-               path="/analytics")
-ns.add_model("ErrorDetail", error_detail)
-ns.add_model("Error", error_model)
+from .analytics_schemas import (
+    anomalies_model, costs_model, detail_model, errors_model, fallbacks_model, ns, page_model, performance_model,
+    summary_model, usage_model,
+)
+from .schemas import document_errors
 
 MAX_PAGE, MAX_PAGE_SIZE = 10**9, 200
 
@@ -50,154 +49,6 @@ def takes(params):
         return ns.doc(params=params)(checked)
 
     return decorate
-
-
-NFloat, NInt, NString = nullable(fields.Float), nullable(fields.Integer), nullable(fields.String)
-NBoolean, NRaw = nullable(fields.Boolean), nullable(fields.Raw)
-
-window_model = ns.model("Window", {
-    "from": fields.String(description="Window start (UTC)"),
-    "to": fields.String(description="Window end (UTC)"),
-    "filters": fields.Raw(description="The filters applied"),
-})
-percentiles_model = ns.model("Percentiles", {
-    "avg": NFloat(description="Mean"), "p50": NFloat(description="Median"),
-    "p95": NFloat(description="95th percentile"), "p99": NFloat(description="99th percentile"),
-    "exact": fields.Boolean(description="True when read from every request; false when hours come from "
-                                        "the hourly rollups, whose histograms put percentiles within 2.2%"),
-})
-summary_model = ns.model("Summary", {
-    "window": fields.Nested(window_model, description="The window reported on"),
-    "requests": fields.Integer(description="Requests logged", example=1200),
-    "successes": fields.Integer(description="Answered below 400", example=1180),
-    "errors": fields.Integer(description="Answered 400 or above", example=20),
-    "error_rate": fields.Float(description="errors / requests", example=0.0167),
-    "prompt_tokens": fields.Integer(description="Prompt tokens", example=52000),
-    "completion_tokens": fields.Integer(description="Completion tokens", example=160000),
-    "total_tokens": fields.Integer(description="All tokens", example=212000),
-    "latency_ms": fields.Nested(percentiles_model, description="Latency: mean and nearest-rank percentiles"),
-    "cost_usd": fields.Float(description="Estimated cost from the price table", example=0.41),
-    "cache": fields.Nested(ns.model("CacheSavings", {
-        "lookups": fields.Integer(description="Requests that consulted the response cache"),
-        "hits": fields.Integer(description="Answered from it"),
-        "hit_rate": fields.Float(description="hits / lookups"),
-        "tokens_saved": fields.Integer(description="Tokens Gemini did not have to produce"),
-        "cost_saved_usd": fields.Float(description="What those tokens would have cost"),
-    }), description="The response cache's hits and savings (tokens and cost above exclude them)"),
-})
-usage_row = ns.model("UsageRow", {
-    "key": fields.String(description="The group: model, route, client id:name, or bucket start (UTC)"),
-    "requests": fields.Integer(description="Requests"), "errors": fields.Integer(description="Errors"),
-    "prompt_tokens": fields.Integer(description="Prompt tokens"),
-    "completion_tokens": fields.Integer(description="Completion tokens"),
-    "total_tokens": fields.Integer(description="All tokens"),
-    "cost_usd": fields.Float(description="Estimated cost"),
-})
-usage_model = ns.model("Usage", {
-    "window": fields.Nested(window_model, description="The window"),
-    "group_by": fields.String(description="model, route, hour, day or client"),
-    "groups": fields.List(fields.Nested(usage_row), description="One row per group; time series have no holes"),
-})
-p_model = ns.model("P", {"p50": NFloat(description="Median"), "p95": NFloat(description="95th"),
-                         "p99": NFloat(description="99th")})
-performance_row = ns.model("PerformanceRow", {
-    "bucket": fields.String(description="Bucket start (UTC)"),
-    "requests": fields.Integer(description="Requests in the bucket"),
-    "latency_ms": fields.Nested(p_model, description="Latency percentiles"),
-    "ttfb_ms": fields.Nested(p_model, description="Time to first byte (pass-through) percentiles"),
-    "upstream_ms_avg": NFloat(description="Mean time spent waiting on Gemini"),
-    "overhead_ms_avg": NFloat(description="Mean time the proxy added on top of Gemini"),
-})
-performance_model = ns.model("Performance", {
-    "window": fields.Nested(window_model, description="The window"),
-    "bucket": fields.String(description="hour or day"),
-    "exact": fields.Boolean(description="Percentiles read from every request (true) or from the hourly "
-                                        "rollups' histograms, within 2.2% (false)"),
-    "series": fields.List(fields.Nested(performance_row), description="One row per bucket"),
-})
-brief_model = ns.model("RequestBrief", {
-    "request_id": fields.String(description="Request id"), "created_at": UtcDateTime(description="When"),
-    "route": fields.String(description="Route"), "method": fields.String(description="HTTP method"),
-    "client_id": NInt(description="Client id"), "model_requested": NString(description="Model asked for"),
-    "model_used": NString(description="Model that answered"), "status_code": fields.Integer(description="Status"),
-    "error_code": NString(description="Error code"), "error_message": NString(description="Error message"),
-    "latency_ms": fields.Float(description="Latency"), "ttfb_ms": NFloat(description="Time to first byte"),
-    "prompt_tokens": NInt(description="Prompt tokens"), "completion_tokens": NInt(description="Completion tokens"),
-    "total_tokens": NInt(description="All tokens"), "attempt_count": fields.Integer(description="Upstream calls"),
-    "streamed": fields.Boolean(description="A streamed exchange"), "finish_reason": NString(description="Finish"),
-    "cache_status": NString(description="HIT or MISS when the response cache was consulted"),
-})
-errors_model = ns.model("Errors", {
-    "window": fields.Nested(window_model, description="The window"),
-    "by_code": fields.List(fields.Raw, description="[{code, status, count}]"),
-    "by_upstream_status": fields.List(fields.Raw, description="[{status, count}] of failed upstream attempts"),
-    "latest": fields.List(fields.Nested(brief_model), description="The latest failed requests"),
-})
-fallbacks_model = ns.model("Fallbacks", {
-    "window": fields.Nested(window_model, description="The window"),
-    "requests_with_attempts": fields.Integer(description="Requests that called Gemini"),
-    "first_model_failed": fields.Integer(description="Requests answered by another model than the first tried"),
-    "first_model_failure_rate": fields.Float(description="first_model_failed / requests_with_attempts"),
-    "fallbacks": fields.List(fields.Raw, description="[{from, to, count}]"),
-    "answered_by": fields.List(fields.Raw, description="[{model, count}] of fallback answers"),
-    "retried_requests": fields.Integer(description="Requests with more than one attempt"),
-    "retries": fields.Integer(description="Attempts beyond the first"),
-    "attempts_by_outcome": fields.Raw(description="{outcome: count}"),
-    "cooldowns_now": fields.List(fields.Raw, description="Key x model pairs resting now (this worker)"),
-    "model_chain": fields.List(fields.String, description="The operator's chain"),
-})
-costs_model = ns.model("Costs", {
-    "window": fields.Nested(window_model, description="The window"),
-    "total_cost_usd": fields.Float(description="Estimated cost"),
-    "by_model": fields.List(fields.Raw, description="Per model: tokens, price, cost, cost at the cheapest model"),
-    "by_day": fields.List(fields.Raw, description="[{day, cost_usd}], no holes"),
-    "cheapest_fallback_model": NString(description="The cheapest priced model of the chain"),
-    "savings_if_cheapest_usd": fields.Float(description="What serving chain models' traffic by it would save"),
-})
-anomalies_model = ns.model("Anomalies", {
-    "window": fields.Nested(window_model, description="The window"),
-    "baseline_hours": fields.Integer(description="Trailing hours each hour is compared with"),
-    "threshold_sigma": fields.Float(description="How many standard deviations count as anomalous"),
-    "anomalies": fields.List(fields.Raw, description="[{hour, requests, reasons: [{metric, value, z, reason}]}]"),
-})
-page_model = ns.model("RequestPage", {
-    "window": fields.Nested(window_model, description="The window"),
-    "page": fields.Integer(description="Page number, from 1"), "page_size": fields.Integer(description="Rows"),
-    "total": fields.Integer(description="Matching requests"),
-    "requests": fields.List(fields.Nested(brief_model), description="Newest first"),
-})
-attempt_model = ns.model("AttemptRecord", {
-    "number": fields.Integer(description="1 for the first call"), "started_at": UtcDateTime(description="When"),
-    "model": fields.String(description="Model called"), "key_id": NString(description="Key fingerprint"),
-    "outcome": fields.String(description="ok, quota, transient, timeout, key_rejected, not_found, rejected"),
-    "status_code": NInt(description="Upstream status"), "error_code": NString(description="Google's reason"),
-    "error_message": NString(description="Google's message"), "latency_ms": fields.Float(description="Duration"),
-})
-exchange_model = ns.model("ExchangeRecord", {
-    "path": fields.String(description="The path forwarded"),
-    "query": NString(description="The query string, credentials removed"),
-    "action": NString(description="generateContent, streamGenerateContent, countTokens, ..."),
-    "stream_format": NString(description="sse or json for a stream"),
-    "key_source": NString(description="client (the caller's own Gemini key) or server (the pool's)"),
-    "upstream_status": NInt(description="Gemini's status"),
-    "aborted": NString(description="client or upstream, when the stream was cut short"),
-    "request_headers": NRaw(description="Request headers, secrets redacted"),
-    "response_headers": NRaw(description="Gemini's response headers"),
-    "request_bytes": NInt(description="Request body size"), "response_bytes": NInt(description="Response size"),
-    "request_body": NString(description="The request body, where bodies are logged (LOG_BODIES)"),
-    "response_body": NString(description="The response body, where bodies are logged"),
-    "request_truncated": NBoolean(description="Whether the kept request body was cut at LOG_BODY_MAX_BYTES"),
-    "response_truncated": NBoolean(description="Whether the kept response body was cut"),
-})
-detail_model = ns.inherit("RequestDetail", brief_model, {
-    "upstream_latency_ms": NFloat(description="Time spent on upstream calls"),
-    "temperature": NFloat(description="Temperature asked for"), "max_output_tokens": NInt(description="Cap"),
-    "token_source": NString(description="usage_metadata, count_tokens or estimate"),
-    "attempts": fields.List(fields.Nested(attempt_model), description="Every upstream call"),
-    "exchange": nullable(fields.Nested)(exchange_model, allow_null=True,
-                                        description="The native pass-through's exchange; null for the "
-                                                    "proxy's own APIs"),
-})
 
 
 def _window():
@@ -288,7 +139,7 @@ class Anomalies(Resource):
     @document_errors(ns, 400, 401, 403)
     def get(self):
         """Hours whose volume, error rate, latency or tokens stand far outside the trailing 24 hours."""
-        return reports.anomalies(_window())
+        return anomalies.anomalies(_window())
 
 
 @ns.route("/requests")
@@ -300,7 +151,7 @@ class Requests(Resource):
         """The request log, newest first, filterable and paged."""
         page = int_arg(request.args, "page", 1, MAX_PAGE, default=1)
         size = int_arg(request.args, "page_size", 1, MAX_PAGE_SIZE, default=50)
-        return reports.request_page(_window(), page, size, request.args.get("error_code") or None)
+        return requestlog.request_page(_window(), page, size, request.args.get("error_code") or None)
 
 
 @ns.route("/requests/<string:request_id>")
@@ -310,7 +161,7 @@ class RequestDetail(Resource):
     @document_errors(ns, 401, 403, 404)
     def get(self, request_id):
         """One request in full: its attempts, and for the pass-through its headers and bodies."""
-        detail = reports.request_detail(request_id)
+        detail = requestlog.request_detail(request_id)
         if detail is None:
             raise NotFound(f"No request {request_id!r} in the log.")
         return detail

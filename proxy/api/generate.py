@@ -7,7 +7,7 @@ from ..cache.generations import generate_cached
 from ..requestctx import current as current_state
 from ..upstream.chain import ON_CHAIN
 from ..upstream.messages import GenerationRequest
-from .models import document_errors, error_detail, error_model
+from .schemas import document_errors, error_detail, error_model
 from .validation import expect_valid
 
 ns = Namespace("gemini", description="Text generation through Gemini", path="/gemini")

@@ -2,12 +2,13 @@
 endpoint: openai_compat.py), and a control API."""
 import json
 import time
-from urllib.parse import quote
 
 from flask import Flask, Response, jsonify, request
 
 from . import replies
+from .control import register_control
 from .files import register_files
+from .reading import BadRequest, field, read_generation, texts
 from .openai_compat import register_openai
 from .state import EmulatorState
 
@@ -38,19 +39,6 @@ def create_emulator(valid_keys=None, latency_ms=0.0):
     def google_error(status, body, as_array=False):
         payload = [body] if as_array else body
         return Response(json.dumps(payload), status=status, mimetype="application/json")
-
-    @app.before_request
-    def note_received():
-        # What reached Gemini, byte for byte, whatever the route: tests of the proxy's entrances read it.
-        if request.path.startswith("/_emulator/"):
-            return
-        environ = request.environ
-        query = environ.get("QUERY_STRING", "")
-        target = environ.get("RAW_URI") or environ.get("REQUEST_URI") or (
-            quote(environ.get("PATH_INFO", "").encode("latin-1"), safe="/:") + (f"?{query}" if query else ""))
-        with state.lock:
-            state.received.append({"method": request.method, "target": target,
-                                   "headers": {k.lower(): v for k, v in request.headers.items()}})
 
     @app.get("/<version>/models")
     def list_models(version):
@@ -109,44 +97,11 @@ def create_emulator(valid_keys=None, latency_ms=0.0):
             if response is None:
                 time.sleep(state.latency_for(model))
                 response = _stream(state, model, body, fault) if streaming else handler(state, model, body)
-        except _BadRequest as exc:
+        except BadRequest as exc:
             response = google_error(400, replies.error_body(400, str(exc)), as_array)
         return response
 
-    @app.route("/_emulator/config", methods=["GET", "POST"])
-    def control_config():
-        if request.method == "POST":
-            state.configure(request.get_json(force=True))
-        return jsonify({"latency_ms": state.latency_ms, "latency_jitter_ms": state.latency_jitter_ms,
-                        "stream_chunk_delay_ms": state.stream_chunk_delay_ms,
-                        "omit_usage": state.omit_usage})
-
-    @app.post("/_emulator/faults")
-    def control_faults():
-        body = request.get_json(force=True)
-        for fault in body if isinstance(body, list) else [body]:
-            state.add_fault(fault)
-        return jsonify(state.stats())
-
-    @app.post("/_emulator/reset")
-    def control_reset():
-        state.reset()
-        return jsonify(state.stats())
-
-    @app.get("/_emulator/stats")
-    def control_stats():
-        return jsonify(state.stats())
-
-    @app.get("/_emulator/received")
-    def control_received():
-        with state.lock:
-            return jsonify(list(state.received))
-
-    @app.get("/_emulator/requests")
-    def control_requests():
-        with state.lock:
-            return jsonify(list(state.requests))
-
+    register_control(app, state)
     register_files(app, state, _API_VERSIONS, _api_key, google_error)
     register_openai(app, state, _API_VERSIONS, _api_key, _chunks)
 
@@ -155,10 +110,6 @@ def create_emulator(valid_keys=None, latency_ms=0.0):
         return google_error(404, replies.error_body(404, f"Unknown path {request.path}."))
 
     return app
-
-
-class _BadRequest(Exception):
-    pass
 
 
 def _api_key():
@@ -203,51 +154,9 @@ def _fault_response(fault, model, streaming):
     return Response(json.dumps(payload), status=status, mimetype="application/json")
 
 
-# --- request reading -------------------------------------------------------------------------
-
-def _field(mapping, camel, snake):
-    if not isinstance(mapping, dict):
-        return None
-    return mapping.get(camel, mapping.get(snake))
-
-
-def _texts(content):
-    if not isinstance(content, dict):
-        raise _BadRequest("Invalid value at 'contents': each content must be an object.")
-    parts = content.get("parts") or []
-    if not isinstance(parts, list):
-        raise _BadRequest("Invalid value at 'contents.parts'.")
-    return [part["text"] for part in parts if isinstance(part, dict) and isinstance(part.get("text"), str)]
-
-
-def _read_generation(body):
-    contents = body.get("contents")
-    if isinstance(contents, dict):
-        contents = [contents]
-    if not isinstance(contents, list) or not contents:
-        raise _BadRequest("* GenerateContentRequest.contents: contents is not specified")
-    config = _field(body, "generationConfig", "generation_config") or {}
-    if not isinstance(config, dict):
-        raise _BadRequest("Invalid value at 'generation_config'.")
-    for setting in _field(body, "safetySettings", "safety_settings") or []:
-        for name in ("category", "threshold"):
-            if not isinstance(setting.get(name), (str, int)):
-                raise _BadRequest(f"Invalid value at 'safety_settings.{name}'.")
-    system = _field(body, "systemInstruction", "system_instruction")
-    all_texts = [text for content in contents for text in _texts(content)]
-    if system:
-        all_texts += _texts(system)
-    prompt = " ".join(_texts(contents[-1]))
-    max_tokens = _field(config, "maxOutputTokens", "max_output_tokens")
-    temperature = config.get("temperature")
-    if temperature is not None and not (isinstance(temperature, (int, float)) and 0 <= temperature <= 2):
-        raise _BadRequest("Invalid value at 'generation_config.temperature'.")
-    return prompt, replies.count_tokens(" ".join(all_texts)), max_tokens
-
-
 def _chunks(state, model, body):
     """The answer as a list of GenerateContentResponse dicts (one for unary calls)."""
-    prompt, prompt_tokens, max_tokens = _read_generation(body)
+    prompt, prompt_tokens, max_tokens = read_generation(body)
     int_enums = _int_enums()
     seed = f"{model}|{prompt}"
     common = {"modelVersion": model, "responseId": replies.response_id(seed)}
@@ -343,17 +252,17 @@ def _stream(state, model, body, fault=None):
 
 
 def _count_tokens(state, model, body):
-    inner = _field(body, "generateContentRequest", "generate_content_request")
+    inner = field(body, "generateContentRequest", "generate_content_request")
     contents = (inner or body).get("contents") if isinstance(inner or body, dict) else None
     if not isinstance(contents, list):
-        raise _BadRequest("* CountTokensRequest: contents or generateContentRequest is required")
-    texts = [text for content in contents for text in _texts(content)]
-    total = replies.count_tokens(" ".join(texts))
+        raise BadRequest("* CountTokensRequest: contents or generateContentRequest is required")
+    counted = [text for content in contents for text in texts(content)]
+    total = replies.count_tokens(" ".join(counted))
     return jsonify({"totalTokens": total, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": total}]})
 
 
 def _embedding(content):
-    text = " ".join(_texts(content))
+    text = " ".join(texts(content))
     values = [((hash((text, i)) % 2000) - 1000) / 1000.0 for i in range(replies.EMBEDDING_SIZE)]
     return {"values": values}
 
@@ -365,7 +274,7 @@ def _embed(state, model, body):
 def _batch_embed(state, model, body):
     requests_ = body.get("requests")
     if not isinstance(requests_, list):
-        raise _BadRequest("* BatchEmbedContentsRequest.requests: requests is not specified")
+        raise BadRequest("* BatchEmbedContentsRequest.requests: requests is not specified")
     return jsonify({"embeddings": [_embedding(r.get("content") or {}) for r in requests_]})
 
 
