@@ -42,9 +42,9 @@ def signature(secret, path, upload_id, pin, client, expires):
 
 def issue(secret, path, upload_id, pin, client_id, expires):
     """A grant for the upload at `path` with `upload_id`; unsigned ("-") when there is no secret to sign with."""
-    client = NO_CLIENT if client_id is None else str(int(client_id))
-    signed = signature(secret, path, upload_id, pin, client, expires) if secret else "-"
-    return Grant(pin, client, int(expires), signed)
+    client, expires = NO_CLIENT if client_id is None else str(int(client_id)), int(expires)
+    signed = signature(secret, path, upload_id, pin, client, expires) if secret else "-"  # what verify() signs
+    return Grant(pin, client, expires, signed)
 
 
 def parse(text):
