@@ -11,7 +11,7 @@ from models import RequestLog, db
 
 from ..errors import TokenQuotaExceeded
 from ..requestctx import API, current as current_state
-from ..wire import jsonbody, routes
+from ..wire import jsonbody
 from .estimate import estimate_tokens
 
 _HELD_RETRY_SECONDS = 1  # a quota held by requests in flight frees up as soon as they finish
@@ -36,15 +36,12 @@ def recorded_today(client_id, day_start):
 
 def _is_generation(state):
     """Whether this request can spend output tokens: the /gemini APIs' POSTs, and the native generation
-    calls (a path that does not parse is treated as one: the pass-through refuses it, and it settles at 0)."""
+    calls."""
     if request.method != "POST":
         return False
     if state.area == API:
         return True
-    try:
-        route = routes.parse(routes.raw_path(request.environ) or request.path)
-    except routes.BadRoute:
-        return True
+    route = state.native.route  # parsed by the access check, which refuses a path that does not parse
     return not route.prefix and (route.generation or (route.openai and route.segments[1:] == ("chat", "completions")))
 
 

@@ -65,9 +65,13 @@ class NativeCall:
     def payload(self):
         """The JSON body as a dict, parsed once and only when something asks (None if it is not one)."""
         try:
-            value = jsonbody.loads(self.body) if self.body else None
+            return self.parsed_body()
         except jsonbody.BadJson:
             return None
+
+    def parsed_body(self):
+        """The JSON body as a dict (None if empty or not an object); BadJson if it is not bounded JSON."""
+        value = jsonbody.loads(self.body) if self.body else None
         return value if isinstance(value, dict) else None
 
 

@@ -79,7 +79,8 @@ def _call_from_request(incoming, state, native):
     )
     if body and not route.prefix:
         try:
-            jsonbody.loads(body)  # refused here, with Google's message, rather than by Gemini or by us later
+            # Parsed once for all who read it; refused here, with Google's message, not by Gemini or later.
+            call.payload = call.parsed_body()
         except jsonbody.BadJson as exc:
             raise InvalidRequest(str(exc)) from None
     if route.collection in BODY_MODEL_COLLECTIONS and incoming.method == "POST":
