@@ -1,14 +1,18 @@
 """Credentials masked in every line the server writes: one function, used by Gunicorn's logger and the app's.
 
-Only the standard library: Gunicorn's master imports this before any worker has patched the world.
+Only the standard library (and proxy.wire.query, which is too): Gunicorn's master imports this before any
+worker has patched the world.
 """
 import logging
 import re
 from urllib.parse import unquote_plus
 
+from ..wire import query as queries
+
 MASK = "[redacted]"
-# Query parameters that carry a credential: Gemini's key and OAuth tokens, and the proxy's upload grant.
-PARAMETERS = frozenset({"key", "access_token", "oauth_token", "gemini_proxy_key", "upload_id"})
+# Query parameters that carry a credential, as the pass-through's query parser names them: Gemini's key
+# and OAuth tokens, and the upload tokens (Gemini's upload id, the proxy's grant).
+PARAMETERS = frozenset({queries.KEY}) | queries.TOKENS | queries.UPLOAD_TOKENS
 # Headers that carry one, as sent, as a WSGI environ name (HTTP_X_API_KEY) or in a Python repr.
 HEADERS = frozenset({"x-goog-api-key", "x-api-key", "authorization", "proxy-authorization"})
 
