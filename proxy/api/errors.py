@@ -17,20 +17,11 @@ _BY_STATUS = {
 }
 
 
-def _body_is_broken_json():
-    # Flask reports a JSON decoding failure as a bare 400 outside debug mode; look for ourselves.
-    if not has_request_context() or not request.is_json:
-        return False
-    return request.get_json(silent=True) is None
-
-
 def from_http_exception(exc):
     """Translate Werkzeug's and Flask-RESTX's HTTP errors into the proxy's typed errors."""
     data = getattr(exc, "data", None) or {}
     if exc.code == 400 and "errors" in data:
         return errors.InvalidRequest("The request body does not match the schema.", details=data["errors"])
-    if exc.code == 400 and _body_is_broken_json():
-        return errors.MalformedJson("The request body is not valid JSON.")
     if exc.code == 415:
         return errors.UnsupportedContentType("Send the body as JSON with Content-Type: application/json.")
     if exc.code == 413:
