@@ -5,10 +5,10 @@ import time
 
 from flask import Flask, Response, jsonify, request
 
-from . import replies
+from . import generation, replies
 from .control import register_control
 from .files import register_files
-from .reading import BadRequest, field, read_generation, texts
+from .reading import BadRequest
 from .openai_compat import register_openai
 from .state import EmulatorState
 
@@ -76,7 +76,7 @@ def create_emulator(valid_keys=None, latency_ms=0.0):
 
     def serve(version, model, action, key, body):
         streaming = action == "streamGenerateContent"
-        as_array = streaming and not _sse()
+        as_array = streaming and not generation.sse()
         if version not in _API_VERSIONS:
             return google_error(404, replies.error_body(404, f"Unknown API version {version}."), as_array)
         refusal = replies.key_refusal(key, state.valid_keys)
@@ -88,7 +88,7 @@ def create_emulator(valid_keys=None, latency_ms=0.0):
             return jsonify(replies.model_resource(model))
         if request.method != "POST" or not isinstance(body, dict):
             return google_error(400, replies.error_body(400, "Invalid JSON payload received."), as_array)
-        handler = _ACTIONS.get(action)
+        handler = generation.ACTIONS.get(action)
         if handler is None:
             return google_error(404, replies.error_body(404, f"Method {action} not found for models/{model}."))
         try:
@@ -96,14 +96,14 @@ def create_emulator(valid_keys=None, latency_ms=0.0):
             response = _fault_response(fault, model, streaming)
             if response is None:
                 time.sleep(state.latency_for(model))
-                response = _stream(state, model, body, fault) if streaming else handler(state, model, body)
+                response = generation.stream(state, model, body, fault) if streaming else handler(state, model, body)
         except BadRequest as exc:
             response = google_error(400, replies.error_body(400, str(exc)), as_array)
         return response
 
     register_control(app, state)
     register_files(app, state, _API_VERSIONS, _api_key, google_error)
-    register_openai(app, state, _API_VERSIONS, _api_key, _chunks)
+    register_openai(app, state, _API_VERSIONS, _api_key, generation.chunks)
 
     @app.errorhandler(404)
     def unknown_path(_error):
@@ -117,13 +117,6 @@ def _api_key():
     return (request.headers.get("x-goog-api-key") or request.args.get("key")
             or (bearer[7:].strip() if bearer.lower().startswith("bearer ") else ""))
 
-
-def _sse():
-    return request.args.get("alt") == "sse"
-
-
-def _int_enums():
-    return "enum-encoding=int" in request.args.get("$alt", "")
 
 
 def _leave_after(chunks, state):
@@ -150,138 +143,5 @@ def _fault_response(fault, model, streaming):
         body = replies.quota_error(model, fault.get("retry_delay", "20s"), bool(fault.get("per_day")))
     else:
         body = replies.fault_error(status, model, fault.get("retry_delay"))
-    payload = [body] if streaming and not _sse() else body
+    payload = [body] if streaming and not generation.sse() else body
     return Response(json.dumps(payload), status=status, mimetype="application/json")
-
-
-def _chunks(state, model, body):
-    """The answer as a list of GenerateContentResponse dicts (one for unary calls)."""
-    prompt, prompt_tokens, max_tokens = read_generation(body)
-    int_enums = _int_enums()
-    seed = f"{model}|{prompt}"
-    common = {"modelVersion": model, "responseId": replies.response_id(seed)}
-    omit_usage = state.omit_usage or "[[no-usage]]" in prompt
-    if "[[block-prompt]]" in prompt:
-        chunk = {"promptFeedback": {"blockReason": replies.enum("SAFETY", replies.BLOCK_REASONS, int_enums)},
-                 **common}
-        if not omit_usage:
-            chunk["usageMetadata"] = replies.usage(prompt_tokens, 0)
-        return [chunk]
-    if "[[block-answer]]" in prompt:
-        chunk = {"candidates": [{"finishReason": replies.enum("SAFETY", replies.FINISH_REASONS, int_enums),
-                                 "index": 0}], **common}
-        if not omit_usage:
-            chunk["usageMetadata"] = replies.usage(prompt_tokens, 0)
-        return [chunk]
-    text, finish = replies.answer_text(model, prompt, max_tokens)
-    if "[[finish-unknown]]" in prompt:
-        finish = "NEWER_THAN_THE_SDK"
-    words = text.split(" ")
-    size = max(1, int(state.stream_chunk_words))
-    pieces = [" ".join(words[i:i + size]) + (" " if i + size < len(words) else "")
-              for i in range(0, len(words), size)]
-    chunks, produced = [], 0
-    for number, piece in enumerate(pieces):
-        produced += len(piece.split())
-        part = {"text": piece}
-        candidate = {"content": {"parts": [part], "role": "model"}, "index": 0}
-        if number == len(pieces) - 1:
-            candidate["finishReason"] = replies.enum(finish, replies.FINISH_REASONS, int_enums)
-        chunk = {"candidates": [candidate], **common}
-        if not omit_usage:
-            chunk["usageMetadata"] = replies.usage(prompt_tokens, produced)
-        chunks.append(chunk)
-    big = _big_chunk_size(prompt)
-    if big:
-        chunks[0]["candidates"][0]["content"]["parts"][0]["thoughtSignature"] = "A" * big
-    return chunks
-
-
-def _big_chunk_size(prompt):
-    marker = "[[big-chunk:"
-    if marker not in prompt:
-        return 0
-    try:
-        return int(prompt.split(marker, 1)[1].split("]]", 1)[0])
-    except ValueError:
-        return 0
-
-
-def _merge(chunks):
-    """Fold streamed chunks into the single response generateContent returns."""
-    merged = json.loads(json.dumps(chunks[-1]))
-    if "candidates" in merged and merged["candidates"][0].get("content"):
-        text = "".join(c["candidates"][0]["content"]["parts"][0]["text"] for c in chunks)
-        merged["candidates"][0]["content"]["parts"] = [{"text": text}]
-    return merged
-
-
-def _generate(state, model, body):
-    return Response(json.dumps(_merge(_chunks(state, model, body))), mimetype="application/json")
-
-
-class _StreamCut(Exception):
-    """Raised mid-body so the server drops the connection without ending the stream."""
-
-
-def _stream(state, model, body, fault=None):
-    chunks = _chunks(state, model, body)
-    delay = state.stream_chunk_delay_ms / 1000.0
-    sse = _sse()
-    mode = (fault or {}).get("mode")
-    after = int((fault or {}).get("after_chunks", 1))
-
-    def produce():
-        for number, chunk in enumerate(chunks):
-            if number and delay:
-                time.sleep(delay)
-            if number == after and mode == "cut":
-                raise _StreamCut(f"stream cut after {after} chunks")
-            if number == after and mode == "stall":
-                time.sleep(float(fault.get("seconds", 30)))
-            data = json.dumps(chunk)
-            if sse:
-                yield f"data: {data}\r\n\r\n"
-            else:
-                yield ("[" if number == 0 else "\n,\r\n") + data
-        if not sse:
-            yield "]"
-
-    mimetype = "text/event-stream" if sse else "application/json"
-    return Response(produce(), mimetype=mimetype)
-
-
-def _count_tokens(state, model, body):
-    inner = field(body, "generateContentRequest", "generate_content_request")
-    contents = (inner or body).get("contents") if isinstance(inner or body, dict) else None
-    if not isinstance(contents, list):
-        raise BadRequest("* CountTokensRequest: contents or generateContentRequest is required")
-    counted = [text for content in contents for text in texts(content)]
-    total = replies.count_tokens(" ".join(counted))
-    return jsonify({"totalTokens": total, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": total}]})
-
-
-def _embedding(content):
-    text = " ".join(texts(content))
-    values = [((hash((text, i)) % 2000) - 1000) / 1000.0 for i in range(replies.EMBEDDING_SIZE)]
-    return {"values": values}
-
-
-def _embed(state, model, body):
-    return jsonify({"embedding": _embedding(body.get("content") or {})})
-
-
-def _batch_embed(state, model, body):
-    requests_ = body.get("requests")
-    if not isinstance(requests_, list):
-        raise BadRequest("* BatchEmbedContentsRequest.requests: requests is not specified")
-    return jsonify({"embeddings": [_embedding(r.get("content") or {}) for r in requests_]})
-
-
-_ACTIONS = {
-    "generateContent": _generate,
-    "streamGenerateContent": _stream,
-    "countTokens": _count_tokens,
-    "embedContent": _embed,
-    "batchEmbedContents": _batch_embed,
-}

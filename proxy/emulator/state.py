@@ -28,6 +28,8 @@ class EmulatorState:
             self.received = collections.deque(maxlen=5000)  # every request as it arrived, known route or not
             self.uploads = {}  # upload id: a resumable upload under way
             self.files = {}  # name: an uploaded file's resource
+            # name: (the key that made it, the resource); Google scopes each resource to its key's project.
+            self.resources = {}
 
     def configure(self, settings):
         with self.lock:
@@ -57,6 +59,28 @@ class EmulatorState:
                         self.faults.remove(fault)
                 return dict(fault)
         return None
+
+    def keep(self, name, key, resource):
+        """Hold a resource (a cache, a batch, an operation, an interaction...) as the project of `key`'s."""
+        with self.lock:
+            self.resources[name] = (key, resource)
+
+    def owned(self, name, key):
+        """The resource of that name if `key`'s project made it, else None: another project's resource
+        is invisible, as at Google (callers answer 403 or 404)."""
+        with self.lock:
+            held = self.resources.get(name)
+        return held[1] if held is not None and held[0] == key else None
+
+    def owned_by(self, key, prefix):
+        """Every resource of `key`'s project whose name starts with `prefix` (e.g. "cachedContents/")."""
+        with self.lock:
+            return [resource for name, (owner, resource) in self.resources.items()
+                    if owner == key and name.startswith(prefix)]
+
+    def forget(self, name):
+        with self.lock:
+            self.resources.pop(name, None)
 
     def latency_for(self, model):
         latency = self.model_latency_ms.get(model, self.latency_ms)

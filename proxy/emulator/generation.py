@@ -1,0 +1,155 @@
+"""Gemini's generation answers, emulated: generateContent whole or streamed, countTokens and embeddings,
+shared by the REST routes, the OpenAI-compatible endpoint and batches."""
+import json
+import time
+
+from flask import Response, has_request_context, jsonify, request
+
+from . import replies
+from .reading import BadRequest, field, read_generation, texts
+
+
+def sse():
+    return has_request_context() and request.args.get("alt") == "sse"
+
+
+def _int_enums():
+    return has_request_context() and "enum-encoding=int" in request.args.get("$alt", "")
+
+
+def answer(state, model, body):
+    """The whole GenerateContentResponse dict for a request body (what generateContent returns)."""
+    return _merge(chunks(state, model, body))
+
+
+def chunks(state, model, body):
+    """The answer as a list of GenerateContentResponse dicts (one for unary calls)."""
+    prompt, prompt_tokens, max_tokens = read_generation(body)
+    int_enums = _int_enums()
+    seed = f"{model}|{prompt}"
+    common = {"modelVersion": model, "responseId": replies.response_id(seed)}
+    omit_usage = state.omit_usage or "[[no-usage]]" in prompt
+    if "[[block-prompt]]" in prompt:
+        chunk = {"promptFeedback": {"blockReason": replies.enum("SAFETY", replies.BLOCK_REASONS, int_enums)},
+                 **common}
+        if not omit_usage:
+            chunk["usageMetadata"] = replies.usage(prompt_tokens, 0)
+        return [chunk]
+    if "[[block-answer]]" in prompt:
+        chunk = {"candidates": [{"finishReason": replies.enum("SAFETY", replies.FINISH_REASONS, int_enums),
+                                 "index": 0}], **common}
+        if not omit_usage:
+            chunk["usageMetadata"] = replies.usage(prompt_tokens, 0)
+        return [chunk]
+    text, finish = replies.answer_text(model, prompt, max_tokens)
+    if "[[finish-unknown]]" in prompt:
+        finish = "NEWER_THAN_THE_SDK"
+    words = text.split(" ")
+    size = max(1, int(state.stream_chunk_words))
+    pieces = [" ".join(words[i:i + size]) + (" " if i + size < len(words) else "")
+              for i in range(0, len(words), size)]
+    chunks, produced = [], 0
+    for number, piece in enumerate(pieces):
+        produced += len(piece.split())
+        part = {"text": piece}
+        candidate = {"content": {"parts": [part], "role": "model"}, "index": 0}
+        if number == len(pieces) - 1:
+            candidate["finishReason"] = replies.enum(finish, replies.FINISH_REASONS, int_enums)
+        chunk = {"candidates": [candidate], **common}
+        if not omit_usage:
+            chunk["usageMetadata"] = replies.usage(prompt_tokens, produced)
+        chunks.append(chunk)
+    big = _big_chunk_size(prompt)
+    if big:
+        chunks[0]["candidates"][0]["content"]["parts"][0]["thoughtSignature"] = "A" * big
+    return chunks
+
+
+def _big_chunk_size(prompt):
+    marker = "[[big-chunk:"
+    if marker not in prompt:
+        return 0
+    try:
+        return int(prompt.split(marker, 1)[1].split("]]", 1)[0])
+    except ValueError:
+        return 0
+
+
+def _merge(chunks):
+    """Fold streamed chunks into the single response generateContent returns."""
+    merged = json.loads(json.dumps(chunks[-1]))
+    if "candidates" in merged and merged["candidates"][0].get("content"):
+        text = "".join(c["candidates"][0]["content"]["parts"][0]["text"] for c in chunks)
+        merged["candidates"][0]["content"]["parts"] = [{"text": text}]
+    return merged
+
+
+def _generate(state, model, body):
+    return Response(json.dumps(_merge(chunks(state, model, body))), mimetype="application/json")
+
+
+class _StreamCut(Exception):
+    """Raised mid-body so the server drops the connection without ending the stream."""
+
+
+def stream(state, model, body, fault=None):
+    answer_chunks = chunks(state, model, body)
+    delay = state.stream_chunk_delay_ms / 1000.0
+    as_sse = sse()
+    mode = (fault or {}).get("mode")
+    after = int((fault or {}).get("after_chunks", 1))
+
+    def produce():
+        for number, chunk in enumerate(answer_chunks):
+            if number and delay:
+                time.sleep(delay)
+            if number == after and mode == "cut":
+                raise _StreamCut(f"stream cut after {after} chunks")
+            if number == after and mode == "stall":
+                time.sleep(float(fault.get("seconds", 30)))
+            data = json.dumps(chunk)
+            if as_sse:
+                yield f"data: {data}\r\n\r\n"
+            else:
+                yield ("[" if number == 0 else "\n,\r\n") + data
+        if not as_sse:
+            yield "]"
+
+    mimetype = "text/event-stream" if as_sse else "application/json"
+    return Response(produce(), mimetype=mimetype)
+
+
+def _count_tokens(state, model, body):
+    inner = field(body, "generateContentRequest", "generate_content_request")
+    contents = (inner or body).get("contents") if isinstance(inner or body, dict) else None
+    if not isinstance(contents, list):
+        raise BadRequest("* CountTokensRequest: contents or generateContentRequest is required")
+    counted = [text for content in contents for text in texts(content)]
+    total = replies.count_tokens(" ".join(counted))
+    return jsonify({"totalTokens": total, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": total}]})
+
+
+def _embedding(content):
+    text = " ".join(texts(content))
+    values = [((hash((text, i)) % 2000) - 1000) / 1000.0 for i in range(replies.EMBEDDING_SIZE)]
+    return {"values": values}
+
+
+def _embed(state, model, body):
+    return jsonify({"embedding": _embedding(body.get("content") or {})})
+
+
+def _batch_embed(state, model, body):
+    requests_ = body.get("requests")
+    if not isinstance(requests_, list):
+        raise BadRequest("* BatchEmbedContentsRequest.requests: requests is not specified")
+    return jsonify({"embeddings": [_embedding(r.get("content") or {}) for r in requests_]})
+
+
+ACTIONS = {
+    "generateContent": _generate,
+    "streamGenerateContent": stream,
+    "countTokens": _count_tokens,
+    "embedContent": _embed,
+    "batchEmbedContents": _batch_embed,
+}
