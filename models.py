@@ -278,3 +278,20 @@ class HourlyHistogram(db.Model):
     count: Mapped[int]
 
     __table_args__ = (Index("ix_hourly_histograms_scope", "scope", "metric", "hour"),)
+
+
+class OwnedResource(db.Model):
+    """A stateful resource made at Gemini through a server key (a cache, a batch, a file, an operation,
+    an interaction, a store...): the key whose project holds it, and the client it belongs to."""
+
+    __tablename__ = "owned_resources"
+
+    name: Mapped[str] = mapped_column(String(300), primary_key=True)  # Google's name: cachedContents/abc
+    kind: Mapped[str] = mapped_column(String(32))  # the collection: files, cachedContents, batches, ...
+    key_id: Mapped[str] = mapped_column(String(24))  # the server key's fingerprint, never the key
+    client_id: Mapped[Optional[int]] = mapped_column(ForeignKey("api_clients.id", ondelete="SET NULL"), index=True)
+    model: Mapped[Optional[str]] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[Optional[datetime]]  # a batch or operation, when the proxy first saw it finished
+    usage_counted_at: Mapped[Optional[datetime]]  # a batch's usage, counted once
+    deleted_at: Mapped[Optional[datetime]]

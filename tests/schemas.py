@@ -67,3 +67,10 @@ def version_of(url):
             return connection.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").scalar()
     finally:
         engine.dispose()
+
+
+def as_before_migrations(url):
+    """Make a database at HEAD look made before migrations: no version table, none of the later tables."""
+    from proxy.storage.migrations import baseline
+    later = set(inspect(create_engine(url)).get_table_names()) - set(baseline.metadata.tables)
+    run_sql(url, [f"DROP TABLE {table}" for table in sorted(later)])

@@ -17,7 +17,7 @@ from proxy.storage.database import create_tables
 from proxy.storage.migrations import SchemaError, lock, runner
 from tests import processes
 from tests.conftest import rows, wait_for
-from tests.schemas import run_sql, schema_of, version_of
+from tests.schemas import as_before_migrations, run_sql, schema_of, version_of
 
 
 def create_all_schema(url):
@@ -57,7 +57,7 @@ def test_a_worker_starting_on_a_database_at_head_does_not_import_alembic(make_ap
 def test_a_new_database_gets_exactly_create_alls_tables_from_the_migrations(make_app, tmp_path):
     url = f"sqlite:///{tmp_path / 'proxy.db'}"
     make_app(SQLALCHEMY_DATABASE_URI=url)
-    assert version_of(url) == runner.BASELINE
+    assert version_of(url) == migrations.HEAD
     assert schema_of(url) == create_all_schema(f"sqlite:///{tmp_path / 'create_all.db'}")
 
 
@@ -79,7 +79,7 @@ def test_flask_db_downgrade_empties_the_database_and_upgrade_makes_it_again(app,
     assert cli.invoke(args=["db", "downgrade", "base"]).exit_code == 0
     assert schema_of(url) == {"sqlite_master": []} and version_of(url) is None
     assert cli.invoke(args=["db", "upgrade"]).exit_code == 0
-    assert schema_of(url) == made and version_of(url) == runner.BASELINE
+    assert schema_of(url) == made and version_of(url) == migrations.HEAD
 
 
 def test_tables_dropped_from_a_migrated_database_are_made_again(app):
@@ -141,7 +141,7 @@ def migrate_in_thread(app):
 
 def test_a_start_waits_for_the_process_migrating_the_sqlite_file(app):
     url = app.config["SQLALCHEMY_DATABASE_URI"]
-    run_sql(url, ["DROP TABLE alembic_version"])  # as made before migrations: this start has work to do
+    as_before_migrations(url)  # this start has work to do
     lock_path = url.split("///", 1)[1] + ".schema.lock"
     with open(lock_path, "a") as held:
         fcntl.flock(held.fileno(), fcntl.LOCK_EX)  # another process is migrating
@@ -149,8 +149,9 @@ def test_a_start_waits_for_the_process_migrating_the_sqlite_file(app):
         wait_for(lambda: blocked_on(lock_path), timeout=10, message="the start to wait for the lock")
         assert version_of(url) is None and done == []
     thread.join(10)
-    assert done == [["stamped migration 0001 on a database made before migrations"]]
-    assert version_of(url) == runner.BASELINE
+    assert done == [["stamped migration 0001 on a database made before migrations",
+                     f"migrated from 0001 to {migrations.HEAD}"]]
+    assert version_of(url) == migrations.HEAD
 
 
 @pytest.mark.e2e
@@ -160,7 +161,7 @@ def test_on_postgresql_the_migrations_make_create_alls_tables_and_db_check_passe
     db.metadata.drop_all(engine)
     engine.dispose()
     app = make_app(SQLALCHEMY_DATABASE_URI=postgres.url, SPOOL_DIR=str(tmp_path / "spool"))
-    assert version_of(postgres.url) == runner.BASELINE
+    assert version_of(postgres.url) == migrations.HEAD
     assert schema_of(postgres.url) == created
     assert check(app) == 0
 
@@ -168,7 +169,7 @@ def test_on_postgresql_the_migrations_make_create_alls_tables_and_db_check_passe
 @pytest.mark.e2e
 def test_on_postgresql_a_start_waits_for_the_advisory_lock(make_app, postgres, tmp_path):
     app = make_app(SQLALCHEMY_DATABASE_URI=postgres.url, SPOOL_DIR=str(tmp_path / "spool"))
-    run_sql(postgres.url, ["DROP TABLE alembic_version"])
+    as_before_migrations(postgres.url)
     engine = create_engine(postgres.url)
     try:
         with engine.connect() as holder:
@@ -183,8 +184,9 @@ def test_on_postgresql_a_start_waits_for_the_advisory_lock(make_app, postgres, t
         thread.join(10)
     finally:
         engine.dispose()
-    assert done == [["stamped migration 0001 on a database made before migrations"]]
-    assert version_of(postgres.url) == runner.BASELINE
+    assert done == [["stamped migration 0001 on a database made before migrations",
+                     f"migrated from 0001 to {migrations.HEAD}"]]
+    assert version_of(postgres.url) == migrations.HEAD
 
 
 @pytest.mark.e2e
@@ -198,7 +200,7 @@ def test_flask_db_upgrade_and_check_run_as_the_readme_says(tmp_path):
 
     upgraded = flask_db("upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
-    assert version_of(url) == runner.BASELINE
+    assert version_of(url) == migrations.HEAD
     assert schema_of(url) == create_all_schema(f"sqlite:///{tmp_path / 'create_all.db'}")
     checked = flask_db("check")
     assert checked.returncode == 0 and "No new upgrade operations detected" in checked.stdout + checked.stderr
