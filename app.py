@@ -14,6 +14,7 @@ from proxy.access.holds import QuotaHolds
 from proxy.access.keycache import KeyCache
 from proxy.access.limits import init_limits
 from proxy.access.quotas import check_token_quota, count_usage
+from proxy.access.resources import ResourceOwners
 from proxy.access.security import init_security
 from proxy.analytics.cli import cli as ops_cli
 from proxy.analytics.operations import start_periodic_prune
@@ -98,6 +99,7 @@ def create_app(config=None):
     records.watch_written(forget_late_records)  # an hour rolled up already is rolled up again
     app.extensions["ended_uploads"] = EndedUploads(local_path(app, "uploads-ended"), app.config["UPLOAD_URL_SECONDS"])
     app.extensions["quotas"] = QuotaHolds.from_app(app)
+    app.extensions["resource_owners"] = ResourceOwners()
     app.extensions["key_cache"] = KeyCache(local_path(app, "clients-changed"), app.config["CLIENT_CACHE_SECONDS"])
     with app.app_context():  # even with API_KEYS empty: the clients of keys taken out of it stop
         sync_env_keys(app.config["API_KEYS"])

@@ -129,3 +129,21 @@ def require_unicode(value, field):
     except UnicodeEncodeError:
         raise InvalidRequest(f"{field} is not valid Unicode text (it holds a lone surrogate).") from None
     return value
+
+
+class ResourceNotFound(NotFound):
+    """A stateful resource this client did not make through the proxy (another client's, or none)."""
+
+    code = "RESOURCE_NOT_FOUND"
+
+
+class ResourceKeyGone(ProxyError):
+    """The server key whose project holds a resource has left the pool: the resource cannot be reached."""
+
+    status, code = 409, "RESOURCE_KEY_GONE"
+
+
+class ResourcesApart(ProxyError):
+    """A call names resources that live in different keys' projects: no one key can serve it."""
+
+    status, code = 409, "RESOURCES_ON_DIFFERENT_KEYS"

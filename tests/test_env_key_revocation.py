@@ -9,6 +9,7 @@ from sqlalchemy import create_engine
 
 from proxy.access import clients
 from tests import processes
+from tests.schemas import as_before_migrations
 from tests.conftest import rows
 
 ADMIN_KEY = "admin-key-for-tests-0123456789"
@@ -139,9 +140,9 @@ def test_restore_of_a_key_issued_by_the_proxy(make_app):
 def test_an_api_keys_client_from_the_previous_version_is_known_and_its_revocation_sticks(make_app, tmp_path):
     url = f"sqlite:///{tmp_path / 'proxy.db'}"
     make_app(API_KEYS=[REVOKED])
+    as_before_migrations(url)  # that version came before migrations
     engine = create_engine(url)
     with engine.begin() as connection:  # the table as the version before env_key_hash left it
-        connection.exec_driver_sql("DROP TABLE alembic_version")  # that version came before migrations
         connection.exec_driver_sql("DROP INDEX ix_api_clients_env_key_hash")
         connection.exec_driver_sql("ALTER TABLE api_clients DROP COLUMN env_key_hash")
         connection.exec_driver_sql("ALTER TABLE api_clients DROP COLUMN env_key_refused")

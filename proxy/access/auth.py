@@ -12,9 +12,9 @@ from ..requestctx import ADMIN, API, NATIVE, current as current_state
 from ..wire import credentials, native as native_wire, query as queries, routes, upload_urls
 from . import clients, upload_grants
 
-_AREAS = (("/gemini/", API), ("/gemini-proxy", API), ("/v1beta/", NATIVE), ("/v1/", NATIVE),
-          ("/upload/v1beta/", NATIVE), ("/upload/v1/", NATIVE), ("/admin/", ADMIN), ("/analytics/", ADMIN),
-          ("/metrics", ADMIN))
+_AREAS = (("/gemini/", API), ("/gemini-proxy", API), *((f"/{prefix}{version}/", NATIVE)
+          for prefix in ("",) + routes.PREFIXES for version in routes.VERSIONS),
+          ("/admin/", ADMIN), ("/analytics/", ADMIN), ("/metrics", ADMIN))
 
 
 def area_of(path):
@@ -77,7 +77,7 @@ def authenticate():
 
 def _is_upload_chunk(native):
     """A chunk sent to an upload URL the proxy gave out (its grant in the query)."""
-    return native is not None and bool(native.route.prefix) and bool(native.query.get(upload_urls.PARAMETER))
+    return native is not None and native.route.upload and bool(native.query.get(upload_urls.PARAMETER))
 
 
 def _presents_any(presented):

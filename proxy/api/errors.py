@@ -58,7 +58,7 @@ def to_proxy_error(exc):
 
 
 _GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-                  405: "UNIMPLEMENTED", 408: "DEADLINE_EXCEEDED", 413: "INVALID_ARGUMENT", 422: "FAILED_PRECONDITION",
+                  405: "UNIMPLEMENTED", 408: "DEADLINE_EXCEEDED", 409: "ABORTED", 413: "INVALID_ARGUMENT", 422: "FAILED_PRECONDITION",
                   429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 502: "UNAVAILABLE", 503: "UNAVAILABLE",
                   504: "DEADLINE_EXCEEDED"}
 # The codes of the Flask service /gemini-proxy users migrate from.
@@ -95,7 +95,7 @@ def compat_body(error):
 
 def _shape_for_path(path):
     path = "/" + path.lstrip("/")  # as routing sees it: Werkzeug ignores leading slashes
-    if path.startswith(("/v1beta/", "/v1/", "/upload/")):
+    if path.startswith(("/v1beta/", "/v1/", "/v1alpha/", "/upload/", "/download/")):
         return google_body
     if path.startswith("/gemini-proxy"):
         return compat_body

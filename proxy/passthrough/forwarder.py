@@ -37,6 +37,7 @@ class NativeCall:
     key: object  # KeyChoice
     client_headers: dict = field(default_factory=dict)  # as the client sent them, for the log
     model: Optional[str] = None  # the model checked, forwarded and recorded
+    conversation: bool = False  # carries a thought signature or an earlier interaction: no fallback
 
     @property
     def action(self):
@@ -86,7 +87,7 @@ class Forwarder:
         self.pool = engine.pool  # the access check asks it whether an upload's pinned key is still held
 
     def chain_for(self, call):
-        if call.action not in GENERATION_ACTIONS or not call.model:
+        if call.action not in GENERATION_ACTIONS or not call.model or call.conversation:
             return [call.model]
         return self.engine.chain.along(call.model, self.fallback_scope)
 

@@ -41,7 +41,7 @@ def _here(url, url_root, server_key, key_id, client, expires):
         route = routes.parse(parts.path)
     except routes.BadRoute:
         return url  # not an upload URL of Gemini's: passed on as Gemini gave it
-    if not route.prefix:
+    if not route.upload:
         return url
     query = [(name, value) for name, value in parse_qsl(parts.query, keep_blank_values=True)
              if name != upload_urls.PARAMETER]

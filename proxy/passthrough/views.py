@@ -11,9 +11,9 @@ from ..errors import InvalidRequest, NotFound, PromptTooLong
 from ..requestctx import current as current_state
 from ..storage.exchanges import record_exchange
 from ..upstream.chain import PERMITTED
-from ..wire import jsonbody, routes, upload_urls
+from ..wire import jsonbody, openai_errors, references, routes, upload_urls
 from ..wire.routes import GENERATION_ACTIONS
-from . import uploads
+from . import stateful, uploads
 from .capture import Capture
 from .forwarder import NativeCall, NativeError, Reply
 from .headers import client_headers, upstream_headers
@@ -40,6 +40,7 @@ class Stream:
         self.ttfb_ms = None
         self.finished = False
         self.upstream_broke = False
+        self.signatures = None  # a SignatureScanner when the answer's thought signatures must be remembered
 
 
 def _key_choice(state, native):
@@ -77,7 +78,7 @@ def _call_from_request(incoming, state, native):
         client_headers=dict(incoming.headers),
         model=route.model,
     )
-    if body and not route.prefix:
+    if body and not route.upload:
         try:
             # Parsed once for all who read it; refused here, with Google's message, not by Gemini or later.
             call.payload = call.parsed_body()
@@ -90,9 +91,9 @@ def _call_from_request(incoming, state, native):
     return call
 
 
-@bp.route("/upload/<any(v1beta, v1):version>/<path:path>", methods=_METHODS)
-@bp.route("/<any(v1beta, v1):version>/<path:path>", methods=_METHODS)
-def forward(version, path):
+@bp.route("/<any(upload, download):prefix>/<any(v1beta, v1, v1alpha):version>/<path:path>", methods=_METHODS)
+@bp.route("/<any(v1beta, v1, v1alpha):version>/<path:path>", methods=_METHODS)
+def forward(version, path, prefix=None):
     # The objects behind Flask's proxies, looked up once: this is the pass-through's every request.
     app, state, incoming = current_app._get_current_object(), current_state(), request._get_current_object()
     native = state.native
@@ -100,26 +101,36 @@ def forward(version, path):
         raise NotFound("The path is not one of Gemini's API.")
     config = app.config
     call = _call_from_request(incoming, state, native)
-    prefix = call.route.prefix
+    upload = call.route.upload
     state.model_requested = call.model
     _check_limits(call, app)
+    owners = app.extensions["resource_owners"]
+    stateful.pin(call, state, owners, app.extensions["engine"].pool)
     decision, key, cached = _consult_cache(state, call)
     capture = config["LOG_BODY_MAX_BYTES"] if config["LOG_BODIES"] and not (
-        prefix and uploads.carries_file(incoming)) else 0
+        upload and uploads.carries_file(incoming)) else 0
     stream = Stream(capture, config["CACHE_MAX_BODY_BYTES"] if decision.write and not cached else 0)
     state.native_recorded = True  # recorded when the response closes, not by the after_request hook
-    if cached is not None:
-        body, content_type = replay(cached, call.streaming, call.query.sse)
-        reply = Reply(200, {"Content-Type": content_type, "Content-Length": str(len(body))}, call.model, [], body=body)
-    else:
-        try:
-            reply = app.extensions["forwarder"].open(call)
-        except NativeError as error:
-            return _failed(error, app, state, call, stream)
-
+    forwarder = app.extensions["forwarder"]
+    try:
+        if cached is not None:
+            body, content_type = replay(cached, call.streaming, call.query.sse)
+            reply = Reply(200, {"Content-Type": content_type, "Content-Length": str(len(body))}, call.model, [],
+                          body=body)
+        elif call.key.source == SERVER and references.listing(call.route, call.method) is not None:
+            reply = _listed(call, state, owners, forwarder)
+        else:
+            reply = forwarder.open(call)
+            _learn_from(call, reply, state, owners)
+    except NativeError as error:
+        return _failed(error, app, state, call, stream)
+    if call.openai and reply.status >= 400:
+        return _openai_failed(app, state, call, reply, stream)
+    if call.route.generation and call.key.source == SERVER and len(forwarder.pool) > 1:
+        stream.signatures = references.SignatureScanner()  # the next turn must come back to this key
     body = _relay(reply, stream, state.elapsed_ms)
     headers = client_headers(reply.headers)
-    if prefix:
+    if upload:
         headers = _upload_headers(app, state, call, reply, headers, incoming.url_root)
     response = Response(body, status=reply.status, headers=headers)
     length = reply.headers.get("Content-Length") or reply.headers.get("content-length")
@@ -129,9 +140,59 @@ def forward(version, path):
         response.headers["X-Gemini-Model"] = reply.model
     response.headers["X-Accel-Buffering"] = "no"  # nginx must pass streams on as they come
     response.call_on_close(lambda: record_exchange(app, state, call, reply, stream, None))
+    if stream.signatures is not None:
+        response.call_on_close(lambda: _remember_signatures(app, state, call, reply, stream))
     if stream.whole is not None:
         response.call_on_close(lambda: _keep_in_cache(app, decision, key, call, reply, stream))
     return response
+
+
+def _learn_from(call, reply, state, owners):
+    """Read what a stateful call made, deleted or handed out, before the client can name it anywhere."""
+    if call.key.source != SERVER or reply.status >= 300:
+        return
+    if call.method == "DELETE":
+        stateful.after(call, reply, None, state, owners)
+    elif stateful.reads_answer(call, reply):
+        body, whole = stateful.read_whole(reply)
+        reply.body = body
+        if whole:
+            reply.live = None
+            stateful.after(call, reply, body, state, owners)
+
+
+def _listed(call, state, owners, forwarder):
+    """A list of stateful resources: the caller's own, over the keys that hold them."""
+    status, answer, reply = stateful.list_page(call, state, owners, forwarder.open)
+    if answer is None:
+        return reply
+    body = json.dumps(answer).encode()
+    return Reply(status, {"Content-Type": "application/json; charset=UTF-8", "Content-Length": str(len(body))},
+                 call.model, reply.attempts if reply is not None else [], body=body,
+                 key_id=reply.key_id if reply is not None else None)
+
+
+def _openai_failed(app, state, call, reply, stream):
+    """Gemini's error on its OpenAI-compatible endpoint, in OpenAI's shape; the record keeps Google's."""
+    original = reply.body
+    if reply.live is not None:
+        original += reply.live.read(1024 * 1024, decode_content=False) or b""
+        reply.live.release_conn()
+        reply.live = None
+    stream.ttfb_ms = state.elapsed_ms()
+    stream.capture.add(original)
+    stream.finished = True
+    response = Response(openai_errors.encoded(reply.status, original), status=reply.status,
+                        mimetype="application/json")
+    if reply.model:
+        response.headers["X-Gemini-Model"] = reply.model
+    response.call_on_close(lambda: record_exchange(app, state, call, reply, stream, None))
+    return response
+
+
+def _remember_signatures(app, state, call, reply, stream):
+    with app.app_context():
+        stateful.record_signatures(stream.signatures, reply, state, app.extensions["resource_owners"], call.model)
 
 
 def _upload_headers(app, state, call, reply, headers, url_root):
@@ -192,8 +253,11 @@ def _check_limits(call, app):
 
 def _failed(error, app, state, call, stream):
     """No upstream answer at all: Google's error shape, recorded like any exchange."""
-    response = Response(json.dumps(error.body()), status=error.status, mimetype="application/json")
-    stream.capture.add(response.get_data())
+    body = json.dumps(error.body()).encode()
+    stream.capture.add(body)
+    if call.openai:
+        body = openai_errors.encoded(error.status, body)
+    response = Response(body, status=error.status, mimetype="application/json")
     stream.finished = True
     response.call_on_close(lambda: record_exchange(app, state, call, None, stream, error))
     return response
@@ -215,10 +279,16 @@ def _relay(reply, stream, elapsed_ms):
         stream.ttfb_ms = elapsed_ms()
         stream.capture.add(reply.body)
         _keep_whole(stream, reply.body)
+        if stream.signatures is not None:
+            stream.signatures.feed(reply.body)
         yield reply.body
         stream.finished = True
         return
-    upstream = reply.live
+    upstream, scanner = reply.live, stream.signatures
+    if reply.body:  # the start of an answer read to learn from it, and too long to hold whole
+        stream.ttfb_ms = elapsed_ms()
+        stream.capture.add(reply.body)
+        yield reply.body
     chunks = upstream.read_chunked(decode_content=False) if upstream.chunked else \
         upstream.stream(_READ_SIZE, decode_content=False)
     try:
@@ -229,6 +299,8 @@ def _relay(reply, stream, elapsed_ms):
                 stream.ttfb_ms = elapsed_ms()
             stream.capture.add(chunk)
             _keep_whole(stream, chunk)
+            if scanner is not None:
+                scanner.feed(chunk)
             yield chunk
         stream.finished = True
     except Exception:

@@ -32,6 +32,9 @@ class Query:
     def without(self, name):
         return Query(tuple(pair for pair in self.pairs if pair[0] != name), self.key)
 
+    def with_pair(self, name, value):
+        return Query(self.pairs + ((name, value),), self.key)
+
     def encoded(self, key=None):
         """The query to send upstream, with `key` as its key parameter where given."""
         pairs = list(self.pairs) + ([(KEY, key)] if key else [])

@@ -9,7 +9,9 @@ from typing import Optional
 from urllib.parse import unquote_to_bytes
 
 UPLOAD = "upload/"
-VERSIONS = ("v1beta", "v1")
+DOWNLOAD = "download/"  # files' bytes, batch results and generated video: files/{id}:download?alt=media
+PREFIXES = (UPLOAD, DOWNLOAD)
+VERSIONS = ("v1beta", "v1", "v1alpha")  # v1alpha: ephemeral tokens and what Google previews there
 # Resource collections of Gemini's REST API, at any depth (models/{m}/operations/{op}, ...).
 COLLECTIONS = frozenset({
     "models", "tunedModels", "files", "cachedContents", "batches", "operations", "fileSearchStores",
@@ -36,10 +38,14 @@ class BadRoute(ValueError):
 
 @dataclass(frozen=True)
 class Route:
-    prefix: str  # "" or "upload/" (the Files API's uploads, served under /upload/{version})
+    prefix: str  # "", "upload/" (the Files API's uploads) or "download/" (files' bytes)
     version: str
     segments: tuple  # decoded and checked, e.g. ("models", "gemini-2.5-flash")
     action: Optional[str] = None  # after the colon, e.g. "generateContent"
+
+    @property
+    def upload(self):
+        return self.prefix == UPLOAD
 
     @property
     def collection(self):
@@ -128,9 +134,8 @@ def parse(raw):
     if not raw or not raw.startswith("/"):
         raise BadRoute("The path is not one of Gemini's API.")
     rest = raw[1:]
-    prefix = ""
-    if rest.startswith(UPLOAD):
-        prefix, rest = UPLOAD, rest[len(UPLOAD):]
+    prefix = next((each for each in PREFIXES if rest.startswith(each)), "")
+    rest = rest[len(prefix):]
     version, _, rest = rest.partition("/")
     if version not in VERSIONS:
         raise BadRoute("The path is not one of Gemini's API.")
