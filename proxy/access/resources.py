@@ -12,11 +12,13 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from models import OwnedResource, db, utcnow
+from ..wire.references import SIGNATURES, STATEFUL
 
 log = logging.getLogger(__name__)
 
 _MAX_ENTRIES = 50_000  # owners remembered per worker
 _IN_CLAUSE = 500  # names asked for in one query
+KINDS = STATEFUL | {"models", SIGNATURES}  # models: a model's long-running operations
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from flask_restx import Namespace, Resource, fields
 from config import valid_rate_limit
 from models import INTEGER_MAX
 
-from ..access import clients
+from ..access import clients, resources
 from ..errors import InvalidRequest, NotFound
 from .schemas import UtcDateTime, document_errors, error_detail, error_model, nullable
 from .validation import expect_valid
@@ -116,3 +116,43 @@ class ClientRestore(Resource):
             return clients.restore(client_id, current_app.config["API_KEYS"])
         except clients.CannotRestore as exc:
             raise InvalidRequest(str(exc)) from None
+
+
+resource_model = ns.model("OwnedResource", {
+    "name": fields.String(description="Gemini's name of the resource", example="cachedContents/abc123"),
+    "kind": fields.String(description="Its collection", example="cachedContents"),
+    "key_id": fields.String(description="Fingerprint of the server key whose project holds it",
+                            example="key#3f2a9c1b"),
+    "client_id": nullable(fields.Integer)(description="The client that made it (empty: made while the proxy "
+                                                      "had no client keys)"),
+    "model": nullable(fields.String)(description="The model it was made for, where it has one"),
+    "created_at": UtcDateTime(description="When the proxy saw it made (UTC)"),
+    "ended_at": nullable(UtcDateTime)(description="A batch or operation: when the proxy first saw it end"),
+    "usage_counted_at": nullable(UtcDateTime)(description="A batch: when its usage was counted"),
+    "deleted_at": nullable(UtcDateTime)(description="When it was deleted through the proxy"),
+})
+
+_resource_args = ns.parser()
+_resource_args.add_argument("kind", type=str, location="args", help="Only this collection, e.g. batches")
+_resource_args.add_argument("client_id", type=int, location="args", help="Only this client's")
+_resource_args.add_argument("limit", type=int, default=100, location="args", help="At most this many (1-1000)")
+_resource_args.add_argument("offset", type=int, default=0, location="args", help="Skip this many")
+
+
+@ns.route("/resources")
+class ResourceList(Resource):
+    @ns.expect(_resource_args)
+    @ns.marshal_list_with(resource_model, description="Stateful resources made through server keys, newest first "
+                                                      "(thought signatures' digests included, as kind "
+                                                      "thoughtSignatures)")
+    @document_errors(ns, 400, 401, 403)
+    def get(self):
+        """Every client's caches, batches, files, operations, stores and interactions, with their key."""
+        args = _resource_args.parse_args()
+        if not 1 <= args["limit"] <= 1000 or not 0 <= args["offset"] <= INTEGER_MAX:
+            raise InvalidRequest("limit is 1 to 1000 and offset at least 0.")
+        if args["client_id"] is not None and not 0 <= args["client_id"] <= INTEGER_MAX:
+            raise InvalidRequest("client_id is a client's id.")
+        if args["kind"] is not None and args["kind"] not in resources.KINDS:
+            raise InvalidRequest(f"kind is one of {', '.join(sorted(resources.KINDS))}.")
+        return resources.all_resources(args["kind"], args["client_id"], args["limit"], args["offset"])

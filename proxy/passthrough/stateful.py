@@ -11,7 +11,7 @@ import json
 from dataclasses import replace
 
 from ..errors import InvalidRequest, ResourceKeyGone, ResourceNotFound, ResourcesApart
-from ..wire import references
+from ..wire import references, routes
 from ..wire.references import BadReference
 from .keys import SERVER
 
@@ -68,9 +68,9 @@ def reads_answer(call, reply):
     if call.method == "POST" and not call.route.generation and call.action not in ("countTokens", "embedContent",
                                                                                    "batchEmbedContents"):
         return True
-    if call.method == "DELETE":
-        return False
     route = call.route
+    if call.method == "DELETE" or route.prefix == routes.DOWNLOAD:  # a file's bytes name nothing
+        return False
     return call.method == "GET" and (references.listing(route, "GET") is not None
                                      or references.path_resource(route) is not None)
 
