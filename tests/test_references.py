@@ -125,3 +125,13 @@ def test_signatures_are_found_however_the_stream_is_cut(signatures, cuts):
         start = max(start, cut)
     scanner.feed(data[start:])
     assert scanner.digests() == list(dict.fromkeys(signature_digest(s) for s in signatures))
+
+
+@given(st.dictionaries(st.text(max_size=6), st.integers(), min_size=1, max_size=5), st.data())
+def test_a_body_that_repeats_a_field_is_refused_since_parsers_disagree_on_which_wins(fields, data):
+    from proxy.wire import jsonbody
+    name = data.draw(st.sampled_from(sorted(fields)))
+    members = [json.dumps(key) + ":" + str(value) for key, value in fields.items()] + [json.dumps(name) + ":0"]
+    with pytest.raises(jsonbody.BadJson, match="repeats the field"):
+        jsonbody.loads("{" + ",".join(members) + "}")
+    assert jsonbody.loads(json.dumps(fields)) == fields

@@ -30,12 +30,23 @@ def _bounded_int(text):
     return int(text)
 
 
+def _unique_fields(pairs):
+    # Parsers disagree on a repeated field (the first wins, or the last): the proxy would check one
+    # `cachedContent` while Gemini used the other.
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen = set()
+        repeated = next(name for name, _ in pairs if name in seen or seen.add(name))
+        raise BadJson(f"The body repeats the field \"{repeated[:40]}\".")
+    return value
+
+
 def loads(data, max_depth=MAX_DEPTH):
-    """The JSON value of `data` (bytes or text); BadJson if it is not JSON, nests too deep, or holds NaN,
-    Infinity (1e400 too) or an integer longer than MAX_INT_DIGITS."""
+    """The JSON value of `data` (bytes or text); BadJson if it is not JSON, nests too deep, repeats a
+    field, or holds NaN, Infinity (1e400 too) or an integer longer than MAX_INT_DIGITS."""
     try:
         value = json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float,
-                           parse_int=_bounded_int)
+                           parse_int=_bounded_int, object_pairs_hook=_unique_fields)
     except RecursionError:
         raise BadJson(f"The body nests deeper than {max_depth} levels.") from None
     except (ValueError, TypeError) as exc:
