@@ -27,14 +27,20 @@ class EmulatorState:
             self.requests = collections.deque(maxlen=1000)
             self.received = collections.deque(maxlen=5000)  # every request as it arrived, known route or not
             self.uploads = {}  # upload id: a resumable upload under way
-            self.files = {}  # name: an uploaded file's resource
             # name: (the key that made it, the resource); Google scopes each resource to its key's project.
             self.resources = {}
+            self.blobs = {}  # a file's name: its bytes, for :download
+            self.polls = {}  # a resource's name: how often it has been read, which moves a batch or an operation on
+            # Batches, operations and background interactions finish after this many reads, so tests need no sleep.
+            self.batch_polls_to_finish = 2
+            self.operation_polls_to_finish = 2
+            self.interaction_polls_to_finish = 1
 
     def configure(self, settings):
         with self.lock:
             for name in ("latency_ms", "latency_jitter_ms", "stream_chunk_delay_ms", "stream_chunk_words",
-                         "omit_usage", "model_latency_ms"):
+                         "omit_usage", "model_latency_ms", "batch_polls_to_finish",
+                         "operation_polls_to_finish", "interaction_polls_to_finish"):
                 if name in settings:
                     setattr(self, name, settings[name])
             if "latency_seed" in settings:  # the same seed replays the same sequence of latencies
@@ -81,6 +87,19 @@ class EmulatorState:
     def forget(self, name):
         with self.lock:
             self.resources.pop(name, None)
+            self.blobs.pop(name, None)
+            self.polls.pop(name, None)
+
+    def poll(self, name):
+        """Count one more read of `name`; the count after it."""
+        with self.lock:
+            self.polls[name] = self.polls.get(name, 0) + 1
+            return self.polls[name]
+
+    def every(self):
+        """(name, owning key, resource) of every resource held, oldest first."""
+        with self.lock:
+            return [(name, owner, resource) for name, (owner, resource) in self.resources.items()]
 
     def latency_for(self, model):
         latency = self.model_latency_ms.get(model, self.latency_ms)
