@@ -33,6 +33,13 @@ def refused(call, code):
     return raised.value
 
 
+def not_found(call):
+    """The interactions client raises errors of its own, each with the HTTP status."""
+    with pytest.raises(Exception) as raised:
+        call()
+    assert raised.value.status_code == 404
+
+
 def upload(sdk, tmp_path, data, name="input.jsonl", mime="application/jsonl"):
     path = tmp_path / name
     path.write_bytes(data)
@@ -185,22 +192,23 @@ def test_interactions_follow_their_previous_one_of_the_same_key(a, b):
     second = a.interactions.create(model=MODEL, input="And another?", previous_interaction_id=first.id)
     assert second.previous_interaction_id == first.id
     assert second.usage.total_input_tokens > first.usage.total_input_tokens  # the conversation so far
-    with pytest.raises(Exception) as raised:
-        b.interactions.create(model=MODEL, input="Go on.", previous_interaction_id=first.id)
-    assert "404" in str(raised.value) or getattr(raised.value, "status_code", None) == 404
-    with pytest.raises(Exception):
-        b.interactions.get(first.id)
-    assert a.interactions.get(first.id).id == first.id
+    not_found(lambda: b.interactions.create(model=MODEL, input="Go on.", previous_interaction_id=first.id))
+    not_found(lambda: b.interactions.get(first.id))
+    not_found(lambda: b.interactions.delete(first.id))
+    assert a.interactions.get(first.id).output_text == first.output_text
     a.interactions.delete(first.id)
-    with pytest.raises(Exception):
-        a.interactions.get(first.id)
+    not_found(lambda: a.interactions.get(first.id))
 
 
 def test_a_background_interaction_completes_as_it_is_polled_and_a_streamed_one_arrives_as_events(a):
     started = a.interactions.create(agent="deep-research-pro-preview-12-2025", input="Research tides.",
                                     background=True)
-    assert started.status == "in_progress"
-    assert a.interactions.get(started.id).status == "completed"
+    assert started.status == "in_progress" and not started.usage
+    finished = a.interactions.get(started.id)
+    assert finished.status == "completed" and finished.output_text.startswith("Emulated gemini-2.5-pro")
+    cancelled = a.interactions.create(agent="deep-research-pro-preview-12-2025", input="More.", background=True)
+    assert a.interactions.cancel(cancelled.id).status == "cancelled"
+    assert a.interactions.get(cancelled.id).status == "cancelled"
     events = list(a.interactions.create(model=MODEL, input="Stream this please.", stream=True))
     kinds = [event.event_type for event in events]
     assert kinds[0] == "interaction.created" and kinds[-1] == "interaction.completed"
@@ -217,3 +225,12 @@ def test_resources_show_their_owner_by_its_last_four_characters_and_reset_clears
     assert KEYS[0] not in json.dumps(shown) and KEYS[1] not in json.dumps(shown)
     emulator.reset()
     assert emulator.control("resources") == []
+
+
+def test_keys_of_one_project_share_its_resources(a, b, emulator):
+    emulator.configure(projects={KEYS[0]: "shared", KEYS[1]: "shared"})
+    cache = a.caches.create(model=MODEL, config={"contents": ["x"], "ttl": "300s"})
+    assert b.caches.get(name=cache.name).name == cache.name
+    assert [c.name for c in b.caches.list()] == [cache.name]
+    third = client(emulator, KEYS[2])
+    refused(lambda: third.caches.get(name=cache.name), 403)
