@@ -6,7 +6,9 @@ import pytest
 import requests
 from google import genai
 from google.genai import errors, types
+from hypothesis import HealthCheck, given, settings, strategies as st
 
+from proxy.emulator.app import create_emulator
 from tests.conftest import KEYS
 
 MODEL = "gemini-2.5-flash"
@@ -234,3 +236,36 @@ def test_keys_of_one_project_share_its_resources(a, b, emulator):
     assert [c.name for c in b.caches.list()] == [cache.name]
     third = client(emulator, KEYS[2])
     refused(lambda: third.caches.get(name=cache.name), 403)
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                    max_leaves=8)
+FIELDS = ["model", "agent", "input", "contents", "ttl", "expireTime", "batch", "inputConfig", "requests",
+          "fileName", "instances", "parameters", "generation_config", "previous_interaction_id", "displayName"]
+BODIES = st.one_of(JSON, st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=4))
+CREATES = ["/v1beta/cachedContents", "/v1beta/models/gemini-2.5-flash:batchGenerateContent",
+           "/v1beta/models/text-embedding-004:asyncBatchEmbedContent", "/v1beta/interactions",
+           "/v1beta/models/veo-3.0-generate-001:predictLongRunning", "/v1beta/fileSearchStores"]
+
+
+@pytest.fixture(scope="module")
+def local():
+    return create_emulator(valid_keys=KEYS).test_client()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=st.sampled_from(CREATES), body=BODIES)
+def test_any_create_body_is_answered_or_refused_never_a_crash(local, path, body):
+    response = local.post(path, json=body, headers={"x-goog-api-key": KEYS[0]})
+    assert response.status_code in (200, 400, 403, 404), response.get_data(as_text=True)
+    assert "error" in response.get_json() or response.status_code == 200
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(["files", "cachedContents", "batches", "fileSearchStores"]),
+       size=st.text(max_size=6), token=st.text(max_size=6))
+def test_any_page_size_and_token_is_a_page_or_google_s_400(local, kind, size, token):
+    response = local.get(f"/v1beta/{kind}", query_string={"pageSize": size, "pageToken": token},
+                         headers={"x-goog-api-key": KEYS[0]})
+    assert response.status_code in (200, 400)

@@ -44,16 +44,25 @@ def _input(state, key, config):
         raise BadRequest("* batch.input_config: input_config is required")
     file_name = field(config, "fileName", "file_name")
     if file_name is not None:
+        if not isinstance(file_name, str):
+            raise BadRequest("Invalid value at 'batch.input_config.file_name'.")
         data = file_bytes(state, file_name, key)
         if data is None:
             return None
-        lines = [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+        try:
+            lines = [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+        except ValueError:
+            raise BadRequest(f"{file_name} is not JSON Lines.") from None
+        if not all(isinstance(line, dict) and isinstance(line.get("request") or {}, dict) for line in lines):
+            raise BadRequest(f"Each line of {file_name} must be an object with a request.")
         return [({"key": line.get("key")}, line.get("request") or {}) for line in lines]
     requests_ = config.get("requests")
     if isinstance(requests_, dict):
         requests_ = requests_.get("requests")
     if not isinstance(requests_, list) or not requests_:
         raise BadRequest("* batch.input_config.requests: requests is not specified")
+    if not all(isinstance(item, dict) and isinstance(item.get("request") or {}, dict) for item in requests_):
+        raise BadRequest("Invalid value at 'batch.input_config.requests'.")
     return [(item.get("metadata"), item.get("request") or {}) for item in requests_]
 
 

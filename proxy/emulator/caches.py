@@ -20,13 +20,15 @@ def _expiry(body, start):
             return start + timedelta(seconds=parse_duration(ttl))
         if expire is not None:
             return parse_stamp(expire)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise BadRequest("Invalid value at 'cached_content.ttl' or 'expire_time'.") from None
     return None
 
 
 def _token_count(body):
     contents = body.get("contents") or []
+    if not isinstance(contents, list):
+        raise BadRequest("Invalid value at 'cached_content.contents'.")
     system = field(body, "systemInstruction", "system_instruction")
     counted = [text for content in contents if isinstance(content, dict) for text in texts(content)]
     if isinstance(system, dict):
@@ -98,7 +100,8 @@ def register_caches(app, state, versions, google_error):
             state.forget(name)
             return jsonify({})
         if request.method == "PATCH":
-            body = request.get_json(force=True, silent=True) or {}
+            body = request.get_json(force=True, silent=True)
+            body = body if isinstance(body, dict) else {}
             mask = request.args.get("updateMask") or request.args.get("update_mask") or "ttl,expireTime"
             changed = now()
             try:

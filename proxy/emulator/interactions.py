@@ -44,7 +44,7 @@ def _run(state, key, body, history):
     if isinstance(body.get("system_instruction"), str):
         request_body["systemInstruction"] = {"parts": [{"text": body["system_instruction"]}]}
     config = body.get("generation_config") or {}
-    if config.get("max_output_tokens") is not None:
+    if isinstance(config.get("max_output_tokens"), int):
         request_body["generationConfig"] = {"maxOutputTokens": config["max_output_tokens"]}
     answer = _answer(state, model, request_body, key)
     parts = ((answer.get("candidates") or [{}])[0].get("content") or {}).get("parts") or []
@@ -95,13 +95,18 @@ def register_interactions(app, state, versions, google_error):
         if refusal is not None:
             return refusal
         body = request.get_json(force=True, silent=True)
-        if not isinstance(body, dict) or not (body.get("model") or body.get("agent")):
+        if not isinstance(body, dict) or not (isinstance(body.get("model"), str) or
+                                              isinstance(body.get("agent"), str)):
             return caller.error(400, "One of model or agent is required.")
+        if not isinstance(body.get("generation_config") or {}, dict):
+            return caller.error(400, "Invalid value at 'generation_config'.")
         if body.get("model") and body["model"].removeprefix("models/") not in replies.MODELS:
             return caller.error(404, f"models/{body['model']} is not found.")
         body = {**body, "model": body.get("model") and body["model"].removeprefix("models/")}
         history = []
         previous = body.get("previous_interaction_id")
+        if previous is not None and not isinstance(previous, str):
+            return caller.error(400, "Invalid value at 'previous_interaction_id'.")
         if previous:
             earlier = state.owned(f"interactions/{previous}", key)
             if earlier is None:  # another project's conversation is not there for this key

@@ -6,7 +6,7 @@ import hashlib
 from flask import jsonify, request
 
 from .files import add_file
-from .paging import Caller, new_id
+from .paging import Caller, json_object, new_id
 
 VIDEO_MODELS = ("veo-2.0-generate-001", "veo-3.0-generate-001", "veo-3.0-fast-generate-001",
                 "veo-3.1-generate-preview", "veo-3.1-fast-generate-preview")
@@ -29,12 +29,15 @@ def register_operations(app, state, versions, google_error):
         if model not in VIDEO_MODELS:
             return caller.error(404, f"models/{model} is not found for API version {version}, or is not "
                                      "supported for predictLongRunning.")
-        body = request.get_json(force=True, silent=True) or {}
+        body = json_object()
         instances = body.get("instances")
         if not isinstance(instances, list) or not instances or not isinstance(instances[0], dict):
             return caller.error(400, "* PredictLongRunningRequest.instances: instances is required")
         name = f"models/{model}/operations/{new_id()}"
-        count = int((body.get("parameters") or {}).get("sampleCount") or 1)
+        parameters = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
+        count = parameters.get("sampleCount", 1)
+        if not isinstance(count, int) or not 1 <= count <= 4:
+            return caller.error(400, "sampleCount must be between 1 and 4.")
         state.keep(name, key, {"name": name, "prompt": str(instances[0].get("prompt") or ""), "count": count,
                                "response": None})
         return jsonify({"name": name})

@@ -15,6 +15,12 @@ def request_key():
             or (bearer[7:].strip() if bearer.lower().startswith("bearer ") else ""))
 
 
+def json_object():
+    """The request's JSON body if it is an object, else {} (each field is then checked as missing)."""
+    body = request.get_json(force=True, silent=True)
+    return body if isinstance(body, dict) else {}
+
+
 def new_id():
     return secrets.token_hex(6)
 
@@ -29,15 +35,17 @@ def stamp(moment):
 
 def parse_stamp(text):
     """An RFC 3339 time as Google takes it (Z or an offset, with or without fractions)."""
-    return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 def parse_duration(text):
     """A protobuf Duration ("300s", "1.5s") in seconds."""
     text = str(text).strip()
-    if not text.endswith("s"):
+    seconds = float(text[:-1]) if text.endswith("s") else float("nan")
+    if not 0 <= seconds <= 10 ** 9:  # NaN fails too
         raise ValueError(text)
-    return float(text[:-1])
+    return seconds
 
 
 class Caller:

@@ -4,7 +4,7 @@ ends in a document; documents list/get/delete. Every store is its key's project'
 from flask import jsonify, request
 
 from .files import file_bytes, start_upload
-from .paging import Caller, new_id, now, page, stamp
+from .paging import Caller, json_object, new_id, now, page, stamp
 from .reading import field
 
 _TYPES = "type.googleapis.com/google.ai.generativelanguage.v1beta."
@@ -50,7 +50,7 @@ def register_stores(app, state, versions, google_error):
         key, refusal = caller.check(version)
         if refusal is not None:
             return refusal
-        body = request.get_json(force=True, silent=True) or {}
+        body = json_object()
         name = f"fileSearchStores/{new_id()}"
         created = stamp(now())
         store = {"name": name, "displayName": field(body, "displayName", "display_name") or "",
@@ -80,8 +80,10 @@ def register_stores(app, state, versions, google_error):
         if request.method == "POST":
             if verb != "importFile":
                 return caller.error(404, f"Unknown path {request.path}.")
-            body = request.get_json(force=True, silent=True) or {}
-            file_name = field(body, "fileName", "file_name") or ""
+            body = request.get_json(force=True, silent=True)
+            body = body if isinstance(body, dict) else {}
+            file_name = field(body, "fileName", "file_name")
+            file_name = file_name if isinstance(file_name, str) else ""
             data = file_bytes(state, file_name, key)
             file = state.owned(file_name, key)
             if data is None:  # the file must be the same project's as the store
@@ -107,7 +109,7 @@ def register_stores(app, state, versions, google_error):
         name = f"fileSearchStores/{store_id}"
         if state.owned(name, key) is None:
             return denied(name)
-        body = request.get_json(force=True, silent=True) or {}
+        body = json_object()
         metadata = field(body, "customMetadata", "custom_metadata")
 
         def finish(session):
