@@ -36,16 +36,21 @@ def _token_count(body):
     return replies.count_tokens(" ".join(counted))
 
 
+def usable_cache(state, name, key):
+    """The cache `name` if `key`'s project holds it unexpired, else None: what generateContent with
+    cachedContent should check (Google answers another project's cache with 403)."""
+    held = state.owned(name, key) if isinstance(name, str) else None
+    if held is not None and parse_stamp(held["expireTime"]) <= now():
+        state.forget(name)
+        return None
+    return held
+
+
 def register_caches(app, state, versions, google_error):
     caller = Caller(state, versions, google_error)
 
     def live(name, key):
-        """The cache if it is `key`'s and not yet expired; an expired one is dropped on the way."""
-        held = state.owned(name, key)
-        if held is not None and parse_stamp(held["expireTime"]) <= now():
-            state.forget(name)
-            return None
-        return held
+        return usable_cache(state, name, key)
 
     def not_found(name):
         return caller.error(403, f"CachedContent not found (or permission denied): {name}")

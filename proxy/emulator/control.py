@@ -33,7 +33,7 @@ def register_control(app, state):
     def control_resources():
         # Where each resource lives, so the proxy's tests can check a resource stayed with its key; the key
         # shown only by its last four characters, as a fingerprint.
-        return jsonify([{"name": name, "kind": name.split("/")[0] if "/operations/" not in name else "operations",
+        return jsonify([{"name": name, "kind": name.split("/")[-2],
                          "key": owner[-4:]} for name, owner, _ in state.every()])
 
     @app.post("/_emulator/faults")

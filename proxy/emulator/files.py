@@ -1,6 +1,6 @@
 """Gemini's Files API, emulated: resumable uploads under /upload/{version}/files, and files/{id} to get,
-list, delete and (generated files only, as at Google) download, each file its key's project's. The upload id is a chunk's credential, and the SDKs send chunks without a key; a chunk
-that carries a key other than the one that began the upload is refused, so a proxy that hands a chunk
+list, delete and (generated files only, as at Google) download, each file its key's project's. The upload id is a chunk's credential, and the SDKs send
+chunks without a key; a chunk that carries a key other than the one that began the upload is refused, so a proxy that hands a chunk
 to another key of its pool (another project, at Google) is caught here rather than there."""
 import hashlib
 import secrets
