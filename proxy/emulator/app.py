@@ -5,12 +5,17 @@ import time
 
 from flask import Flask, Response, jsonify, request
 
-from . import generation, replies
+from . import batches, generation, replies
+from .caches import register_caches
 from .control import register_control
+from .batches import register_batches
 from .files import register_files
 from .reading import BadRequest
+from .interactions import register_interactions
 from .openai_compat import register_openai
+from .operations import register_operations
 from .state import EmulatorState
+from .stores import register_stores
 
 _API_VERSIONS = ("v1beta", "v1")
 
@@ -88,7 +93,7 @@ def create_emulator(valid_keys=None, latency_ms=0.0):
             return jsonify(replies.model_resource(model))
         if request.method != "POST" or not isinstance(body, dict):
             return google_error(400, replies.error_body(400, "Invalid JSON payload received."), as_array)
-        handler = generation.ACTIONS.get(action)
+        handler = generation.ACTIONS.get(action) or batches.ACTIONS.get(action)
         if handler is None:
             return google_error(404, replies.error_body(404, f"Method {action} not found for models/{model}."))
         try:
@@ -104,6 +109,11 @@ def create_emulator(valid_keys=None, latency_ms=0.0):
     register_control(app, state)
     register_files(app, state, _API_VERSIONS, _api_key, google_error)
     register_openai(app, state, _API_VERSIONS, _api_key, generation.chunks)
+    register_caches(app, state, _API_VERSIONS, google_error)
+    register_batches(app, state, _API_VERSIONS, google_error)
+    register_operations(app, state, _API_VERSIONS, google_error)
+    register_stores(app, state, _API_VERSIONS, google_error)
+    register_interactions(app, state, _API_VERSIONS, google_error)
 
     @app.errorhandler(404)
     def unknown_path(_error):

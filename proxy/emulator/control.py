@@ -25,7 +25,16 @@ def register_control(app, state):
             state.configure(request.get_json(force=True))
         return jsonify({"latency_ms": state.latency_ms, "latency_jitter_ms": state.latency_jitter_ms,
                         "stream_chunk_delay_ms": state.stream_chunk_delay_ms,
-                        "omit_usage": state.omit_usage})
+                        "omit_usage": state.omit_usage, "batch_polls_to_finish": state.batch_polls_to_finish,
+                        "operation_polls_to_finish": state.operation_polls_to_finish,
+                        "interaction_polls_to_finish": state.interaction_polls_to_finish})
+
+    @app.get("/_emulator/resources")
+    def control_resources():
+        # Where each resource lives, so the proxy's tests can check a resource stayed with its key; the key
+        # shown only by its last four characters, as a fingerprint.
+        return jsonify([{"name": name, "kind": name.split("/")[-2],
+                         "key": owner[-4:]} for name, owner, _ in state.every()])
 
     @app.post("/_emulator/faults")
     def control_faults():

@@ -1,6 +1,6 @@
 """Gemini's Files API, emulated: resumable uploads under /upload/{version}/files, and files/{id} to get,
-list and delete. The upload id is a chunk's credential, and the SDKs send chunks without a key; a chunk
-that carries a key other than the one that began the upload is refused, so a proxy that hands a chunk
+list, delete and (generated files only, as at Google) download, each file its key's project's. The upload id is a chunk's credential, and the SDKs send
+chunks without a key; a chunk that carries a key other than the one that began the upload is refused, so a proxy that hands a chunk
 to another key of its pool (another project, at Google) is caught here rather than there."""
 import hashlib
 import secrets
@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 from flask import Response, jsonify, request
 
 from . import replies
+from .paging import new_id, page
 
 _CHUNK_GRANULARITY = 8 * 1024 * 1024  # bytes: every chunk but the last is a multiple of this
 _KEPT_FOR = timedelta(hours=48)  # Gemini keeps uploaded files two days
@@ -20,6 +21,52 @@ def _now():
 
 def _stamp(moment):
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def add_file(state, key, data, mime_type, display_name="", source="GENERATED", name=None, version="v1beta"):
+    """Hold `data` as a file of `key`'s project (a batch's responses, a video) and return its resource."""
+    name = name or f"files/{new_id()}"
+    now = _now()
+    uri = f"{request.host_url}{version}/{name}"
+    resource = {
+        "name": name, "displayName": display_name or "", "mimeType": mime_type or "application/octet-stream",
+        "sizeBytes": str(len(data)), "createTime": _stamp(now), "updateTime": _stamp(now),
+        "expirationTime": _stamp(now + _KEPT_FOR), "sha256Hash": hashlib.sha256(data).hexdigest(),
+        "uri": uri, "state": "ACTIVE", "source": source,
+    }
+    if source == "GENERATED":
+        resource["downloadUri"] = f"{request.host_url}download/{version}/{name}:download?alt=media"
+    state.keep(name, key, resource)
+    with state.lock:
+        state.blobs[name] = bytes(data)
+    return resource
+
+
+def file_bytes(state, name, key):
+    """The bytes of `key`'s file `name`, or None when no file of that key's project has that name."""
+    if state.owned(name, key) is None:
+        return None
+    with state.lock:
+        return state.blobs.get(name)
+
+
+def start_upload(state, key, version, display_name, mime_type, name=None, finish=None):
+    """Begin a resumable upload of `key`'s and answer with its URL; the chunks go to /upload/{v}/files,
+    and `finish(session)`, if given, makes the final answer (a file search store's operation)."""
+    upload_id = secrets.token_hex(16)
+    with state.lock:
+        state.uploads[upload_id] = {
+            "key": key, "version": version, "data": bytearray(), "display_name": display_name,
+            "mime_type": request.headers.get("X-Goog-Upload-Header-Content-Type") or mime_type,
+            "declared": request.headers.get("X-Goog-Upload-Header-Content-Length", type=int),
+            "name": name, "finish": finish,
+        }
+    url = f"{request.host_url}upload/{version}/files?upload_id={upload_id}&upload_protocol=resumable"
+    response = Response(status=200)
+    response.headers.update({"X-Goog-Upload-URL": url, "X-Goog-Upload-Control-URL": url,
+                             "X-Goog-Upload-Status": "active",
+                             "X-Goog-Upload-Chunk-Granularity": str(_CHUNK_GRANULARITY)})
+    return response
 
 
 def register_files(app, state, versions, api_key, google_error):
@@ -60,20 +107,8 @@ def register_files(app, state, versions, api_key, google_error):
         file = body.get("file") or {}
         wanted = {name: file.get(name, file.get(proto)) for name, proto in
                   (("displayName", "display_name"), ("mimeType", "mime_type"), ("name", "name"))}
-        upload_id = secrets.token_hex(16)
-        with state.lock:
-            state.uploads[upload_id] = {
-                "key": key, "version": version, "data": bytearray(), "display_name": wanted.get("displayName"),
-                "mime_type": request.headers.get("X-Goog-Upload-Header-Content-Type") or wanted.get("mimeType"),
-                "declared": request.headers.get("X-Goog-Upload-Header-Content-Length", type=int),
-                "name": wanted.get("name"),
-            }
-        url = f"{request.host_url}upload/{version}/files?upload_id={upload_id}&upload_protocol=resumable"
-        response = Response(status=200)
-        response.headers.update({"X-Goog-Upload-URL": url, "X-Goog-Upload-Control-URL": url,
-                                 "X-Goog-Upload-Status": "active",
-                                 "X-Goog-Upload-Chunk-Granularity": str(_CHUNK_GRANULARITY)})
-        return response
+        return start_upload(state, key, version, wanted.get("displayName"), wanted.get("mimeType"),
+                            wanted.get("name"))
 
     def _chunk(upload_id, key):
         data = request.get_data(cache=False)
@@ -97,41 +132,38 @@ def register_files(app, state, versions, api_key, google_error):
                                          "X-Goog-Upload-Size-Received": str(received)})
                 return response
             del state.uploads[upload_id]
-            if session["declared"] is not None and session["declared"] != received:
-                return error(400, f"Received {received} bytes of the {session['declared']} declared.")
-            resource = _resource(session, upload_id)
-            state.files[resource["name"]] = resource
-        response = jsonify({"file": resource})
+        if session["declared"] is not None and session["declared"] != received:
+            return error(400, f"Received {received} bytes of the {session['declared']} declared.")
+        finish = session.get("finish")  # another resource's upload (a file search store's) ends its own way
+        body = finish(session) if finish else {"file": add_file(
+            state, session["key"], session["data"], session["mime_type"], session["display_name"], "UPLOADED",
+            session["name"] or f"files/{upload_id[:12]}", session["version"])}
+        response = jsonify(body)
         response.headers["X-Goog-Upload-Status"] = "final"
         return response
 
-    def _resource(session, upload_id):
-        name = session["name"] or f"files/{upload_id[:12]}"
-        now = _now()
-        return {
-            "name": name, "displayName": session["display_name"] or "",
-            "mimeType": session["mime_type"] or "application/octet-stream",
-            "sizeBytes": str(len(session["data"])), "createTime": _stamp(now), "updateTime": _stamp(now),
-            "expirationTime": _stamp(now + _KEPT_FOR),
-            "sha256Hash": hashlib.sha256(session["data"]).hexdigest(),
-            "uri": f"{request.host_url}{session['version']}/{name}", "state": "ACTIVE", "source": "UPLOADED",
-        }
-
     @app.route("/<version>/files/<file_id>", methods=["GET", "DELETE"])
+    @app.get("/download/<version>/files/<file_id>")
     def one_file(version, file_id):
         key = api_key()
         refused = refused_key(key)
         if refused is not None or version not in versions:
             return refused or error(404, f"Unknown API version {version}.")
-        seen(f"files.{request.method.lower()}", key)
+        file_id, _, verb = file_id.partition(":")
+        seen("files.download" if verb == "download" else f"files.{request.method.lower()}", key)
         name = f"files/{file_id}"
-        with state.lock:
-            resource = state.files.get(name)
-            if resource is not None and request.method == "DELETE":
-                del state.files[name]
-        if resource is None:
+        resource = state.owned(name, key)
+        if resource is None or verb not in ("", "download"):
+            # Another project's file is not there for this key, and Google says so as it does for none.
             return error(403, f"You do not have permission to access the File {file_id} or it may not exist.")
-        return jsonify({} if request.method == "DELETE" else resource)
+        if verb == "download":
+            if resource["source"] != "GENERATED":
+                return error(400, "Only generated files can be downloaded.")
+            return Response(file_bytes(state, name, key), mimetype=resource["mimeType"])
+        if request.method == "DELETE":
+            state.forget(name)
+            return jsonify({})
+        return jsonify(resource)
 
     @app.get("/<version>/files")
     def list_files(version):
@@ -140,5 +172,5 @@ def register_files(app, state, versions, api_key, google_error):
         if refused is not None or version not in versions:
             return refused or error(404, f"Unknown API version {version}.")
         seen("files.list", key)
-        with state.lock:
-            return jsonify({"files": list(state.files.values())})
+        body = page(state.owned_by(key, "files/"), "files", default_size=10, max_size=100)
+        return jsonify(body) if body is not None else error(400, "Invalid page token.")

@@ -27,14 +27,23 @@ class EmulatorState:
             self.requests = collections.deque(maxlen=1000)
             self.received = collections.deque(maxlen=5000)  # every request as it arrived, known route or not
             self.uploads = {}  # upload id: a resumable upload under way
-            self.files = {}  # name: an uploaded file's resource
             # name: (the key that made it, the resource); Google scopes each resource to its key's project.
             self.resources = {}
+            # key: its project's name. Keys of one project share its resources, as at Google; a key not
+            # named here is a project of its own.
+            self.projects = {}
+            self.blobs = {}  # a file's name: its bytes, for :download
+            self.polls = {}  # a resource's name: how often it has been read, which moves a batch or an operation on
+            # Batches, operations and background interactions finish after this many reads, so tests need no sleep.
+            self.batch_polls_to_finish = 2
+            self.operation_polls_to_finish = 2
+            self.interaction_polls_to_finish = 1
 
     def configure(self, settings):
         with self.lock:
             for name in ("latency_ms", "latency_jitter_ms", "stream_chunk_delay_ms", "stream_chunk_words",
-                         "omit_usage", "model_latency_ms"):
+                         "omit_usage", "model_latency_ms", "batch_polls_to_finish",
+                         "operation_polls_to_finish", "interaction_polls_to_finish", "projects"):
                 if name in settings:
                     setattr(self, name, settings[name])
             if "latency_seed" in settings:  # the same seed replays the same sequence of latencies
@@ -70,17 +79,33 @@ class EmulatorState:
         is invisible, as at Google (callers answer 403 or 404)."""
         with self.lock:
             held = self.resources.get(name)
-        return held[1] if held is not None and held[0] == key else None
+            return held[1] if held is not None and self._same_project(held[0], key) else None
+
+    def _same_project(self, owner, key):
+        return owner == key or (owner in self.projects and self.projects[owner] == self.projects.get(key))
 
     def owned_by(self, key, prefix):
         """Every resource of `key`'s project whose name starts with `prefix` (e.g. "cachedContents/")."""
         with self.lock:
             return [resource for name, (owner, resource) in self.resources.items()
-                    if owner == key and name.startswith(prefix)]
+                    if self._same_project(owner, key) and name.startswith(prefix)]
 
     def forget(self, name):
         with self.lock:
             self.resources.pop(name, None)
+            self.blobs.pop(name, None)
+            self.polls.pop(name, None)
+
+    def poll(self, name):
+        """Count one more read of `name`; the count after it."""
+        with self.lock:
+            self.polls[name] = self.polls.get(name, 0) + 1
+            return self.polls[name]
+
+    def every(self):
+        """(name, owning key, resource) of every resource held, oldest first."""
+        with self.lock:
+            return [(name, owner, resource) for name, (owner, resource) in self.resources.items()]
 
     def latency_for(self, model):
         latency = self.model_latency_ms.get(model, self.latency_ms)
