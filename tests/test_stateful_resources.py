@@ -17,7 +17,6 @@ from tests.conftest import KEYS, rows, wait_for
 pytestmark = pytest.mark.e2e
 
 MODEL = "gemini-2.5-flash"
-THINKING_MODEL = "gemini-3-flash-preview"
 CLIENT_A = "stateful-client-a-0123456789"
 CLIENT_B = "stateful-client-b-9876543210"
 ADMIN_KEY = "stateful-admin-key-0123456789"
@@ -157,8 +156,9 @@ def test_a_file_is_read_used_and_downloaded_on_its_key_by_its_client_only(gatewa
     used = generate(gateway, {"contents": [{"parts": [{"text": "Summarise"}, {"fileData": {
         "fileUri": file["uri"], "mimeType": "text/plain"}}]}]})
     assert used.status_code == 200, used.text
+    # As at Google, an uploaded file is not downloadable: its own project says so (another's would say 403).
     downloaded = call(gateway, "GET", f"/download/v1beta/{name}:download", params={"alt": "media"})
-    assert downloaded.status_code == 200 and downloaded.content == data
+    assert downloaded.status_code == 400 and "generated" in downloaded.json()["error"]["message"]
     assert len(set(keys_since(emulator_process, mark, name.split("/")[1]) +
                    keys_since(emulator_process, mark, ":generateContent"))) == 1
     assert call(gateway, "GET", f"/v1beta/{name}", CLIENT_B).status_code == 404
@@ -167,29 +167,6 @@ def test_a_file_is_read_used_and_downloaded_on_its_key_by_its_client_only(gatewa
     assert generate(gateway, {"contents": [{"parts": [{"fileData": {"fileUri": file["uri"]}}]}]},
                     CLIENT_B).status_code == 404
     assert name not in json.dumps(call(gateway, "GET", "/v1beta/files", CLIENT_B).json())
-
-
-def test_a_conversation_with_thought_signatures_stays_on_its_key(gateway, emulator_process):
-    tools = [{"functionDeclarations": [{"name": "get_weather", "description": "The weather in a city",
-                                        "parameters": {"type": "OBJECT", "properties": {"city": {"type": "STRING"}},
-                                                       "required": ["city"]}}]}]
-    history = [{"role": "user", "parts": [{"text": "Call get_weather for Paris."}]}]
-    for turn in range(4):
-        answer = generate(gateway, {"contents": history, "tools": tools}, model=THINKING_MODEL)
-        assert answer.status_code == 200, answer.text
-        content = answer.json()["candidates"][0]["content"]
-        history.append(content)
-        calls = [part for part in content["parts"] if "functionCall" in part]
-        if calls:
-            assert all(part.get("thoughtSignature") for part in calls)
-            history.append({"role": "user", "parts": [{"functionResponse": {
-                "name": "get_weather", "response": {"forecast": f"sunny {turn}"}}}]})
-        else:
-            history.append({"role": "user", "parts": [{"text": "Call get_weather for Rome."}]})
-    mark = len(emulator_process.received())
-    again = [generate(gateway, {"contents": history, "tools": tools}, model=THINKING_MODEL) for _ in range(6)]
-    assert [answer.status_code for answer in again] == [200] * 6, again[-1].text
-    assert len(set(keys_since(emulator_process, mark, ":generateContent"))) == 1
 
 
 def test_a_resource_on_a_key_that_left_the_pool_is_a_409(gateway, emulator_process, tmp_path):

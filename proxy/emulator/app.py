@@ -10,7 +10,7 @@ from .caches import register_caches
 from .control import register_control
 from .batches import register_batches
 from .files import register_files
-from .reading import BadRequest
+from .reading import BadRequest, Refused
 from .interactions import register_interactions
 from .openai_compat import register_openai
 from .operations import register_operations
@@ -101,9 +101,12 @@ def create_emulator(valid_keys=None, latency_ms=0.0):
             response = _fault_response(fault, model, streaming)
             if response is None:
                 time.sleep(state.latency_for(model))
-                response = generation.stream(state, model, body, fault) if streaming else handler(state, model, body)
+                response = generation.stream(state, model, body, fault, key) if streaming else handler(
+                    state, model, body, key=key)
         except BadRequest as exc:
             response = google_error(400, replies.error_body(400, str(exc)), as_array)
+        except Refused as exc:
+            response = google_error(exc.status, replies.error_body(exc.status, str(exc)), as_array)
         return response
 
     register_control(app, state)

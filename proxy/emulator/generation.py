@@ -6,7 +6,8 @@ import time
 from flask import Response, has_request_context, jsonify, request
 
 from . import replies
-from .reading import BadRequest, field, read_generation, texts
+from . import caches
+from .reading import BadRequest, Refused, field, read_generation, texts
 
 
 def sse():
@@ -17,13 +18,39 @@ def _int_enums():
     return has_request_context() and "enum-encoding=int" in request.args.get("$alt", "")
 
 
-def answer(state, model, body):
+def answer(state, model, body, key=None):
     """The whole GenerateContentResponse dict for a request body (what generateContent returns)."""
-    return _merge(chunks(state, model, body))
+    return _merge(chunks(state, model, body, key))
 
 
-def chunks(state, model, body):
+def _cached_tokens(state, model, body, key):
+    """The tokens of the cache a request names, which must be its key's project's and for its model."""
+    name = field(body, "cachedContent", "cached_content")
+    if name is None:
+        return 0
+    held = caches.usable_cache(state, name, key)
+    if held is None:
+        raise Refused(403, f"CachedContent not found (or permission denied): {str(name)[:80]}")
+    if held.get("model") != f"models/{model}":
+        raise BadRequest(f"Model used by GenerateContent request (models/{model}) and CachedContent "
+                         f"({held.get('model')}) has to be the same.")
+    return int((held.get("usageMetadata") or {}).get("totalTokenCount") or 0)
+
+
+def chunks(state, model, body, key=None):
     """The answer as a list of GenerateContentResponse dicts (one for unary calls)."""
+    cached = _cached_tokens(state, model, body, key)
+    answer_chunks = _chunks(state, model, body)
+    for chunk in answer_chunks if cached else ():
+        usage = chunk.get("usageMetadata")
+        if usage is not None:
+            usage["promptTokenCount"] += cached
+            usage["totalTokenCount"] += cached
+            usage["cachedContentTokenCount"] = cached
+    return answer_chunks
+
+
+def _chunks(state, model, body):
     prompt, prompt_tokens, max_tokens = read_generation(body)
     int_enums = _int_enums()
     seed = f"{model}|{prompt}"
@@ -84,16 +111,16 @@ def _merge(chunks):
     return merged
 
 
-def _generate(state, model, body):
-    return Response(json.dumps(_merge(chunks(state, model, body))), mimetype="application/json")
+def _generate(state, model, body, key=None):
+    return Response(json.dumps(_merge(chunks(state, model, body, key))), mimetype="application/json")
 
 
 class _StreamCut(Exception):
     """Raised mid-body so the server drops the connection without ending the stream."""
 
 
-def stream(state, model, body, fault=None):
-    answer_chunks = chunks(state, model, body)
+def stream(state, model, body, fault=None, key=None):
+    answer_chunks = chunks(state, model, body, key)
     delay = state.stream_chunk_delay_ms / 1000.0
     as_sse = sse()
     mode = (fault or {}).get("mode")
@@ -119,7 +146,7 @@ def stream(state, model, body, fault=None):
     return Response(produce(), mimetype=mimetype)
 
 
-def _count_tokens(state, model, body):
+def _count_tokens(state, model, body, key=None):
     inner = field(body, "generateContentRequest", "generate_content_request")
     contents = (inner or body).get("contents") if isinstance(inner or body, dict) else None
     if not isinstance(contents, list):
@@ -135,11 +162,11 @@ def _embedding(content):
     return {"values": values}
 
 
-def _embed(state, model, body):
+def _embed(state, model, body, key=None):
     return jsonify({"embedding": _embedding(body.get("content") or {})})
 
 
-def _batch_embed(state, model, body):
+def _batch_embed(state, model, body, key=None):
     requests_ = body.get("requests")
     if not isinstance(requests_, list):
         raise BadRequest("* BatchEmbedContentsRequest.requests: requests is not specified")

@@ -6,6 +6,14 @@ class BadRequest(Exception):
     """The body is one Gemini answers with 400 INVALID_ARGUMENT; the message is Gemini's."""
 
 
+class Refused(Exception):
+    """The request names what the caller's project cannot reach; Gemini answers with `status`."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+
+
 def field(mapping, camel, snake):
     if not isinstance(mapping, dict):
         return None
