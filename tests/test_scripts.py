@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from tests import processes
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -70,5 +71,13 @@ def test_ctrl_c_stops_scripts_serve_and_its_emulator_without_a_traceback(tmp_pat
     out = serve.output()
     assert "Handling signal: int" in out and "Shutting down: Master" in out
     assert "Traceback" not in out and "SystemExit" not in out, out
-    with pytest.raises(OSError):
-        socket.create_connection(("127.0.0.1", emulator_port), timeout=1).close()
+    wait_for(lambda: _closed(emulator_port), timeout=10, message="the emulator's port to close")
+
+
+def _closed(port):
+    """Whether nothing listens on `port` (the emulator's process may take a moment to release it)."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return True
+    return False
