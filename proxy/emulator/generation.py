@@ -109,7 +109,7 @@ def _chunks(state, model, body, key=None):
         return [chunk]
     thoughts = thinking.thought_tokens(model, config, prompt_tokens)
     lead = [thinking.thought_part(prompt)] if thoughts and thinking.includes_thoughts(config) else []
-    calls = tools.chosen_calls(body, prompt)
+    calls = tools.chosen_calls(body)
     if calls:
         parts = lead + [{"functionCall": call} for call in calls]
         if thinking.gemini3(model):

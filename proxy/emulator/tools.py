@@ -51,18 +51,31 @@ def _calling_config(body):
 
 def function_responses(contents):
     """The function responses of the last content, if it is a turn of them."""
+    contents = contents if isinstance(contents, list) else [contents]
     last = contents[-1] if contents else {}
     parts = last.get("parts") or [] if isinstance(last, dict) else []
     return [field(p, "functionResponse", "function_response") for p in parts if isinstance(p, dict)
             and field(p, "functionResponse", "function_response") is not None]
 
 
-def chosen_calls(body, prompt):
+def _asked(contents):
+    """The text a tool must be named in: the last text part of the last user turn (the Gemini CLI sends its
+    session context first, then the prompt; its system instruction names every tool, so it never counts)."""
+    last = contents[-1] if contents else {}
+    said = [p["text"] for p in (last.get("parts") or [] if isinstance(last, dict) else [])
+            if isinstance(p, dict) and isinstance(p.get("text"), str) and not p.get("thought")]
+    return said[-1] if said else ""
+
+
+def chosen_calls(body):
     """The function calls the model answers with ([{"name", "args"}]), or [] to answer in text."""
     declared = declarations(body)
     mode, allowed = _calling_config(body)
-    if not declared or mode == "NONE" or function_responses(body.get("contents") or []):
+    contents = body.get("contents") or []
+    contents = contents if isinstance(contents, list) else [contents]
+    if not declared or mode == "NONE" or function_responses(contents):
         return []
+    prompt = _asked(contents)
     candidates = [name for name in declared if not allowed or name in allowed]
     named = [name for name in candidates if re.search(rf"(?<![\w.:-]){re.escape(name)}(?![\w-])", prompt)]
     if named:
