@@ -405,3 +405,17 @@ def test_refs_all_of_and_recursive_schemas_end_in_valid_values():
     value = value_for(tree)
     jsonschema.validate(value, tree)
     assert value["size"] == 3
+
+
+def test_interactions_errors_carry_string_codes(emulator):
+    def create(body, key=KEYS[0]):
+        headers = {"x-goog-api-key": key} if key else {}
+        response = requests.post(f"{emulator.url}/v1beta/interactions", json=body, headers=headers, timeout=5)
+        return response.status_code, response.json()["error"]
+
+    assert create({"input": "hi"}) == (400, {"code": "invalid_request", "message": "One of model or agent is "
+                                                                                   "required."})
+    assert create({"model": "gemini-0-unknown", "input": "hi"})[1]["code"] == "model_not_found"
+    assert create({"model": FLASH, "input": "hi", "previous_interaction_id": "nope"})[1]["code"] == "not_found"
+    status, error = create({"model": FLASH, "input": "hi"}, key="")
+    assert status == 403 and error["code"] == "authentication" and error["message"]

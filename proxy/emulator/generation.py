@@ -1,5 +1,6 @@
 """Gemini's generation answers, emulated: generateContent whole or streamed, countTokens and embeddings,
 shared by the REST routes, the OpenAI-compatible endpoint and batches."""
+import hashlib
 import json
 import time
 
@@ -236,10 +237,17 @@ def _count_tokens(state, model, body, key=None):
     return jsonify({"totalTokens": total, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": total}]})
 
 
+def embedding_values(text):
+    """replies.EMBEDDING_SIZE numbers in [-1, 1), the same for the same text in every process."""
+    values = []
+    for block in range(0, replies.EMBEDDING_SIZE, 16):
+        digest = hashlib.sha256(f"{block}|{text}".encode()).digest()
+        values += [(int.from_bytes(digest[i:i + 2], "big") % 2000 - 1000) / 1000.0 for i in range(0, 32, 2)]
+    return values[:replies.EMBEDDING_SIZE]
+
+
 def _embedding(content):
-    text = " ".join(texts(content))
-    values = [((hash((text, i)) % 2000) - 1000) / 1000.0 for i in range(replies.EMBEDDING_SIZE)]
-    return {"values": values}
+    return {"values": embedding_values(" ".join(texts(content)))}
 
 
 def _embed(state, model, body, key=None):
