@@ -192,8 +192,15 @@ def _merge(chunks):
     return merged
 
 
+def _tier_headers(body):
+    """Google names the tier that served a call in a header too (the SDKs read it to see a downgrade)."""
+    tier = service_tier(body)
+    return {"x-gemini-service-tier": tier} if tier else {}
+
+
 def _generate(state, model, body, key=None):
-    return Response(json.dumps(_merge(chunks(state, model, body, key))), mimetype="application/json")
+    return Response(json.dumps(_merge(chunks(state, model, body, key))), mimetype="application/json",
+                    headers=_tier_headers(body))
 
 
 class _StreamCut(Exception):
@@ -224,7 +231,7 @@ def stream(state, model, body, fault=None, key=None):
             yield "]"
 
     mimetype = "text/event-stream" if as_sse else "application/json"
-    return Response(produce(), mimetype=mimetype)
+    return Response(produce(), mimetype=mimetype, headers=_tier_headers(body))
 
 
 def _count_tokens(state, model, body, key=None):
