@@ -251,6 +251,11 @@ def test_built_in_tools_and_the_service_tier_show_in_usage(emulator):
     for tier in ("flex", "standard", "priority"):
         assert usage(generate(emulator, {"contents": [user("hi")], "serviceTier": tier})[1])["serviceTier"] == tier
     assert "serviceTier" not in usage(generate(emulator, {"contents": [user("hi")]})[1])
+    streamed = requests.post(f"{emulator.url}/v1beta/models/{FLASH}:streamGenerateContent?alt=sse", timeout=5,
+                             json={"contents": [user("hi")], "serviceTier": "SERVICE_TIER_PRIORITY"},
+                             headers={"x-goog-api-key": KEYS[0]})
+    assert streamed.headers["x-gemini-service-tier"] == "priority" and '"serviceTier": "priority"' in streamed.text
+    assert generate(emulator, {"contents": [user("hi")], "serviceTier": "express"})[0] == 400
     assert "toolUsePromptTokenCount" not in usage(generate(emulator, {"contents": [user("hi")]})[1])
 
 
@@ -321,6 +326,13 @@ def test_the_sdk_calls_a_function_and_sends_the_signed_call_back(client):
     with pytest.raises(genai_errors.ClientError) as refused:
         client.models.generate_content(model=GEMINI3, contents=bare, config=config)
     assert refused.value.code == 400 and "thought_signature" in refused.value.message
+
+
+def test_the_sdk_asks_for_a_service_tier_and_is_told_it(client, emulator):
+    answer = client.models.generate_content(model=FLASH, contents="hi", config=types.GenerateContentConfig(
+        service_tier="flex"))
+    assert emulator.requests()[-1]["body"]["serviceTier"] == "flex"
+    assert answer.sdk_http_response.headers["x-gemini-service-tier"] == "flex"
 
 
 def test_the_sdk_parses_json_mode_into_a_pydantic_model_and_reads_thoughts(client):
@@ -405,3 +417,17 @@ def test_refs_all_of_and_recursive_schemas_end_in_valid_values():
     value = value_for(tree)
     jsonschema.validate(value, tree)
     assert value["size"] == 3
+
+
+def test_interactions_errors_carry_string_codes(emulator):
+    def create(body, key=KEYS[0]):
+        headers = {"x-goog-api-key": key} if key else {}
+        response = requests.post(f"{emulator.url}/v1beta/interactions", json=body, headers=headers, timeout=5)
+        return response.status_code, response.json()["error"]
+
+    assert create({"input": "hi"}) == (400, {"code": "invalid_request", "message": "One of model or agent is "
+                                                                                   "required."})
+    assert create({"model": "gemini-0-unknown", "input": "hi"})[1]["code"] == "model_not_found"
+    assert create({"model": FLASH, "input": "hi", "previous_interaction_id": "nope"})[1]["code"] == "not_found"
+    status, error = create({"model": FLASH, "input": "hi"}, key="")
+    assert status == 403 and error["code"] == "authentication" and error["message"]

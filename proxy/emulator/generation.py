@@ -1,5 +1,6 @@
 """Gemini's generation answers, emulated: generateContent whole or streamed, countTokens and embeddings,
 shared by the REST routes, the OpenAI-compatible endpoint and batches."""
+import hashlib
 import json
 import time
 
@@ -191,8 +192,15 @@ def _merge(chunks):
     return merged
 
 
+def _tier_headers(body):
+    """Google names the tier that served a call in a header too (the SDKs read it to see a downgrade)."""
+    tier = service_tier(body)
+    return {"x-gemini-service-tier": tier} if tier else {}
+
+
 def _generate(state, model, body, key=None):
-    return Response(json.dumps(_merge(chunks(state, model, body, key))), mimetype="application/json")
+    return Response(json.dumps(_merge(chunks(state, model, body, key))), mimetype="application/json",
+                    headers=_tier_headers(body))
 
 
 class _StreamCut(Exception):
@@ -223,7 +231,7 @@ def stream(state, model, body, fault=None, key=None):
             yield "]"
 
     mimetype = "text/event-stream" if as_sse else "application/json"
-    return Response(produce(), mimetype=mimetype)
+    return Response(produce(), mimetype=mimetype, headers=_tier_headers(body))
 
 
 def _count_tokens(state, model, body, key=None):
@@ -236,10 +244,17 @@ def _count_tokens(state, model, body, key=None):
     return jsonify({"totalTokens": total, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": total}]})
 
 
+def embedding_values(text):
+    """replies.EMBEDDING_SIZE numbers in [-1, 1), the same for the same text in every process."""
+    values = []
+    for block in range(0, replies.EMBEDDING_SIZE, 16):
+        digest = hashlib.sha256(f"{block}|{text}".encode()).digest()
+        values += [(int.from_bytes(digest[i:i + 2], "big") % 2000 - 1000) / 1000.0 for i in range(0, 32, 2)]
+    return values[:replies.EMBEDDING_SIZE]
+
+
 def _embedding(content):
-    text = " ".join(texts(content))
-    values = [((hash((text, i)) % 2000) - 1000) / 1000.0 for i in range(replies.EMBEDDING_SIZE)]
-    return {"values": values}
+    return {"values": embedding_values(" ".join(texts(content)))}
 
 
 def _embed(state, model, body, key=None):
