@@ -39,9 +39,16 @@ class Recipe(pydantic.BaseModel):
     vegetarian: bool
 
 
+def decoded(signature):
+    """A signature's bytes from either base64 alphabet: Gemini writes the standard one, and google-genai
+    sends a signature back in the URL-safe one (the bytes are what must come back unchanged)."""
+    text = signature.replace("+", "-").replace("/", "_")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
 def signatures(contents):
     """Every thought signature in the model turns of `contents` (JSON, as the emulator received them), decoded."""
-    return [base64.b64decode(part["thoughtSignature"]) for content in contents if content.get("role") == "model"
+    return [decoded(part["thoughtSignature"]) for content in contents if content.get("role") == "model"
             for part in content["parts"] if "thoughtSignature" in part]
 
 
