@@ -111,7 +111,7 @@ def create_emulator(valid_keys=None, latency_ms=0.0):
 
     register_control(app, state)
     register_files(app, state, _API_VERSIONS, _api_key, google_error)
-    register_openai(app, state, _API_VERSIONS, _api_key, generation.chunks)
+    register_openai(app, state, _API_VERSIONS, _api_key, generation.chunks, generation.embedding_values)
     register_caches(app, state, _API_VERSIONS, google_error)
     register_batches(app, state, _API_VERSIONS, google_error)
     register_operations(app, state, _API_VERSIONS, google_error)
