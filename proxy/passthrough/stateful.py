@@ -164,6 +164,9 @@ def list_page(call, state, owners, open_call):
         owner = next((o for o in owners.find(references.owners_of(parent)).values()), None)
         if owner is None or not owner.belongs_to(client_id):
             raise ResourceNotFound(f"{parent} was not found.")
+        # What is under a resource of the caller's is the caller's too (a store's documents, made by its
+        # operations, which the proxy never sees by name): the list goes, whole and unfiltered, to its key.
+        return 0, None, open_call(replace(call, key=replace(call.key, pinned=owner.key_id)))
     keys = owners.keys_holding(client_id, collection, parent)
     key_id, token = _decode_token(call.query.get(_PAGE_TOKEN), keys)
     if key_id is None:
