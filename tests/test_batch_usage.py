@@ -204,6 +204,24 @@ def test_the_poller_leaves_a_batch_deleted_at_google(gateway_app, emulator):
     assert usage_rows(gateway_app) == []
 
 
+def test_a_counted_batch_spends_its_owners_daily_token_quota(make_app, emulator):
+    app = make_app(API_KEYS=[CLIENT_A, CLIENT_B], DAILY_TOKEN_QUOTA=60)
+    client = app.test_client()
+    name = make_batch(client)
+    while poll(client, name)["metadata"]["state"] != "BATCH_STATE_SUCCEEDED":
+        pass
+    [(_, _, _, _, total, _)] = usage_rows(app)
+    assert total > 60
+    quotas = app.extensions["quotas"]
+    later = quotas.clock() + 5
+    quotas.clock = lambda: later  # the next check reads the recorded usage again
+    body = {"contents": [{"parts": [{"text": "one more"}]}]}
+    refused = client.post(f"/v1beta/models/{MODEL}:generateContent", json=body, headers={"X-API-KEY": CLIENT_A})
+    assert refused.status_code == 429, refused.text
+    other = client.post(f"/v1beta/models/{MODEL}:generateContent", json=body, headers={"X-API-KEY": CLIENT_B})
+    assert other.status_code == 200, other.text
+
+
 @pytest.mark.e2e
 def test_over_gunicorn_a_batch_polled_on_both_workers_is_counted_once(tmp_path, emulator_process):
     requests.post(f"{emulator_process.url}/_emulator/config", json={"batch_polls_to_finish": 2}, timeout=10)
