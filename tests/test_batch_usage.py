@@ -246,3 +246,28 @@ def test_over_gunicorn_a_batch_polled_on_both_workers_is_counted_once(tmp_path, 
         assert rows(url, "SELECT count(*) FROM owned_resources WHERE usage_counted_at IS NOT NULL") == [(1,)]
     finally:
         process.stop()
+
+
+def test_the_poller_sums_a_responses_file_it_downloads_with_the_batch_s_key(gateway_app, emulator, tmp_path):
+    from google import genai
+    from google.genai import types
+
+    sdk = genai.Client(api_key=KEYS[0], http_options=types.HttpOptions(base_url=emulator.url))
+    lines = tmp_path / "requests.jsonl"
+    lines.write_text("".join(json.dumps({"key": str(n), "request": {"contents": [{"parts": [
+        {"text": f"File question {n}"}]}]}}) + "\n" for n in range(4)))
+    uploaded = sdk.files.upload(file=str(lines), config={"mime_type": "application/jsonl"})
+    batch = sdk.batches.create(model=MODEL, src=uploaded.name)
+    own(gateway_app, name=batch.name)  # as if made through the proxy, on KEYS[0]
+    with gateway_app.app_context():
+        counted = sum(batch_usage.poll_once(gateway_app) for _ in range(4))
+    assert counted == 1
+    done = sdk.batches.get(name=batch.name)
+    assert done.dest.file_name  # its answers are in a file, which only its key may download
+    answers = [json.loads(line) for line in sdk.files.download(file=done.dest.file_name).decode().splitlines()]
+    usages = [answer["response"]["usageMetadata"] for answer in answers]
+    [(_, flag, prompt, completion, total, _)] = usage_rows(gateway_app)
+    assert (flag, prompt, completion, total) == (1, sum(u["promptTokenCount"] for u in usages),
+                                                 sum(u["candidatesTokenCount"] for u in usages),
+                                                 sum(u["totalTokenCount"] for u in usages))
+    assert len(usages) == 4
