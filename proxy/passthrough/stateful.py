@@ -10,6 +10,7 @@ import binascii
 import json
 from dataclasses import replace
 
+from ..analytics.batch_usage import count_answer
 from ..errors import InvalidRequest, ResourceKeyGone, ResourceNotFound, ResourcesApart
 from ..wire import references, routes
 from ..wire.references import BadReference
@@ -17,6 +18,7 @@ from .keys import SERVER
 
 MAX_ANSWER_BYTES = 16 * 1024 * 1024  # an answer read whole to learn what it made, or to filter a list
 _PAGE_TOKEN = "pageToken"
+BATCHES = "batches/"
 
 
 def client_id_of(state):
@@ -119,6 +121,10 @@ def after(call, reply, body, state, owners):
     names = references.created(call.route, answer) if call.method == "POST" else references.handed_out(answer)
     if names and key_id:
         owners.record(names, key_id, upload_client if state.upload is not None else client_id, call.model)
+    if call.method == "GET":
+        named = references.path_resource(call.route)
+        if named and named.startswith(BATCHES) and reply.key:
+            count_answer(named, answer, reply.key)  # counted once, whoever sees it finished first
 
 
 def record_signatures(scanner, reply, state, owners, model):
