@@ -66,6 +66,15 @@ def read_request(path, query_string, headers):
     query = queries.parse(query_string)
     presented = credentials.presented(headers, query.key, native=True)
     token = _token(headers, query)
+    gemini = presented.gemini
+    if gemini is not None and gemini[1].startswith("auth_tokens/"):
+        # python-genai sends its token as x-goog-api-key too: one credential, in two places.
+        if token is not None and token[1] != gemini[1]:
+            raise credentials.BadCredentials("The request carries two different ephemeral tokens; send one.")
+        token = token or ("token", gemini[1])
+        presented = credentials.Presented(presented.api_key, "" if gemini[0] == credentials.BEARER else
+                                          presented.bearer, None)
+        _check_token(token[1])
     if token is not None and (presented.gemini or presented.api_key):
         raise credentials.BadCredentials("The request carries an ephemeral token and a key; send one credential.")
     if token is not None and not found.constrained:
@@ -85,10 +94,13 @@ def _token(headers, query):
     if not slots:
         return None
     slot, value = slots[0]
-    name = value.removeprefix("auth_tokens/")
-    if not NAME.fullmatch(name):
-        raise credentials.BadCredentials("An ephemeral token is auth_tokens/ and a token's name.")
+    _check_token(value)
     return slot, value
+
+
+def _check_token(value):
+    if not value.startswith("auth_tokens/") or not NAME.fullmatch(value[len("auth_tokens/"):]):
+        raise credentials.BadCredentials("An ephemeral token is auth_tokens/ and a token's name.")
 
 
 @dataclass(frozen=True)
