@@ -27,10 +27,6 @@ SESSIONS = ("SELECT client_id, model_used, status_code, finish_reason, error_cod
             "total_tokens, attempt_count FROM request_log WHERE route LIKE '/ws/%' ORDER BY id")
 
 
-def sdk(url, key, **options):
-    return genai.Client(api_key=key, http_options=types.HttpOptions(base_url=url, api_version="v1beta", **options))
-
-
 def ws_url(server, path=PATH, query=""):
     return server.url.replace("http://", "ws://").replace("https://", "wss://") + path + (f"?{query}" if query else "")
 
@@ -79,13 +75,39 @@ def server(gunicorn):
     return gunicorn(GEMINI_API_KEY=f"{KEYS[0]},{KEYS[1]}", API_KEYS=f"{CLIENT_A},{CLIENT_B}", WEB_CONCURRENCY=2)
 
 
-def test_text_turns_a_tool_call_and_audio_through_google_genais_live_client(server, emulator):
+@pytest.fixture
+def authority(tmp_path):
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    ca.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "proxy.pem"))
+    return tmp_path
+
+
+@pytest.fixture
+def front(server, authority, tmp_path):
+    """The repo's nginx site terminating TLS in front of `server`: python-genai always dials wss://."""
+    nginx = processes.start_nginx(str(tmp_path), int(server.url.rsplit(":", 1)[1]),
+                                  tls=(str(authority / "proxy.pem"), str(authority / "proxy.pem")))
+    nginx.ca = str(authority / "ca.pem")
+    yield nginx
+    nginx.stop()
+
+
+def sdk(front, key, api_version="v1beta"):
+    """google-genai, its base URL the TLS front, trusting the tests' private authority both ways."""
+    context = ssl.create_default_context(cafile=front.ca)
+    return genai.Client(api_key=key, http_options=types.HttpOptions(
+        base_url=front.url, api_version=api_version, client_args={"verify": front.ca},
+        async_client_args={"ssl": context}))
+
+
+def test_text_turns_a_tool_call_and_audio_through_google_genais_live_client(server, front, emulator):
     weather = types.FunctionDeclaration(name="get_weather", description="The weather in a city",
                                         parameters={"type": "OBJECT", "properties": {"city": {"type": "STRING"}},
                                                     "required": ["city"]})
 
     async def talk():
-        client = sdk(server.url, CLIENT_A)
+        client = sdk(front, CLIENT_A)
         config = types.LiveConnectConfig(response_modalities=["TEXT"], tools=[types.Tool(function_declarations=[weather])])
         texts, calls = [], []
         async with client.aio.live.connect(model=LIVE_MODEL, config=config) as session:
@@ -131,14 +153,15 @@ def test_text_turns_a_tool_call_and_audio_through_google_genais_live_client(serv
     assert all(r[7] and r[7] > 0 for r in recorded)  # the turns' usageMetadata summed
     turns = rows(server.database_url, "SELECT response_headers, stream_format, key_source FROM exchanges "
                                       "WHERE action = 'BidiGenerateContent' ORDER BY id")
-    assert json.loads(turns[0][0])["turns"] == 4 and turns[0][1:] == ("ws", "server")
+    assert json.loads(turns[0][0])["turns"] == 3  # two answers, and the one after the tool call and turns[0][1:] == ("ws", "server")
     assert json.loads(turns[1][0])["media_in_bytes"] == 16000
     bodies = rows(server.database_url, "SELECT count(*) FROM exchange_bodies")
     assert bodies[0][0] >= 2
 
 
 def test_a_clients_own_key_passes_as_it_came_in_either_slot(server, emulator):
-    for headers, query in (({"x-goog-api-key": KEYS[2]}, ""), ({}, f"key={KEYS[2]}")):
+    for headers, query in (({"X-API-KEY": CLIENT_A, "x-goog-api-key": KEYS[2]}, ""),
+                           ({"X-API-KEY": CLIENT_A}, f"key={KEYS[2]}")):
         ws, first = raw_session(server, headers=headers, query=query)
         assert "setupComplete" in first
         assert turn(ws, "mine")[-1]["usageMetadata"]
@@ -173,7 +196,8 @@ def test_a_pool_key_refused_at_connect_hands_over_to_the_next(server, emulator):
 
 
 def test_the_setups_model_must_be_allowed(gunicorn, emulator):
-    server = gunicorn(GEMINI_API_KEY=KEYS[0], ALLOWED_MODELS=LIVE_MODEL, WEB_CONCURRENCY=1)
+    server = gunicorn(GEMINI_API_KEY=KEYS[0], GEMINI_MODELS=f"gemini-2.5-flash,{LIVE_MODEL}",
+                      ALLOWED_MODELS=f"gemini-2.5-flash,{LIVE_MODEL}", WEB_CONCURRENCY=1)
     ws = simple_websocket.Client.connect(ws_url(server))
     ws.send(json.dumps({"setup": {"model": "models/gemini-2.5-flash-native-audio-latest"}}))
     code, reason = closed(ws)
@@ -222,14 +246,14 @@ def test_sigterm_gives_open_sessions_goaway_and_records_each_once(gunicorn, emul
     assert [r[3] for r in rows(server.database_url, SESSIONS)] == ["shutdown"]
 
 
-def test_an_ephemeral_token_minted_through_the_proxy_opens_a_session_from_a_client_with_no_key(server, emulator):
-    minter = genai.Client(api_key=CLIENT_A, http_options=types.HttpOptions(base_url=server.url, api_version="v1alpha"))
+@pytest.mark.filterwarnings("ignore::google.genai.errors.ExperimentalWarning")  # the SDK's tokens are experimental
+def test_an_ephemeral_token_minted_through_the_proxy_opens_a_session_from_a_client_with_no_key(server, front, emulator):
+    minter = sdk(front, CLIENT_A, "v1alpha")
     token = minter.auth_tokens.create(config=types.CreateAuthTokenConfig(uses=1))
     assert token.name.startswith("auth_tokens/") and all(key not in token.name for key in KEYS)
 
     async def talk():
-        browser = genai.Client(api_key=token.name, http_options=types.HttpOptions(base_url=server.url,
-                                                                                 api_version="v1alpha"))
+        browser = sdk(front, token.name, "v1alpha")
         async with browser.aio.live.connect(model=LIVE_MODEL, config=types.LiveConnectConfig(
                 response_modalities=["TEXT"])) as session:
             await session.send_client_content(turns=types.Content(role="user", parts=[types.Part(text="Hi")]),
@@ -240,35 +264,34 @@ def test_an_ephemeral_token_minted_through_the_proxy_opens_a_session_from_a_clie
     recorded = sessions(server, 1)
     minted_by = rows(server.database_url, "SELECT client_id FROM owned_resources WHERE kind = 'auth_tokens'")
     assert recorded[0][0] is not None and minted_by == [(recorded[0][0],)]
+    # js-genai's form: the token in ?access_token=, straight to Gunicorn.
+    second = requests.post(f"{server.url}/v1alpha/auth_tokens", json={"uses": 1}, headers={"X-API-KEY": CLIENT_A},
+                           timeout=30).json()["name"]
+    constrained = PATH.replace("v1beta", "v1alpha") + "Constrained"
+    ws, first = raw_session(server, query=f"access_token={second}", path=constrained)
+    assert "setupComplete" in first and turn(ws, "from js")[-1]["usageMetadata"]
+    ws.close()
+    assert [s["token"] for s in live_sessions(emulator)][-1] == second
     with pytest.raises(simple_websocket.ConnectionError) as refused:  # a token nobody minted here opens nothing
         simple_websocket.Client.connect(ws_url(server, PATH.replace("v1beta", "v1alpha") + "Constrained"),
                                         headers={"Authorization": "Token auth_tokens/not-minted-here"})
     assert refused.value.status_code == 401
 
 
-@pytest.fixture
-def authority(tmp_path):
-    ca = trustme.CA()
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    ca.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "proxy.pem"))
-    return tmp_path
+def test_google_genai_reaches_the_proxy_over_wss_through_nginx_and_gets_upstream_goaway(server, front, emulator):
+    async def talk():
+        async with sdk(front, CLIENT_B).aio.live.connect(model=LIVE_MODEL, config=types.LiveConnectConfig(
+                response_modalities=["TEXT"])) as session:
+            await session.send_client_content(turns=types.Content(role="user", parts=[types.Part(
+                text="over TLS [[go-away]]")]), turn_complete=True)
+            text = "".join([message.text or "" async for message in session.receive()])
+            notices = []
+            async for message in session.receive():
+                if message.go_away:
+                    notices.append(message.go_away.time_left)
+                    break
+            return text, notices
 
-
-def test_google_genai_reaches_the_proxy_over_wss_through_nginx(server, emulator, authority, tmp_path):
-    nginx = processes.start_nginx(str(tmp_path), int(server.url.rsplit(":", 1)[1]),
-                                  tls=(str(authority / "proxy.pem"), str(authority / "proxy.pem")))
-    try:
-        context = ssl.create_default_context(cafile=str(authority / "ca.pem"))
-
-        async def talk():
-            client = sdk(nginx.url, CLIENT_B, async_client_args={"ssl": context})
-            async with client.aio.live.connect(model=LIVE_MODEL, config=types.LiveConnectConfig(
-                    response_modalities=["TEXT"])) as session:
-                await session.send_client_content(turns=types.Content(role="user", parts=[types.Part(
-                    text="over TLS")]), turn_complete=True)
-                return "".join([message.text or "" async for message in session.receive()])
-
-        assert "over TLS" in asyncio.run(talk())
-    finally:
-        nginx.stop()
+    text, notices = asyncio.run(talk())
+    assert "over TLS" in text and notices
     assert sessions(server, 1)[0][2:4] == (101, "client_close")

@@ -8,6 +8,7 @@ from ..compression import compress
 from ..storage.records import AttemptRow, ExchangeBodyRecord, ExchangeRecord
 from ..storage.recorder import request_record
 from ..wire.headers import redacted
+from ..wire.usage import Usage
 from . import relay
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,10 @@ def build_record(state, request, notes, frames, request_headers, secrets):
     record.error_code = _error_code(notes, status)
     record.error_message = notes.close_reason[:_MESSAGE_MAX] if record.error_code else None
     if usage.reports:
-        record.prompt_tokens, record.completion_tokens = usage.prompt, usage.response
-        record.total_tokens, record.token_source = usage.total, "usage_metadata"
+        record.with_usage(Usage(prompt=usage.prompt, candidates=usage.response, total=usage.total,
+                                cached=usage.cached or None, thoughts=usage.thoughts or None,
+                                tool_use_prompt=usage.tool_use_prompt or None))
+        record.token_source = "usage_metadata"
     exchange = ExchangeRecord(
         path=request.endpoint.path, key_source=notes.key_source, action=request.endpoint.action,
         stream_format="ws", upstream_status=101 if any(a[1] == "ok" for a in notes.attempts) else None,

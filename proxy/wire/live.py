@@ -63,7 +63,7 @@ def read_request(path, query_string, headers):
     found = endpoint(path)
     if found is None:
         return None
-    query = queries.parse(query_string)
+    query = queries.parse(query_string, ephemeral_token=found.constrained)
     presented = credentials.presented(headers, query.key, native=True)
     token = _token(headers, query)
     gemini = presented.gemini
@@ -186,7 +186,7 @@ def without_media(message):
         if isinstance(value, dict):
             data = value.get("data")
             if isinstance(data, str) and ("mimeType" in value or "mime_type" in value):
-                size = len(data) * 3 // 4
+                size = len(data) * 3 // 4 - data.count("=", -2)  # base64's padding holds no byte
                 total += size
                 return {**{k: v for k, v in value.items() if k != "data"}, "data": f"[{size} bytes]"}
             return {k: strip(v) for k, v in value.items()}
