@@ -295,3 +295,30 @@ def test_google_genai_reaches_the_proxy_over_wss_through_nginx_and_gets_upstream
     text, notices = asyncio.run(talk())
     assert "over TLS" in text and notices
     assert sessions(server, 1)[0][2:4] == (101, "client_close")
+
+
+def resumable(server, client, handle=None):
+    ws = simple_websocket.Client.connect(ws_url(server), headers={"X-API-KEY": client})
+    ws.send(json.dumps({"setup": {"model": f"models/{LIVE_MODEL}", "sessionResumption": {"handle": handle} if handle
+                                  else {}}}))
+    return ws
+
+
+def test_a_session_resumes_on_the_key_that_began_it_for_its_client_only(server, emulator):
+    ws = resumable(server, CLIENT_A)
+    messages = [json.loads(ws.receive(timeout=30)) for _ in range(2)]
+    handles = [m["sessionResumptionUpdate"]["newHandle"] for m in messages if "sessionResumptionUpdate" in m]
+    messages = turn(ws, "remember me")
+    handles += [m["sessionResumptionUpdate"]["newHandle"] for m in [json.loads(ws.receive(timeout=30))]
+                if "sessionResumptionUpdate" in m]
+    ws.close()
+    sessions(server, 1)
+    for _ in range(3):  # a round robin over the two keys would reach the other project at least once
+        again = resumable(server, CLIENT_A, handles[-1])
+        assert "setupComplete" in json.loads(again.receive(timeout=30))
+        again.close()
+    assert len({s["key"] for s in live_sessions(emulator)}) == 1
+    stranger = resumable(server, CLIENT_B, handles[-1])
+    code, reason = closed(stranger)
+    assert code == 1008 and reason.startswith("NOT_FOUND")
+    assert handles[-1] not in json.dumps(rows(server.database_url, "SELECT name FROM owned_resources"))

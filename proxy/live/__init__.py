@@ -3,20 +3,23 @@
 The upgrade request passes every hook a request passes (who is calling, rate limit, token quota, the
 in-flight note a dying worker leaves), so a refused client gets the proxy's JSON error before any socket
 is opened; the session then runs inside the view (flask-sock), and is recorded once when it ends."""
+import logging
+
 from flask import Blueprint, current_app
 from flask_sock import Sock
 
 from ..requestctx import current as current_state
+from ..wire.live import MAX_FRAME, handle_name
 from .record import record_session
 from .relay import CLIENT, SERVER, LiveKey, LiveRelay
 
+log = logging.getLogger(__name__)
 bp = Blueprint("live", __name__)
 sock = Sock()
 
 
 def init_live(app):
     # Frames larger than this are refused by the socket itself (wsproto), before they are buffered whole.
-    from ..wire.live import MAX_FRAME
     app.config.setdefault("SOCK_SERVER_OPTIONS", {"max_message_size": MAX_FRAME})
     app.register_blueprint(bp)
 
@@ -32,7 +35,18 @@ def live_session(ws, method):
                       _account(app, state), cap)
     state.native_recorded = True  # recorded here, once the session has ended
     notes = relay.run(ws)
+    if notes.handle and notes.key_id:
+        _keep_handle(app, notes, client)
     record_session(app, state, request, notes, relay.frames)
+
+
+def _keep_handle(app, notes, client):
+    """The session may be resumed: on its key, by its client (the last handle is the one to resume with)."""
+    try:
+        app.extensions["resource_owners"].record([handle_name(notes.handle)], notes.key_id,
+                                                 client.id if client else None, notes.model)
+    except Exception:  # noqa: BLE001 - a session that cannot be resumed on its key still ended well
+        log.warning("Live session %s: its resumption handle was not kept", notes.session_id, exc_info=True)
 
 
 def _key(state, request):

@@ -56,6 +56,7 @@ class SessionNotes:
     bytes_out: int = 0
     media_out: int = 0
     usage: wire.SessionUsage = field(default_factory=wire.SessionUsage)
+    handle: Optional[str] = None  # the last resumption handle Gemini gave (kept with the key, by digest)
     attempts: list = field(default_factory=list)  # (key_id, outcome, close code, message, started, ms)
 
 
@@ -128,11 +129,24 @@ class LiveRelay:
 
     # -- upstream, key by key -----------------------------------------------------------------------
 
-    def _keys(self, model):
+    def _keys(self, setup):
         engine = self.app.extensions["engine"]
         if self.choice.source == CLIENT:
             return [(None, self.choice)]
-        keys = engine.pool.candidates(model or "live")
+        if setup.resumes:
+            # A session resumes in the project that began it: on the key that began it, for its client only.
+            name = wire.handle_name(setup.resumes)
+            owner = self.app.extensions["resource_owners"].find([name]).get(name)
+            if owner is not None:
+                if not owner.belongs_to(self.client_id):
+                    raise SessionEnded(REFUSED, wire.POLICY, "NOT_FOUND: the session resumption handle is invalid or "
+                                                             "has expired")
+                key = engine.pool.key_with_id(owner.key_id)
+                if key is None:
+                    raise SessionEnded(REFUSED, wire.POLICY, "RESOURCE_KEY_GONE: the key that began this session "
+                                                             "has left the proxy's pool")
+                return [(key, None)]
+        keys = engine.pool.candidates(model_of(setup))
         if not keys:
             raise SessionEnded(ERROR, wire.TRY_LATER, "UNAVAILABLE: no Gemini key of this proxy can serve now")
         return [(key, None) for key in keys]
@@ -141,7 +155,7 @@ class LiveRelay:
         """Gemini's socket, its setup answered; a pool key Gemini refuses hands over to the next."""
         pool = self.app.extensions["engine"].pool
         last = None
-        for key, own in self._keys(setup.model):
+        for key, own in self._keys(setup):
             headers, query = self._credentials(key, own)
             url = live_url(self.config["GEMINI_BASE_URL"], self.endpoint.path, query)
             started, clock = time.time(), time.perf_counter()
@@ -253,6 +267,8 @@ class LiveRelay:
             raise SessionEnded(CLIENT_CLOSED, wire.NORMAL, "") from None
         if news.turn_complete:
             notes.turns += 1
+        if news.handle:
+            notes.handle = news.handle
         if news.usage is not None:
             before = notes.usage.total
             notes.usage.add(news.usage)
@@ -287,6 +303,10 @@ class LiveRelay:
             _close_quietly(self._client, code if _sendable(code) else wire.INTERNAL, wire.reason(reason))
         if self._upstream is not None:
             _close_quietly(self._upstream, wire.NORMAL, "")
+
+
+def model_of(setup):
+    return setup.model or "live"
 
 
 def _sendable(code):

@@ -3,6 +3,7 @@ server's messages say about the session (usage, turns, the end of it).
 
 A client's frames are parsed once here and what goes upstream is built from the parsed value, so a frame
 another parser would read differently (a repeated field, NaN, nesting without end) never reaches Gemini."""
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -111,6 +112,18 @@ class Setup:
     def encoded(self):
         return json.dumps(self.message, separators=(",", ":"))
 
+    @property
+    def resumes(self):
+        """The session resumption handle the setup resumes, if any."""
+        resumption = self.message["setup"].get("sessionResumption") or self.message["setup"].get("session_resumption")
+        handle = resumption.get("handle") if isinstance(resumption, dict) else None
+        return handle if isinstance(handle, str) and handle else None
+
+
+def handle_name(handle):
+    """The name a session resumption handle is kept under as a resource: a digest, never the handle."""
+    return "liveSessions/" + hashlib.sha256(handle.encode()).hexdigest()[:40]
+
 
 def read_setup(frame, constrained=False):
     """The first client message: {"setup": {"model": "models/...", ...}}; BadFrame otherwise. On the
@@ -207,6 +220,7 @@ class ServerNews:
     usage: Optional[dict] = None  # the message's usageMetadata
     media_bytes: int = 0
     stored: str = ""  # the message as it may be kept, media replaced by their sizes
+    handle: Optional[str] = None  # a resumable session's new resumption handle
 
 
 def read_server_frame(frame):
@@ -220,7 +234,10 @@ def read_server_frame(frame):
     content = message.get("serverContent")
     usage = message.get("usageMetadata")
     stored, media = without_media(message)
+    update = message.get("sessionResumptionUpdate")
+    handle = update.get("newHandle") if isinstance(update, dict) and update.get("resumable") else None
     return ServerNews(
+        handle=handle if isinstance(handle, str) and handle else None,
         setup_complete="setupComplete" in message,
         turn_complete=isinstance(content, dict) and content.get("turnComplete") is True,
         go_away="goAway" in message,
