@@ -105,15 +105,24 @@ def _serve(ws, state, live, version, constrained):
         reason = str(refusal).encode()[:_REASON_BYTES].decode(errors="ignore")
         record["close"] = {"code": refusal.code, "reason": reason}
         ws.close(reason=refusal.code, message=reason)
-        # The client answers the close; its reader takes that answer before the server goes on to end the
-        # connection (Werkzeug's server would otherwise read it, and wait for the client's own time-out).
-        ws.thread.join(_CLOSE_WAIT)
     except _Dropped:
         pass
     except ConnectionClosed:
         record["close"] = {"code": ws.close_reason, "reason": ws.close_message or "", "by": "client"}
     finally:
         state.leave()
+        _end(ws)
+
+
+def _end(ws):
+    """End the TCP connection once the closing handshake is done, as a WebSocket server does first: the
+    web server's own socket outlives the session's (gevent keeps it; Werkzeug would read the client's close
+    answer itself), and a client waits out its close time-out until the connection ends."""
+    ws.thread.join(_CLOSE_WAIT)  # the reader takes the client's answer to the close, and stops
+    try:
+        ws.sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 class _Session:
