@@ -390,3 +390,42 @@ def test_the_gevent_emulator_serves_a_session_a_refusal_and_a_token_over_tls(gev
     # The SDK closes its sessions with 1000; the emulator closes the refused ones.
     assert [(s["key"], s["close"]["code"]) for s in gevent_live.sessions()] == [
         (KEYS[0], 1000), ("not-a-key", 1007), (KEYS[1], 1000), (KEYS[1], 1008)]
+
+
+def closed(ws):
+    """The close code and reason the emulator ended a session with."""
+    with pytest.raises(simple_websocket.ConnectionClosed):
+        while True:
+            assert ws.receive(timeout=5) is not None
+    return ws.close_reason, ws.close_message
+
+
+def test_a_token_past_its_new_session_time_is_refused_and_a_field_mask_locks_only_its_fields(raw):
+    def mint(**body):
+        return raw.control.post("/v1alpha/auth_tokens", headers={"x-goog-api-key": KEYS[0]},
+                                json=body).get_json()["name"]
+
+    late = mint(newSessionExpireTime="2020-01-01T00:00:00Z")
+    ws = raw_session(raw, query=f"?access_token={late}", version="v1alpha", method="BidiGenerateContentConstrained")
+    assert closed(ws)[0] == 1008
+    masked = mint(uses=0, bidiGenerateContentSetup={"setup": {
+        "model": f"models/{MODEL}", "generationConfig": {"temperature": 0.2, "maxOutputTokens": 3}}},
+        fieldMask="model,generationConfig.temperature")
+    setup = {"generationConfig": {"temperature": 1.5, "maxOutputTokens": 5}, "systemInstruction": "Mine."}
+    ws = raw_session(raw, headers={"Authorization": f"Token {masked}"}, model="gemini-live-2.5-flash-preview",
+                     version="v1alpha", method="BidiGenerateContentConstrained", setup=setup)
+    assert receive(ws) == {"setupComplete": {}}
+    ws.close()
+    body = raw.sessions()[-1]["body"]
+    assert body["model"] == f"models/{MODEL}" and body["systemInstruction"] == "Mine."
+    assert body["generationConfig"] == {"temperature": 0.2, "maxOutputTokens": 5}
+
+
+def test_realtime_input_while_a_tool_call_waits_is_closed_as_google_does(raw):
+    tools = [{"functionDeclarations": [{"name": "lookup"}]}]
+    ws = raw_session(raw, query=f"?key={KEYS[0]}", setup={"tools": tools})
+    receive(ws)
+    ws.send(json.dumps({"realtimeInput": {"text": "please lookup"}}))
+    assert receive(ws)["toolCall"]["functionCalls"][0]["name"] == "lookup"
+    ws.send(json.dumps({"realtimeInput": {"text": "are you there?"}}))
+    assert closed(ws) == (1008, "Operation is not implemented, or supported, or enabled.")
