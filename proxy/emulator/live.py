@@ -78,18 +78,22 @@ def _serve(ws, state, live, version, constrained):
     record = {"model": None, "action": "live.session", "key": key, "token": token_name or None,
               "version": version, "constrained": constrained, "query": dict(request.args),
               "headers": {k.lower(): v for k, v in request.headers.items()}, "body": None,
-              "messages_in": [], "messages_out": [], "close": None, "time": time.time()}
+              "messages_in": [], "messages_out": [], "close": None, "resumed": None, "time": time.time()}
     state.enter(record)
     try:
         Session(ws, state, live, record, version).run(key, token_name)
     except Refusal as refusal:
         reason = str(refusal).encode()[:_REASON_BYTES].decode(errors="ignore")
-        record["close"] = {"code": refusal.code, "reason": reason}
+        record["close"] = {"code": refusal.code, "reason": reason, "by": "emulator"}
         ws.close(reason=refusal.code, message=reason)
     except Dropped:
         pass
     except ConnectionClosed:
         record["close"] = {"code": ws.close_reason, "reason": ws.close_message or "", "by": "client"}
+    except Exception:
+        record["close"] = {"code": 1011, "reason": "Internal error occurred.", "by": "emulator"}
+        ws.close(reason=1011, message="Internal error occurred.")  # Google's words for its own failures
+        raise
     finally:
         state.leave()
         _end(ws)

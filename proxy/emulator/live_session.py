@@ -72,7 +72,8 @@ class Session:
         self.offer_handle()
         if self.live.go_away_after_setup:
             self.send({"goAway": {"timeLeft": "10s"}})
-        self.context["TEXT"] += replies.count_tokens(" ".join(_texts(self.setup.get("systemInstruction"))))
+        instruction = live_turns.field(self.setup, "systemInstruction")
+        self.context["TEXT"] += replies.count_tokens(" ".join(_texts(instruction)))
         while True:
             message = self.receive()
             if self.token is not None and time.time() > self.token["expire"]:
@@ -197,7 +198,7 @@ class Session:
 
     def drop(self):
         """Cut the TCP connection with no close frame, as a network fault or a crashed server would."""
-        self.record["close"] = {"code": 1006, "reason": "dropped by a fault"}
+        self.record["close"] = {"code": 1006, "reason": "dropped by a fault", "by": "emulator"}
         try:
             self.ws.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
