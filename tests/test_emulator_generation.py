@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from proxy.emulator import thinking
 from proxy.emulator.schema_values import value_for
 from tests.conftest import KEYS
 
@@ -326,6 +327,29 @@ def test_the_sdk_calls_a_function_and_sends_the_signed_call_back(client):
     with pytest.raises(genai_errors.ClientError) as refused:
         client.models.generate_content(model=GEMINI3, contents=bare, config=config)
     assert refused.value.code == 400 and "thought_signature" in refused.value.message
+
+
+def test_a_chat_sends_its_signatures_back_in_either_base64_alphabet(client):
+    def get_weather(city: str) -> dict:
+        """The weather in a city."""
+        return {"city": city}
+
+    for number in range(6):  # signatures differ by prompt: some have + or / in standard base64
+        chat = client.chats.create(model=GEMINI3, config=types.GenerateContentConfig(
+            tools=[get_weather], automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True)))
+        first = chat.send_message(f"Please call get_weather for city number {number}")
+        assert first.function_calls
+        second = chat.send_message(types.Part.from_function_response(name="get_weather", response={"x": number}))
+        assert second.text.startswith("The function get_weather returned")
+
+
+def test_a_signature_is_read_in_both_alphabets_and_garbage_is_refused():
+    signature = thinking.sign("project", GEMINI3, "salt with a + in it 7")
+    url_safe = base64.urlsafe_b64encode(base64.b64decode(signature)).decode().rstrip("=")
+    assert thinking.valid(signature, "project", GEMINI3) and thinking.valid(url_safe, "project", GEMINI3)
+    for garbage in ("c2lnbmF0dXJl", "not base64 at all!", "", signature[:-4]):
+        assert not thinking.valid(garbage, "project", GEMINI3)
+    assert not thinking.valid(signature, "project", "gemini-3-flash-preview")
 
 
 def test_the_sdk_asks_for_a_service_tier_and_is_told_it(client, emulator):
