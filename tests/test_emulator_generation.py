@@ -79,6 +79,10 @@ def test_a_system_instruction_shows_in_the_answer_and_its_tokens_are_counted(emu
         assert status == 200 and "Answer like a pirate." in parts_of(told)[0]["text"]
         assert told["usageMetadata"]["promptTokenCount"] > plain["usageMetadata"]["promptTokenCount"]
     assert "system instruction" not in parts_of(plain)[0]["text"]
+    request = {"contents": [user("Tell me about tides")], "systemInstruction": {"parts": [{"text": "Be a pirate."}]}}
+    counted = requests.post(f"{emulator.url}/v1beta/models/{FLASH}:countTokens", timeout=5, json={
+        "generateContentRequest": {"model": f"models/{FLASH}", **request}}, headers={"x-goog-api-key": KEYS[0]})
+    assert counted.json()["totalTokens"] == usage(generate(emulator, request)[1])["promptTokenCount"]
 
 
 def test_a_prompt_naming_a_declared_function_gets_a_call_whose_args_fit_its_schema(emulator):

@@ -225,7 +225,8 @@ def _count_tokens(state, model, body, key=None):
     if not isinstance(contents, list):
         raise BadRequest("* CountTokensRequest: contents or generateContentRequest is required")
     counted = [text for content in contents for text in texts(content)]
-    total = replies.count_tokens(" ".join(counted))
+    system = _system_text(inner or body)  # as generateContent counts it in promptTokenCount
+    total = replies.count_tokens(" ".join(counted + ([system] if system else [])))
     return jsonify({"totalTokens": total, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": total}]})
 
 
