@@ -98,6 +98,21 @@ def test_a_prompt_naming_a_declared_function_gets_a_call_whose_args_fit_its_sche
     jsonschema.validate(called["args"], SEARCH["parametersJsonSchema"])
 
 
+def test_functions_named_together_are_called_in_parallel_and_only_the_first_is_signed(emulator):
+    asked = user("Run search_docs and get_weather")
+    status, answer = generate(emulator, {"contents": [asked], "tools": TOOLS}, GEMINI3)
+    assert status == 200
+    parts = parts_of(answer)
+    assert [p["functionCall"]["name"] for p in parts] == ["get_weather", "search_docs"]
+    assert parts[0]["thoughtSignature"] and "thoughtSignature" not in parts[1]
+    replies_ = {"role": "user", "parts": [{"functionResponse": {"name": p["functionCall"]["name"], "response": {
+        "n": n}}} for n, p in enumerate(parts)]}
+    contents = [asked, answer["candidates"][0]["content"], replies_]
+    status, told = generate(emulator, {"contents": contents, "tools": TOOLS}, GEMINI3)
+    assert status == 200 and parts_of(told)[0]["text"] == ('The function get_weather returned {"n": 0}. '
+                                                          'The function search_docs returned {"n": 1}.')
+
+
 def test_the_calling_mode_decides_between_a_call_and_text(emulator):
     def config(mode, **more):
         return {"functionCallingConfig": {"mode": mode, **more}}

@@ -78,13 +78,10 @@ def chosen_calls(body):
     prompt = _asked(contents)
     candidates = [name for name in declared if not allowed or name in allowed]
     named = [name for name in candidates if re.search(rf"(?<![\w.:-]){re.escape(name)}(?![\w-])", prompt)]
-    if named:
-        chosen = named[0]
-    elif mode in ("ANY", "VALIDATED") and candidates:
-        chosen = candidates[0]
-    else:
-        return []
-    return [{"name": chosen, "args": value_for(declared[chosen], chosen)}]
+    if not named and mode in ("ANY", "VALIDATED") and candidates:
+        named = candidates[:1]
+    # Every function the prompt names is called at once: parallel calls, as Gemini makes them.
+    return [{"name": name, "args": value_for(declared[name], name)} for name in named]
 
 
 def response_text(responses):
