@@ -1,5 +1,7 @@
 """Gemini's generation answers, emulated: generateContent whole or streamed, countTokens and embeddings,
-shared by the REST routes, the OpenAI-compatible endpoint and batches."""
+shared by the REST routes, the OpenAI-compatible endpoint and batches. An answer is prose, function calls
+(tools.py), structured output (json_mode.py), with thinking and signatures (thinking.py) and usage
+(metering.py); what it names must be the key's project's (scoping.py, caches.py)."""
 import hashlib
 import json
 import time

@@ -38,7 +38,7 @@ def thought_tokens(model, config, prompt_tokens):
     budget = field(settings, "thinkingBudget", "thinking_budget")
     level = field(settings, "thinkingLevel", "thinking_level")
     if budget is not None and level is not None:
-        raise BadRequest("You can only set only one of thinking budget and thinking level.")
+        raise BadRequest("You can only set one of thinking budget and thinking level.")
     natural = min(_MAX_NATURAL, 48 + 2 * prompt_tokens)
     if level is not None:
         share = _LEVELS.get(str(level).lower().removeprefix("thinking_level_"))
