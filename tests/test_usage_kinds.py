@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 from models import RequestLog, db
 from proxy.analytics.pricing import PriceTable
-from proxy.emulator import openai_compat, replies
+from proxy.emulator import openai_convert, replies
 from proxy.wire.stream import iter_json_objects, summarize
 from proxy.wire.usage import Usage, count
 from tests.conftest import KEYS, MODELS, rows
@@ -132,14 +132,14 @@ def rich_usage(monkeypatch):
                 "totalTokenCount": prompt_tokens + completion_tokens + 11 + 3}
 
     monkeypatch.setattr(replies, "usage", usage)
-    plain_openai = openai_compat._usage
+    plain_openai = openai_convert.usage
 
     def openai_usage(chunk):
         found = plain_openai(chunk)
         return {**found, "completion_tokens": found["completion_tokens"] + 11,
                 "prompt_tokens_details": {"cached_tokens": 4}, "completion_tokens_details": {"reasoning_tokens": 11}}
 
-    monkeypatch.setattr(openai_compat, "_usage", openai_usage)
+    monkeypatch.setattr(openai_convert, "usage", openai_usage)
 
 
 def recorded(app, route):

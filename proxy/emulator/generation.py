@@ -1,12 +1,12 @@
 """Gemini's generation answers, emulated: generateContent whole or streamed, countTokens and embeddings,
 shared by the REST routes, the OpenAI-compatible endpoint and batches."""
+import hashlib
 import json
 import time
 
 from flask import Response, has_request_context, jsonify, request
 
-from . import replies
-from . import caches
+from . import caches, json_mode, replies, scoping, thinking, tools
 from .reading import BadRequest, Refused, field, read_generation, texts
 
 
@@ -40,7 +40,8 @@ def _cached_tokens(state, model, body, key):
 def chunks(state, model, body, key=None):
     """The answer as a list of GenerateContentResponse dicts (one for unary calls)."""
     cached = _cached_tokens(state, model, body, key)
-    answer_chunks = _chunks(state, model, body)
+    scoping.check_references(state, body, key)
+    answer_chunks = _chunks(state, model, body, key)
     for chunk in answer_chunks if cached else ():
         usage = chunk.get("usageMetadata")
         if usage is not None:
@@ -50,8 +51,47 @@ def chunks(state, model, body, key=None):
     return answer_chunks
 
 
-def _chunks(state, model, body):
+def _system_text(body):
+    system = field(body, "systemInstruction", "system_instruction")
+    if isinstance(system, str):
+        return system
+    return " ".join(texts(system)) if isinstance(system, dict) else ""
+
+
+def _usage(body, prompt_tokens, produced, thoughts):
+    """usageMetadata as Google counts it: thoughts and a built-in tool's prompt are in the total."""
+    usage = replies.usage(prompt_tokens, produced)
+    if thoughts:
+        usage["thoughtsTokenCount"] = thoughts
+        usage["totalTokenCount"] += thoughts
+    if tools.built_in_tools(body):
+        usage["toolUsePromptTokenCount"] = tools.TOOL_USE_PROMPT_TOKENS
+        usage["totalTokenCount"] += tools.TOOL_USE_PROMPT_TOKENS
+    tier = service_tier(body)
+    if tier:
+        usage["serviceTier"] = tier
+    return usage
+
+
+def service_tier(body):
+    """The service tier a request asks for (flex, standard, priority), as Google names it back; None if unsaid."""
+    tier = field(body, "serviceTier", "service_tier")
+    if tier is None:
+        tier = field(field(body, "generationConfig", "generation_config"), "serviceTier", "service_tier")
+    if not isinstance(tier, str) or not tier:
+        return None
+    tier = tier.lower().removeprefix("service_tier_")
+    if tier not in ("flex", "standard", "priority", "unspecified"):
+        raise BadRequest(f"Invalid value at 'service_tier' ({tier[:40]}).")
+    return "standard" if tier == "unspecified" else tier
+
+
+def _chunks(state, model, body, key=None):
     prompt, prompt_tokens, max_tokens = read_generation(body)
+    config = field(body, "generationConfig", "generation_config") or {}
+    contents = body["contents"] if isinstance(body["contents"], list) else [body["contents"]]
+    project = state.project_of(key)
+    thinking.check_turn(contents, project, model)
     int_enums = _int_enums()
     seed = f"{model}|{prompt}"
     common = {"modelVersion": model, "responseId": replies.response_id(seed)}
@@ -68,7 +108,27 @@ def _chunks(state, model, body):
         if not omit_usage:
             chunk["usageMetadata"] = replies.usage(prompt_tokens, 0)
         return [chunk]
-    text, finish = replies.answer_text(model, prompt, max_tokens)
+    thoughts = thinking.thought_tokens(model, config, prompt_tokens)
+    lead = [thinking.thought_part(prompt)] if thoughts and thinking.includes_thoughts(config) else []
+    calls = tools.chosen_calls(body)
+    if calls:
+        parts = lead + [{"functionCall": call} for call in calls]
+        if thinking.gemini3(model):
+            parts[len(lead)]["thoughtSignature"] = thinking.sign(project, model, common["responseId"] + "|call")
+        candidate = {"content": {"parts": parts, "role": "model"},
+                     "finishReason": replies.enum("STOP", replies.FINISH_REASONS, int_enums), "index": 0}
+        chunk = {"candidates": [candidate], **common}
+        if not omit_usage:
+            produced = replies.count_tokens(json.dumps(calls))
+            chunk["usageMetadata"] = _usage(body, prompt_tokens, produced, thoughts)
+        return [chunk]
+    text, finish = replies.answer_text(model, prompt, max_tokens, _system_text(body))
+    responses = tools.function_responses(contents)
+    if responses:
+        text, finish = _cut(tools.response_text(responses), max_tokens)
+    structured = json_mode.structured_text(config, text)
+    if structured is not None:
+        text, finish = _cut(structured, max_tokens)
     if "[[finish-unknown]]" in prompt:
         finish = "NEWER_THAN_THE_SDK"
     words = text.split(" ")
@@ -79,17 +139,28 @@ def _chunks(state, model, body):
     for number, piece in enumerate(pieces):
         produced += len(piece.split())
         part = {"text": piece}
-        candidate = {"content": {"parts": [part], "role": "model"}, "index": 0}
+        if number == 0 and thinking.gemini3(model):
+            part["thoughtSignature"] = thinking.sign(project, model, common["responseId"] + "|text")
+        parts = (lead if number == 0 else []) + [part]
+        candidate = {"content": {"parts": parts, "role": "model"}, "index": 0}
         if number == len(pieces) - 1:
             candidate["finishReason"] = replies.enum(finish, replies.FINISH_REASONS, int_enums)
         chunk = {"candidates": [candidate], **common}
         if not omit_usage:
-            chunk["usageMetadata"] = replies.usage(prompt_tokens, produced)
+            chunk["usageMetadata"] = _usage(body, prompt_tokens, produced, thoughts)
         chunks.append(chunk)
     big = _big_chunk_size(prompt)
     if big:
-        chunks[0]["candidates"][0]["content"]["parts"][0]["thoughtSignature"] = "A" * big
+        chunks[0]["candidates"][0]["content"]["parts"][-1]["thoughtSignature"] = "A" * big
     return chunks
+
+
+def _cut(text, max_tokens):
+    """`text` cut to maxOutputTokens words, as answer_text cuts the prose answer."""
+    words = text.split(" ")
+    if max_tokens is not None and len(text.split()) > max_tokens:
+        return " ".join(words[:max_tokens]), "MAX_TOKENS"
+    return text, "STOP"
 
 
 def _big_chunk_size(prompt):
@@ -103,16 +174,33 @@ def _big_chunk_size(prompt):
 
 
 def _merge(chunks):
-    """Fold streamed chunks into the single response generateContent returns."""
+    """Fold streamed chunks into the single response generateContent returns: the text pieces of one
+    kind (thought or answer) joined into one part, which keeps the first piece's signature."""
     merged = json.loads(json.dumps(chunks[-1]))
-    if "candidates" in merged and merged["candidates"][0].get("content"):
-        text = "".join(c["candidates"][0]["content"]["parts"][0]["text"] for c in chunks)
-        merged["candidates"][0]["content"]["parts"] = [{"text": text}]
+    if "candidates" not in merged or not merged["candidates"][0].get("content"):
+        return merged
+    parts = []
+    for chunk in chunks:
+        for part in chunk["candidates"][0]["content"]["parts"]:
+            last = parts[-1] if parts else None
+            if (last is not None and "text" in part and "text" in last
+                    and bool(last.get("thought")) == bool(part.get("thought"))):
+                last["text"] += part["text"]
+            else:
+                parts.append(dict(part))
+    merged["candidates"][0]["content"]["parts"] = parts
     return merged
 
 
+def _tier_headers(body):
+    """Google names the tier that served a call in a header too (the SDKs read it to see a downgrade)."""
+    tier = service_tier(body)
+    return {"x-gemini-service-tier": tier} if tier else {}
+
+
 def _generate(state, model, body, key=None):
-    return Response(json.dumps(_merge(chunks(state, model, body, key))), mimetype="application/json")
+    return Response(json.dumps(_merge(chunks(state, model, body, key))), mimetype="application/json",
+                    headers=_tier_headers(body))
 
 
 class _StreamCut(Exception):
@@ -143,7 +231,7 @@ def stream(state, model, body, fault=None, key=None):
             yield "]"
 
     mimetype = "text/event-stream" if as_sse else "application/json"
-    return Response(produce(), mimetype=mimetype)
+    return Response(produce(), mimetype=mimetype, headers=_tier_headers(body))
 
 
 def _count_tokens(state, model, body, key=None):
@@ -156,10 +244,17 @@ def _count_tokens(state, model, body, key=None):
     return jsonify({"totalTokens": total, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": total}]})
 
 
+def embedding_values(text):
+    """replies.EMBEDDING_SIZE numbers in [-1, 1), the same for the same text in every process."""
+    values = []
+    for block in range(0, replies.EMBEDDING_SIZE, 16):
+        digest = hashlib.sha256(f"{block}|{text}".encode()).digest()
+        values += [(int.from_bytes(digest[i:i + 2], "big") % 2000 - 1000) / 1000.0 for i in range(0, 32, 2)]
+    return values[:replies.EMBEDDING_SIZE]
+
+
 def _embedding(content):
-    text = " ".join(texts(content))
-    values = [((hash((text, i)) % 2000) - 1000) / 1000.0 for i in range(replies.EMBEDDING_SIZE)]
-    return {"values": values}
+    return {"values": embedding_values(" ".join(texts(content)))}
 
 
 def _embed(state, model, body, key=None):

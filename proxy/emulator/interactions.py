@@ -2,7 +2,6 @@
 stream, background, store), GET, DELETE and cancel, each interaction its key's project's. A previous
 interaction of another key is not found; a background one is in_progress until read
 `interaction_polls_to_finish` times; `stream: true` answers Server-Sent Events as Google does."""
-import inspect
 import json
 
 from flask import Response, jsonify, request
@@ -12,6 +11,25 @@ from .paging import Caller, new_id, now, stamp
 from .reading import BadRequest
 
 _AGENT_MODEL = "gemini-2.5-pro"  # agents (deep research) answer with the emulator's largest model
+# The Interactions API's error codes are strings (ai.google.dev/gemini-api/docs/api-errors), not numbers.
+_CODES = {400: "invalid_request", 401: "authentication", 403: "permission_denied", 404: "not_found",
+          429: "rate_limit_exceeded", 500: "internal_error", 503: "unavailable", 504: "deadline_exceeded"}
+
+
+class _Caller(Caller):
+    """Caller with the Interactions API's error shape: {"error": {"code": "not_found", "message": ...}}."""
+
+    def error(self, status, message, code=None):
+        return self.google_error(status, {"error": {"code": code or _CODES.get(status, "unknown"),
+                                                    "message": message}})
+
+    def check(self, version):
+        key, refusal = super().check(version)
+        if refusal is None:
+            return key, None
+        message = (refusal.get_json(silent=True) or {}).get("error", {}).get("message", "")
+        code = "authentication" if refusal.status_code in (400, 401, 403) and version in self.versions else None
+        return key, self.error(refusal.status_code, message, code)
 
 
 def _texts(value):
@@ -27,12 +45,6 @@ def _texts(value):
     return []
 
 
-def _answer(state, model, body, key):
-    if len(inspect.signature(generation.answer).parameters) >= 4:
-        return generation.answer(state, model, body, key)
-    return generation.answer(state, model, body)
-
-
 def _run(state, key, body, history):
     """The interaction's steps and usage, from the emulator's generateContent over the whole conversation."""
     model = body.get("model") or _AGENT_MODEL
@@ -46,7 +58,7 @@ def _run(state, key, body, history):
     config = body.get("generation_config") or {}
     if isinstance(config.get("max_output_tokens"), int):
         request_body["generationConfig"] = {"maxOutputTokens": config["max_output_tokens"]}
-    answer = _answer(state, model, request_body, key)
+    answer = generation.answer(state, model, request_body, key)
     parts = ((answer.get("candidates") or [{}])[0].get("content") or {}).get("parts") or []
     text = "".join(part.get("text", "") for part in parts)
     usage = answer.get("usageMetadata") or {}
@@ -84,7 +96,7 @@ def _events(held):
 
 
 def register_interactions(app, state, versions, google_error):
-    caller = Caller(state, versions, google_error)
+    caller = _Caller(state, versions, google_error)
 
     def not_found(interaction_id):
         return caller.error(404, f"Interaction {interaction_id} not found.")
@@ -101,7 +113,7 @@ def register_interactions(app, state, versions, google_error):
         if not isinstance(body.get("generation_config") or {}, dict):
             return caller.error(400, "Invalid value at 'generation_config'.")
         if body.get("model") and body["model"].removeprefix("models/") not in replies.MODELS:
-            return caller.error(404, f"models/{body['model']} is not found.")
+            return caller.error(404, f"models/{body['model']} is not found.", "model_not_found")
         body = {**body, "model": body.get("model") and body["model"].removeprefix("models/")}
         history = []
         previous = body.get("previous_interaction_id")

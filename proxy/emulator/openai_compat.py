@@ -1,109 +1,103 @@
-"""Gemini's OpenAI-compatible endpoint, emulated: POST /{version}/openai/chat/completions, answered from
-the same replies as generateContent, whole or streamed as OpenAI's server-sent chunks (with a last
-usage chunk when stream_options.include_usage asks for one)."""
+"""Gemini's OpenAI-compatible endpoint, emulated: POST /{version}/openai/chat/completions (answered from
+the same replies as generateContent, whole or streamed as OpenAI's server-sent chunks, with a last usage
+chunk when stream_options.include_usage asks for one; function tools answer with tool_calls),
+POST /{version}/openai/embeddings, and GET /{version}/openai/models[/{model}]."""
 import json
 import time
 
 from flask import Response, request
 
-from . import replies
-
-_FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter"}
-
-
-def _contents(messages):
-    """OpenAI messages as Gemini contents (text only), the system ones as the system instruction."""
-    contents, system = [], []
-    for message in messages:
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, list):
-            content = " ".join(part.get("text", "") for part in content if isinstance(part, dict))
-        if not isinstance(content, str):
-            continue
-        if message.get("role") == "system":
-            system.append({"text": content})
-        else:
-            contents.append({"role": "model" if message.get("role") == "assistant" else "user",
-                             "parts": [{"text": content}]})
-    body = {"contents": contents}
-    if system:
-        body["systemInstruction"] = {"parts": system}
-    return body
+from . import openai_convert, replies
+from .reading import BadRequest, Refused
 
 
-def register_openai(app, state, versions, api_key, chunks_of):
-    """Add the route to the emulator `app`; `chunks_of(state, model, body)` makes generateContent's
-    answer chunks from a Gemini request body."""
+def register_openai(app, state, versions, api_key, chunks_of, embedding_of):
+    """Add the routes to the emulator `app`; `chunks_of(state, model, body, key)` makes generateContent's
+    answer chunks from a Gemini request body, `embedding_of(text)` an embedding's values."""
 
     def error(status, message):
         return Response(json.dumps([replies.error_body(status, message)]), status=status,
                         mimetype="application/json")
 
-    @app.post("/<version>/openai/chat/completions")
-    def chat_completions(version):
+    def refusal(version, action, model=None, body=None, problem=None):
+        """The error a call is refused with before it is served (version, key, then `problem`: what is wrong
+        with its body), else None; a call that passes is recorded."""
         key = api_key()
-        body = request.get_json(force=True, silent=True)
         if version not in versions:
-            return error(404, f"Unknown API version {version}.")
+            return key, error(404, f"Unknown API version {version}.")
         if not key:
-            return error(401, "Missing bearer or basic authentication in header.")
+            return key, error(401, "Missing bearer or basic authentication in header.")
         if state.valid_keys and key not in state.valid_keys:
-            return error(400, "API key not valid. Please pass a valid API key.")
-        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-            return error(400, "Invalid JSON payload: messages is required.")
-        model = str(body.get("model", "")).removeprefix("models/")
-        state.enter({"model": model, "action": "openai.chat.completions", "key": key, "query": dict(request.args),
+            return key, error(400, "API key not valid. Please pass a valid API key.")
+        if problem:
+            return key, error(400, problem)
+        state.enter({"model": model, "action": action, "key": key, "query": dict(request.args),
                      "headers": {k.lower(): v for k, v in request.headers.items()}, "body": body,
                      "time": time.time()})
         state.leave()
+        return key, None
+
+    @app.post("/<version>/openai/chat/completions")
+    def chat_completions(version):
+        body = request.get_json(force=True, silent=True)
+        model = str((body or {}).get("model", "") if isinstance(body, dict) else "").removeprefix("models/")
+        problem = None if isinstance(body, dict) and isinstance(body.get("messages"), list) else (
+            "Invalid JSON payload: messages is required.")
+        key, refused = refusal(version, "openai.chat.completions", model, body, problem)
+        if refused is not None:
+            return refused
         if model not in replies.MODELS:
             return error(404, f"models/{model} is not found for API version {version}.")
         fault = state.take_fault(model, key, "chat/completions")
         if fault is not None and "status" in fault:
             return error(int(fault["status"]), "Injected fault.")
         time.sleep(state.latency_for(model))
-        settings = {"maxOutputTokens": body.get("max_tokens") or body.get("max_completion_tokens")}
-        gemini = _contents(body["messages"])
-        gemini["generationConfig"] = {name: value for name, value in settings.items() if value}
-        chunks = chunks_of(state, model, gemini)
+        try:
+            chunks = chunks_of(state, model, openai_convert.gemini_body(body), key)
+        except BadRequest as exc:
+            return error(400, str(exc))
+        except Refused as exc:
+            return error(exc.status, str(exc))
         ident = "chatcmpl-" + replies.response_id(f"{model}|{json.dumps(body['messages'])}")
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return Response(_streamed(chunks, model, ident, include_usage, state.stream_chunk_delay_ms / 1000),
+            return Response(openai_convert.streamed(chunks, model, ident, include_usage,
+                                                    state.stream_chunk_delay_ms / 1000),
                             mimetype="text/event-stream")
-        return Response(json.dumps(_whole(chunks, model, ident)), mimetype="application/json")
+        return Response(json.dumps(openai_convert.whole(chunks, model, ident)), mimetype="application/json")
 
+    @app.post("/<version>/openai/embeddings")
+    def openai_embeddings(version):
+        body = request.get_json(force=True, silent=True)
+        model = str((body or {}).get("model", "") if isinstance(body, dict) else "").removeprefix("models/")
+        key, refused = refusal(version, "openai.embeddings", model, body)
+        if refused is not None:
+            return refused
+        inputs = body.get("input") if isinstance(body, dict) else None
+        inputs = [inputs] if isinstance(inputs, str) else inputs
+        if not isinstance(inputs, list) or not inputs or not all(isinstance(text, str) for text in inputs):
+            return error(400, "Invalid JSON payload: input must be a string or a list of strings.")
+        if model not in replies.MODELS or "embedContent" not in replies.MODELS[model].get("methods", ()):
+            return error(404, f"models/{model} is not found for API version {version}, or is not supported "
+                              "for embedContent.")
+        encoding = body.get("encoding_format") or "float"
+        return Response(json.dumps(openai_convert.embeddings(model, inputs, encoding, embedding_of)),
+                        mimetype="application/json")
 
-def _piece(chunk):
-    candidate = (chunk.get("candidates") or [{}])[0]
-    text = "".join(part.get("text", "") for part in (candidate.get("content") or {}).get("parts", []))
-    finish = candidate.get("finishReason")
-    return text, _FINISH.get(finish, "stop") if finish else None
+    @app.get("/<version>/openai/models")
+    def openai_models(version):
+        _, refused = refusal(version, "openai.models")
+        if refused is not None:
+            return refused
+        return Response(json.dumps({"object": "list", "data": [
+            openai_convert.model_object(name) for name in sorted(replies.MODELS)]}), mimetype="application/json")
 
-
-def _usage(chunk):
-    usage = chunk.get("usageMetadata") or {}
-    return {"prompt_tokens": usage.get("promptTokenCount", 0),
-            "completion_tokens": usage.get("candidatesTokenCount", 0),
-            "total_tokens": usage.get("totalTokenCount", 0)}
-
-
-def _whole(chunks, model, ident):
-    text = "".join(_piece(chunk)[0] for chunk in chunks)
-    finish = _piece(chunks[-1])[1] or "stop"
-    return {"id": ident, "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
-            "usage": _usage(chunks[-1])}
-
-
-def _streamed(chunks, model, ident, include_usage, delay):
-    common = {"id": ident, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
-    for number, chunk in enumerate(chunks):
-        if number and delay:
-            time.sleep(delay)
-        text, finish = _piece(chunk)
-        delta = {"role": "assistant", "content": text} if number == 0 else {"content": text}
-        yield f"data: {json.dumps({**common, 'choices': [{'index': 0, 'delta': delta, 'finish_reason': finish}]})}\n\n"
-    if include_usage:
-        yield f"data: {json.dumps({**common, 'choices': [], 'usage': _usage(chunks[-1])})}\n\n"
-    yield "data: [DONE]\n\n"
+    @app.get("/<version>/openai/models/<path:model>")
+    def openai_model(version, model):
+        model = model.removeprefix("models/")
+        _, refused = refusal(version, "openai.models.get", model)
+        if refused is not None:
+            return refused
+        if model not in replies.MODELS:
+            return error(404, f"models/{model} is not found for API version {version}.")
+        return Response(json.dumps(openai_convert.model_object(model)), mimetype="application/json")

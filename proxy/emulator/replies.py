@@ -7,7 +7,31 @@ MODELS = {
     "gemini-2.5-flash": {"displayName": "Gemini 2.5 Flash", "inputTokenLimit": 1048576, "outputTokenLimit": 65536},
     "gemini-2.5-flash-lite": {"displayName": "Gemini 2.5 Flash-Lite", "inputTokenLimit": 1048576,
                               "outputTokenLimit": 65536},
+    "gemini-2.5-flash-preview-09-2025": {"displayName": "Gemini 2.5 Flash Preview Sep 2025",
+                                        "inputTokenLimit": 1048576, "outputTokenLimit": 65536},
+    "gemini-2.5-flash-lite-preview-09-2025": {"displayName": "Gemini 2.5 Flash-Lite Preview Sep 2025",
+                                             "inputTokenLimit": 1048576, "outputTokenLimit": 65536},
     "gemini-2.0-flash": {"displayName": "Gemini 2.0 Flash", "inputTokenLimit": 1048576, "outputTokenLimit": 8192},
+    # Gemini 3: thinking on by default, thought signatures on function calls (thinking.py). The Gemini CLI's
+    # defaults (packages/core/src/config/models.ts) are among them: gemini-3-pro-preview, gemini-3.1-pro-preview
+    # (and -customtools), gemini-3-flash-preview, gemini-3.5-flash (alias gemini-3-flash), gemini-3.1-flash-lite.
+    "gemini-3-pro-preview": {"displayName": "Gemini 3 Pro Preview", "inputTokenLimit": 1048576,
+                             "outputTokenLimit": 65536},
+    "gemini-3.1-pro-preview": {"displayName": "Gemini 3.1 Pro Preview", "inputTokenLimit": 1048576,
+                               "outputTokenLimit": 65536},
+    "gemini-3.1-pro-preview-customtools": {"displayName": "Gemini 3.1 Pro Preview (custom tools)",
+                                           "inputTokenLimit": 1048576, "outputTokenLimit": 65536},
+    "gemini-3-flash-preview": {"displayName": "Gemini 3 Flash Preview", "inputTokenLimit": 1048576,
+                               "outputTokenLimit": 65536},
+    "gemini-3-flash": {"displayName": "Gemini 3 Flash", "inputTokenLimit": 1048576, "outputTokenLimit": 65536},
+    "gemini-3.5-flash": {"displayName": "Gemini 3.5 Flash", "inputTokenLimit": 1048576, "outputTokenLimit": 65536},
+    "gemini-3.5-flash-lite": {"displayName": "Gemini 3.5 Flash-Lite", "inputTokenLimit": 1048576,
+                              "outputTokenLimit": 65536},
+    "gemini-3.8-flash": {"displayName": "Gemini 3.8 Flash", "inputTokenLimit": 1048576, "outputTokenLimit": 65536},
+    "gemini-3.1-flash-lite": {"displayName": "Gemini 3.1 Flash-Lite", "inputTokenLimit": 1048576,
+                              "outputTokenLimit": 65536},
+    "gemini-3.1-flash-lite-preview": {"displayName": "Gemini 3.1 Flash-Lite Preview", "inputTokenLimit": 1048576,
+                                      "outputTokenLimit": 65536},
     "text-embedding-004": {"displayName": "Text Embedding 004", "inputTokenLimit": 2048, "outputTokenLimit": 1,
                            "methods": ["embedContent"]},
     "gemini-embedding-001": {"displayName": "Gemini Embedding 001", "inputTokenLimit": 2048, "outputTokenLimit": 1,
@@ -42,9 +66,11 @@ def model_resource(name):
     }
 
 
-def answer_text(model, prompt, max_tokens):
-    """A deterministic answer, words counted as tokens so maxOutputTokens cuts it visibly."""
-    words = (f"Emulated {model} answer to: {prompt.strip()[:400]} "
+def answer_text(model, prompt, max_tokens, system=""):
+    """A deterministic answer, words counted as tokens so maxOutputTokens cuts it visibly; a system
+    instruction is acknowledged in it."""
+    heeded = f"(Following the system instruction: {system.strip()[:200]}) " if system.strip() else ""
+    words = (f"Emulated {model} answer to: {prompt.strip()[:400]} {heeded}"
              "This reply is produced locally by the Gemini emulator and never leaves this machine.").split()
     if max_tokens is not None and len(words) > max_tokens:
         return " ".join(words[:max_tokens]), "MAX_TOKENS"

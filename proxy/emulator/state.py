@@ -81,6 +81,11 @@ class EmulatorState:
             held = self.resources.get(name)
             return held[1] if held is not None and self._same_project(held[0], key) else None
 
+    def project_of(self, key):
+        """The project `key` belongs to: the one `projects` names, else a project of its own."""
+        with self.lock:
+            return self.projects.get(key, key)
+
     def _same_project(self, owner, key):
         return owner == key or (owner in self.projects and self.projects[owner] == self.projects.get(key))
 

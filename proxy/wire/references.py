@@ -11,7 +11,7 @@ from .routes import NAME, name_parts
 
 # Collections whose members live in one key's project.
 STATEFUL = frozenset({"files", "cachedContents", "batches", "operations", "fileSearchStores", "interactions",
-                      "tunedModels", "generatedFiles"})
+                      "tunedModels", "generatedFiles", "auth_tokens"})
 SIGNATURES = "thoughtSignatures"  # not Google's: where the proxy keeps which key produced a thought signature
 MAX_WALK = 20_000  # JSON values looked at in one body or answer; the body is bounded already
 

@@ -16,6 +16,7 @@ VERSIONS = ("v1beta", "v1", "v1alpha")  # v1alpha: ephemeral tokens and what Goo
 COLLECTIONS = frozenset({
     "models", "tunedModels", "files", "cachedContents", "batches", "operations", "fileSearchStores",
     "documents", "chunks", "corpora", "permissions", "generatedFiles", "interactions",
+    "auth_tokens",  # v1alpha: ephemeral tokens for the Live API
 })
 OPENAI = "openai"  # Gemini's OpenAI-compatible endpoint: openai/chat/completions, openai/models/{m}, ...
 GENERATION_ACTIONS = frozenset({"generateContent", "streamGenerateContent"})
