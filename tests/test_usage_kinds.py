@@ -1,5 +1,7 @@
 """Every billed token kind: read once (wire.usage) from any answer, hostile or not; recorded on every path;
 priced by kind (thoughts as output, cached at the cached price, tool-use prompts as input, batches at half)."""
+import csv
+import io
 import json
 import math
 from datetime import datetime
@@ -195,6 +197,14 @@ def test_the_sdk_path_s_cache_keeps_the_kinds(make_app, rich_usage):
         assert client.post("/gemini/generate", json={"prompt": {"text": "Cache me"}},
                            headers={"X-Proxy-Cache": "on"}).status_code == 200
     assert [row[3] for row in recorded(app, "generate")] == [4, 4]
+
+
+def test_the_csv_export_has_every_kind(app, client, rich_usage):
+    native(client, NATIVE)
+    result = app.test_cli_runner().invoke(args=["ops", "export-csv"])
+    [row] = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert (row["cached_tokens"], row["thoughts_tokens"], row["tool_use_prompt_tokens"], row["service_tier"],
+            row["batch"]) == ("4", "11", "3", "standard", "False")
 
 
 # The reports --------------------------------------------------------------------------------------------
