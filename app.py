@@ -17,6 +17,7 @@ from proxy.access.quotas import check_token_quota, count_usage
 from proxy.access.resources import ResourceOwners
 from proxy.access.security import init_security
 from proxy.analytics.cli import cli as ops_cli
+from proxy.analytics.batch_usage import POLL_SECONDS as BATCH_POLL_SECONDS, start_batch_poller
 from proxy.analytics.operations import start_periodic_prune
 from proxy.analytics.rollups import forget_late_records, start_periodic_rollups, watch_late_records
 from proxy.api import init_api
@@ -29,6 +30,8 @@ from proxy.dashboard import bp as dashboard_bp
 from proxy.exact_paths import ExactPathMap, refuse_empty_segments
 from proxy.forwarded import TrustedForwarded
 from proxy.jsonrequests import BoundedJSONProvider, BoundedRequest
+from proxy.live import init_live
+from proxy.access.sessions import LiveSessions
 from proxy.logsetup import configure_logging
 from proxy.observability.prometheus import (configure_labels, count_cooldown, observe, release_in_flight,
                                             track_in_flight)
@@ -100,6 +103,7 @@ def create_app(config=None):
     app.extensions["ended_uploads"] = EndedUploads(local_path(app, "uploads-ended"), app.config["UPLOAD_URL_SECONDS"])
     app.extensions["quotas"] = QuotaHolds.from_app(app)
     app.extensions["resource_owners"] = ResourceOwners()
+    app.extensions["live_sessions"] = LiveSessions(local_path(app, "live-sessions"))
     app.extensions["key_cache"] = KeyCache(local_path(app, "clients-changed"), app.config["CLIENT_CACHE_SECONDS"])
     with app.app_context():  # even with API_KEYS empty: the clients of keys taken out of it stop
         sync_env_keys(app.config["API_KEYS"])
@@ -151,6 +155,7 @@ def create_app(config=None):
         start_background_jobs(app)
     init_api(app, chain.models)
     app.register_blueprint(passthrough)
+    init_live(app)
     app.register_blueprint(metrics_bp)
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(keys_cli)
@@ -172,6 +177,8 @@ def start_background_jobs(app):
                              config["BODY_RETENTION_DAYS"])
     if config["ROLLUP_INTERVAL_SECONDS"]:
         start_periodic_rollups(app, config["ROLLUP_INTERVAL_SECONDS"])
+    if config.get("BATCH_USAGE_INTERVAL_SECONDS", BATCH_POLL_SECONDS):
+        start_batch_poller(app, config.get("BATCH_USAGE_INTERVAL_SECONDS", BATCH_POLL_SECONDS))
 
 
 if __name__ == "__main__":

@@ -183,6 +183,10 @@ def load_settings(env=None):
         "LOG_BODIES": _flag(env, "LOG_BODIES", True),
         "LOG_BODY_MAX_BYTES": _number(env, "LOG_BODY_MAX_BYTES", 16 * 1024 * 1024, int, minimum=0),
         "UPLOAD_URL_SECONDS": _number(env, "UPLOAD_URL_SECONDS", 86400, int, minimum=60, maximum=7 * 86400),
+        # The Live API (WebSocket sessions)
+        "LIVE_SESSIONS_PER_CLIENT": _number(env, "LIVE_SESSIONS_PER_CLIENT", 10, int, minimum=0),
+        "LIVE_SETUP_SECONDS": _number(env, "LIVE_SETUP_SECONDS", 30.0, minimum=0.1, maximum=600),
+        "LIVE_GOAWAY_SECONDS": _number(env, "LIVE_GOAWAY_SECONDS", 10.0, minimum=0, maximum=600),
         # Access control and limits
         "API_KEYS": _list(env, "API_KEYS"),
         "REQUIRE_API_KEY": _flag(env, "REQUIRE_API_KEY", False),

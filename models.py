@@ -3,7 +3,7 @@ from datetime import datetime, timezone
 from typing import Optional
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -104,6 +104,12 @@ class RequestLog(db.Model):
     temperature: Mapped[Optional[float]]
     max_output_tokens: Mapped[Optional[int]]
     metric_id: Mapped[Optional[int]] = mapped_column(ForeignKey("metrics.id", ondelete="SET NULL"))
+    # The billed token kinds beyond prompt and completion (migration 0003: declared last, as added).
+    cached_tokens: Mapped[Optional[int]]  # part of prompt_tokens, billed at the cached price
+    thoughts_tokens: Mapped[Optional[int]]  # billed at the output price, beside completion_tokens
+    tool_use_prompt_tokens: Mapped[Optional[int]]  # billed at the input price
+    service_tier: Mapped[Optional[str]] = mapped_column(String(20))  # standard | flex | priority, when said
+    batch: Mapped[bool] = mapped_column(default=False, server_default=false())  # a batch's usage: half price
 
     metric: Mapped[Optional[Metric]] = relationship()
     exchange: Mapped[Optional["Exchange"]] = relationship(back_populates="request", cascade="all, delete-orphan")

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager
 
 from models import db
 
@@ -40,6 +41,22 @@ def run_every(app, name, interval, job, stop=None):
     thread = threading.Thread(target=loop, name=name, daemon=True)
     thread.start()
     return thread
+
+
+@contextmanager
+def one_per_host(app, name):
+    """True inside when this worker holds the host's lock `name` (beside the database), False when another
+    worker of the host holds it: that one does the job this round."""
+    with open(local_path(app, name), "ab") as lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
 def run_apart(app, job):

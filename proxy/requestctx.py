@@ -19,8 +19,8 @@ if TYPE_CHECKING:  # types only: the request state stands below everything that 
 
 # A client-supplied id is kept only if it is short and plain, so it is safe in logs and headers.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
-API, NATIVE, ADMIN = "api", "native", "admin"  # the areas of the app, by path (access.auth.area_of)
-RECORDED_AREAS = (API, NATIVE)  # the generation APIs, whose every request is recorded, limited, counted
+API, NATIVE, LIVE, ADMIN = "api", "native", "live", "admin"  # the areas of the app, by path (access.auth.area_of)
+RECORDED_AREAS = (API, NATIVE, LIVE)  # the generation APIs, whose every request is recorded, limited, counted
 
 
 @dataclass(slots=True, eq=False)
@@ -34,6 +34,7 @@ class RequestState:
     area: Optional[str] = None
     client: Any = None  # access.clients.Caller, or None when the proxy is open
     native: Optional["NativeRequest"] = None  # the pass-through's path, query and credentials, parsed once
+    live: Any = None  # wire.live.LiveRequest of a Live session's upgrade
     upload: Any = None  # access.upload_grants.UploadPass of a chunk sent to an upload URL the proxy gave out
     proxy_key_slot: Optional[str] = None  # where a native client put its proxy key, swapped for a server key
     # storage.admitted and observability: what a worker holds for this request until its response closes
@@ -45,7 +46,7 @@ class RequestState:
     generation: Any = None  # upstream.messages.Generation on /gemini/*
     cache_status: Optional[str] = None  # HIT or MISS when the response cache was consulted
     error: Optional["ProxyError"] = None  # the typed error the request was answered with
-    native_recorded: bool = False  # the pass-through records its exchange itself, when the response closes
+    native_recorded: bool = False  # the pass-through (and a Live session) records itself, when it ends
 
     def elapsed_ms(self):
         return round((time.perf_counter() - self.started) * 1000, 3)

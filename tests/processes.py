@@ -109,7 +109,7 @@ def start_connect_proxy(tmp_dir, routes):
     argv = [PYTHON, os.path.join(ROOT, "tests", "connect_proxy.py"), str(port),
             *(f"{name}={target}" for name, target in routes.items())]
     process = Process("connect-proxy", argv, base_env(), tmp_dir, None, os.path.join(tmp_dir, f"connect-{port}.log"))
-    process.url = f"http://127.0.0.1:{port}"
+    process.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         try:
@@ -157,9 +157,10 @@ def start_redis(tmp_dir):
     raise RuntimeError(f"redis not ready:\n{process.output()}")
 
 
-def start_nginx(tmp_dir, upstream_port):
+def start_nginx(tmp_dir, upstream_port, tls=None):
     """Debian's nginx in front of a Gunicorn port, serving the repo's own site file (deploy/), with only
-    its listen port and upstream address changed (scripts/test installs nginx)."""
+    its listen port and upstream address changed (scripts/test installs nginx); with `tls`, a
+    (certificate chain, key) pair of PEM files, it terminates TLS as the site's comment says."""
     binary = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
     if binary is None:
         raise RuntimeError("nginx is not installed: apt-get install nginx (scripts/test does)")
@@ -167,7 +168,11 @@ def start_nginx(tmp_dir, upstream_port):
     with open(os.path.join(ROOT, "deploy", "nginx-gemini-proxy.conf")) as handle:
         site = handle.read()
     site = site.replace("server 127.0.0.1:8000;", f"server 127.0.0.1:{upstream_port};")
-    site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
+    if tls:
+        site = site.replace("listen 80;", f"listen 127.0.0.1:{port} ssl;\n    ssl_certificate {tls[0]};\n"
+                                          f"    ssl_certificate_key {tls[1]};")
+    else:
+        site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
     assert str(upstream_port) in site and str(port) in site, "the site file's listen or upstream line changed"
     temp = os.path.join(tmp_dir, "nginx-temp")
     os.makedirs(temp, exist_ok=True)
@@ -193,7 +198,7 @@ http {{
 """)
     process = Process("nginx", [binary, "-c", config, "-p", tmp_dir], base_env(), tmp_dir, None,
                       os.path.join(tmp_dir, "nginx.log"))
-    process.url = f"http://127.0.0.1:{port}"
+    process.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         try:

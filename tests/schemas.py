@@ -70,7 +70,12 @@ def version_of(url):
 
 
 def as_before_migrations(url):
-    """Make a database at HEAD look made before migrations: no version table, none of the later tables."""
+    """Make a database at HEAD look made before migrations: no version table, none of the later tables,
+    none of the columns later migrations added to the baseline's tables."""
     from proxy.storage.migrations import baseline
-    later = set(inspect(create_engine(url)).get_table_names()) - set(baseline.metadata.tables)
-    run_sql(url, [f"DROP TABLE {table}" for table in sorted(later)])
+    inspector = inspect(create_engine(url))
+    later = set(inspector.get_table_names()) - set(baseline.metadata.tables)
+    added = [(table.name, column["name"]) for table in baseline.metadata.sorted_tables
+             for column in inspector.get_columns(table.name) if column["name"] not in table.c]
+    run_sql(url, [f"DROP TABLE {table}" for table in sorted(later)]
+            + [f"ALTER TABLE {table} DROP COLUMN {column}" for table, column in added])

@@ -158,7 +158,7 @@ def test_fallbacks_report(client, history):
 def test_costs_and_savings(client, history):
     body = client.get("/analytics/costs", query_string=WINDOW).json
     flash = next(m for m in body["by_model"] if m["model"] == "gemini-2.5-flash")
-    assert flash["price_per_million"] == {"input": 0.30, "output": 2.50}
+    assert flash["price_per_million"] == {"input": 0.30, "output": 2.50, "cached": 0.03}
     assert body["cheapest_fallback_model"] == "gemini-2.5-flash-lite"
     at_lite = (flash["prompt_tokens"] * 0.10 + flash["completion_tokens"] * 0.40) / 1e6
     assert body["savings_if_cheapest_usd"] == pytest.approx(flash["cost_usd"] - at_lite, abs=1e-6)

@@ -19,6 +19,7 @@ def route(path):
     ("/v1beta/batches/b1:cancel", "batches/b1"),
     ("/v1beta/interactions/i1/cancel", "interactions/i1"),
     ("/v1beta/fileSearchStores/s/documents/d", "fileSearchStores/s/documents/d"),
+    ("/v1beta/fileSearchStores/s/upload/operations/o", "fileSearchStores/s/upload/operations/o"),
     ("/v1beta/models/veo-3.1-generate-preview/operations/op1", "models/veo-3.1-generate-preview/operations/op1"),
     ("/download/v1beta/files/f1:download", "files/f1"),
     ("/v1beta/tunedModels/t1:generateContent", "tunedModels/t1"),
@@ -34,8 +35,20 @@ def test_the_path_names_the_resource_it_reaches(path, named):
 def test_what_holds_a_nested_resource_is_its_parents_owner_too():
     assert references.owners_of("fileSearchStores/s/documents/d") == ["fileSearchStores/s/documents/d",
                                                                       "fileSearchStores/s"]
+    assert references.owners_of("fileSearchStores/s/upload/operations/o") == [
+        "fileSearchStores/s/upload/operations/o", "fileSearchStores/s"]
     assert references.owners_of("models/veo/operations/op") == ["models/veo/operations/op"]
     assert references.owners_of("cachedContents/c") == ["cachedContents/c"]
+
+
+@pytest.mark.parametrize("path", [
+    "/v1beta/upload/operations/o",  # only under a resource
+    "/v1beta/fileSearchStores/s/upload%2Foperations/o",  # an encoded slash joins nothing
+    "/v1beta/fileSearchStores/s/upload/documents/d",
+])
+def test_two_word_collections_are_only_gemini_s_own(path):
+    with pytest.raises(routes.BadRoute):
+        route(path)
 
 
 @pytest.mark.parametrize("path, method, listed", [

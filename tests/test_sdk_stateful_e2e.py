@@ -140,3 +140,35 @@ def test_interactions_follow_on_from_one_another_on_one_key(server, emulator):
     refused_as_missing(lambda: b.interactions.delete(first.id))
     a.interactions.delete(first.id)
     refused_as_missing(lambda: a.interactions.get(first.id))
+
+
+def test_a_file_search_store_its_uploads_documents_and_searches_stay_on_one_key(server, emulator, tmp_path):
+    a, b = sdk(server, CLIENT_A), sdk(server, CLIENT_B)
+    store = a.file_search_stores.create(config={"display_name": "handbook"})
+    path = tmp_path / "handbook.txt"
+    path.write_bytes(b"Holidays are booked a month ahead. " * 40)
+    operation = a.file_search_stores.upload_to_file_search_store(
+        file=str(path), file_search_store_name=store.name, config={"mime_type": "text/plain"})
+    # Google names an upload's operation under the store: fileSearchStores/{s}/upload/operations/{o}.
+    assert "/upload/operations/" in operation.name
+    for _ in range(USES):
+        operation = a.operations.get(operation)
+    assert operation.done, operation
+    documents = list(a.file_search_stores.documents.list(parent=store.name))
+    assert [d.name for d in documents] == [operation.response.document_name]
+    for _ in range(USES):
+        assert a.file_search_stores.get(name=store.name).active_documents_count == 1
+    search = types.Tool(file_search=types.FileSearch(file_search_store_names=[store.name]))
+    for _ in range(3):
+        answer = a.models.generate_content(model=MODEL, contents="When are holidays booked?",
+                                           config=types.GenerateContentConfig(tools=[search]))
+        assert answer.text
+    assert store.name in [s.name for s in a.file_search_stores.list()]
+    assert store.name not in [s.name for s in b.file_search_stores.list()]
+    refused_as_missing(lambda: b.file_search_stores.get(name=store.name))
+    refused_as_missing(lambda: b.file_search_stores.documents.list(parent=store.name).page)
+    refused_as_missing(lambda: b.operations.get(operation))
+    refused_as_missing(lambda: b.models.generate_content(
+        model=MODEL, contents="When?", config=types.GenerateContentConfig(tools=[search])))
+    a.file_search_stores.delete(name=store.name, config={"force": True})
+    refused_as_missing(lambda: a.file_search_stores.get(name=store.name))

@@ -8,13 +8,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from models import ApiClient, db
 
 from ..errors import AdminDisabled, InvalidRequest, NotFound, Unauthorized
-from ..requestctx import ADMIN, API, NATIVE, current as current_state
-from ..wire import credentials, native as native_wire, query as queries, routes, upload_urls
+from ..requestctx import ADMIN, API, LIVE, NATIVE, current as current_state
+from ..wire import credentials, live as live_wire, native as native_wire, query as queries, routes, upload_urls
 from . import clients, upload_grants
 
 _AREAS = (("/gemini/", API), ("/gemini-proxy", API), *((f"/{prefix}{version}/", NATIVE)
           for prefix in ("",) + routes.PREFIXES for version in routes.VERSIONS),
-          ("/admin/", ADMIN), ("/analytics/", ADMIN), ("/metrics", ADMIN))
+          (live_wire.PREFIX, LIVE), ("/admin/", ADMIN), ("/analytics/", ADMIN), ("/metrics", ADMIN))
 
 
 def area_of(path):
@@ -34,6 +34,13 @@ def _read(incoming, area):
         if area == NATIVE:
             native = native_wire.read(incoming.environ, incoming.headers)
             return native, native.presented
+        if area == LIVE:
+            live = live_wire.read_request(incoming.path, incoming.environ.get("QUERY_STRING", ""), incoming.headers)
+            if live is None:
+                raise NotFound("The path is not one of the Live API's endpoints.")
+            if incoming.headers.get("Upgrade", "").lower() != "websocket":
+                raise InvalidRequest("The Live API is a WebSocket: open it with an Upgrade: websocket request.")
+            return live, live.presented
         return None, credentials.presented(incoming.headers)
     except routes.BadRoute as exc:
         raise (NotFound(str(exc)) if exc.status == 404 else InvalidRequest(str(exc))) from None
@@ -66,8 +73,12 @@ def authenticate():
     if area == ADMIN:
         return require_admin()
     native, presented = _read(incoming, area)
-    state.native = native
-    client = _caller(state, area, presented)
+    if area == LIVE:
+        state.live, native = native, None
+        client = _live_caller(state, presented)
+    else:
+        state.native = native
+        client = _caller(state, area, presented)
     if _is_upload_chunk(native):
         return _admit_upload_chunk(state, native, incoming, client)
     state.client = client
@@ -102,6 +113,18 @@ def _caller(state, area, presented):
     if client is not None:
         state.proxy_key_slot = slot
     return client
+
+
+def _live_caller(state, presented):
+    """A Live session's client: by its key, as on the pass-through, or by the ephemeral token it was given
+    through this proxy (access.resources knows whose each token is)."""
+    token = state.live.token
+    if token is None:
+        return _caller(state, NATIVE, presented)
+    owner = current_app.extensions["resource_owners"].find([token[1]]).get(token[1])
+    if owner is None or owner.client_id is None:
+        return None
+    return clients.find_by_id(owner.client_id)
 
 
 def _admit_upload_chunk(state, native, incoming, client):

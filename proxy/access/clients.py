@@ -74,6 +74,19 @@ def find_active(key):
     return caller
 
 
+def find_by_id(client_id):
+    """The active client of that id (the owner of an ephemeral token it was given), or None."""
+    try:
+        client = db.session.get(ApiClient, client_id)
+    except SQLAlchemyError:
+        db.session.rollback()
+        log.warning("client lookup failed", exc_info=True)
+        return None
+    if client is None or not client.active:
+        return None
+    return Caller(client.id, client.name, client.rate_limit, client.daily_token_quota)
+
+
 def any_issued():
     """Whether keys are in use: once any was issued, revoking them all does not open the proxy."""
     cache = _cache()

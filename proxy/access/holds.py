@@ -86,6 +86,23 @@ class QuotaHolds:
                 (ledger, client_id, day, reservation.hold, reservation.tokens, self.clock()))
         return reservation
 
+    def used(self, client_id, day):
+        """Tokens settled and held for the client today: what a running Live session weighs its own against."""
+        try:
+            used, held = (self.shared or self.local).usage(client_id, day)
+        except self._failures():
+            self._shared_failed("reading usage")
+            used, held = self.local.usage(client_id, day)
+        return used + held
+
+    def spend(self, client_id, day, tokens):
+        """Count tokens at once, with no hold: a Live session's, as each turn reports them."""
+        try:
+            (self.shared or self.local).settle(client_id, day, None, tokens)
+        except self._failures():
+            self._shared_failed("spending")
+            self.local.settle(client_id, day, None, tokens)
+
     def settle(self, client_id, request_id, tokens):
         """The request's real tokens replace its hold. A request this worker reserved nothing for (no
         quota applied to it) is not counted here; the database's floor counts it if one applies later."""

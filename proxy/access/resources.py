@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 _MAX_ENTRIES = 50_000  # owners remembered per worker
 _IN_CLAUSE = 500  # names asked for in one query
-KINDS = STATEFUL | {"models", SIGNATURES}  # models: a model's long-running operations
+KINDS = STATEFUL | {"models", SIGNATURES, "liveSessions"}  # models: their long-running operations; liveSessions: resumption handles
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, func, literal, null, or_, select, union_all
+from sqlalchemy import and_, case, false, func, literal, null, or_, select, union_all
 from sqlalchemy.orm import aliased
 
 from models import Attempt, HourlyAttempts, HourlyHistogram, HourlyRollup, RequestLog, RolledHour, db
@@ -19,6 +19,10 @@ _LOG_GROWTH = math.log(_GROWTH)
 DIMENSIONS = ("hour", "route", "model_used", "status_code", "error_code", "client_id", "cache_status", "first_model")
 MEASURES = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "latency_sum", "upstream_sum",
             "upstream_count", "overhead_sum", "ttfb_sum", "ttfb_count", "retried", "retries")
+# What costs read beside those: the billed token kinds, and whether a row is a batch's (half price). The
+# rollups do not hold them yet: rolled hours read them as 0 and not batch, until HourlyRollup has them.
+BILLED = ("cached_tokens", "thoughts_tokens", "tool_use_prompt_tokens")
+BATCH = "batch"
 
 
 def bucket_of(value):
@@ -100,8 +104,8 @@ def in_ranges(column, ranges):
     return or_(*[and_(column >= start, column < end) for start, end in ranges])
 
 
-def raw_facts(conditions, first_model=False):
-    """One fact per request-log row, in the rollups' columns."""
+def raw_facts(conditions, first_model=False, billed=False):
+    """One fact per request-log row, in the rollups' columns (with billed=True, the billed kinds too)."""
     upstream, ttfb, attempts = RequestLog.upstream_latency_ms, RequestLog.ttfb_ms, RequestLog.attempt_count
     first = aliased(Attempt)
     overhead = case((upstream.isnot(None) & (RequestLog.latency_ms > upstream), RequestLog.latency_ms - upstream),
@@ -122,27 +126,42 @@ def raw_facts(conditions, first_model=False):
         case((ttfb.isnot(None), 1), else_=0).label("ttfb_count"),
         case((attempts > 1, 1), else_=0).label("retried"),
         case((attempts > 1, attempts - 1), else_=0).label("retries"),
+        *(_billed_columns() if billed else ()),
     ).select_from(RequestLog).where(*conditions)
     if first_model:
         query = query.outerjoin(first, and_(first.request_log_id == RequestLog.id, first.number == 1))
     return query
 
 
-def facts(window, plan_, first_model=False):
-    """Facts covering the window: rollup rows for rolled hours, request-log rows for the rest."""
+def _billed_columns():
+    kinds = [func.coalesce(getattr(RequestLog, name), 0).label(name) for name in BILLED]
+    return (*kinds, RequestLog.batch.label(BATCH))
+
+
+def _rolled_billed_columns():
+    """The rollups' billed kinds where HourlyRollup has them; otherwise none were counted (0, not batch)."""
+    kinds = [getattr(HourlyRollup, name, literal(0)).label(name) for name in BILLED]
+    return (*kinds, getattr(HourlyRollup, BATCH, false()).label(BATCH))
+
+
+def facts(window, plan_, first_model=False, billed=False):
+    """Facts covering the window: rollup rows for rolled hours, request-log rows for the rest; with
+    billed=True also the billed token kinds and the batch flag, for costs."""
     parts = []
     if plan_.raw:
         parts.append(raw_facts([in_ranges(RequestLog.created_at, plan_.raw), *filters(window, RequestLog)],
-                               first_model))
+                               first_model, billed))
     if plan_.rolled:
-        parts.append(select(*[getattr(HourlyRollup, name).label(name) for name in DIMENSIONS + MEASURES]).where(
+        parts.append(select(*[getattr(HourlyRollup, name).label(name) for name in DIMENSIONS + MEASURES],
+                            *(_rolled_billed_columns() if billed else ())).where(
             in_ranges(HourlyRollup.hour, plan_.rolled), *filters(window, HourlyRollup)))
     return (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("facts")
 
 
 def totals(source, *keys, where=()):
-    """Sums of every measure (and errors) per group of `keys`, as dicts."""
-    sums = [func.sum(source.c[name]).label(name) for name in MEASURES]
+    """Sums of every measure (and errors) per group of `keys`, as dicts; the billed kinds too when the
+    source has them (facts(billed=True))."""
+    sums = [func.sum(source.c[name]).label(name) for name in MEASURES + BILLED if name in source.c]
     errors = func.sum(case((source.c.status_code >= 400, source.c.requests), else_=0)).label("errors")
     query = select(*keys, *sums, errors).where(*where)
     if keys:

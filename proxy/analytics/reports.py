@@ -8,35 +8,44 @@ from models import ApiClient, RequestLog, db
 
 from .facts import (PERCENTILES, attempt_facts, day_of, facts, histogram_percentiles, histograms_by_hour,
                     hour_expression, nearest_rank, percentiles, plan, scope_of, totals)
+from .pricing import usage_of
 from .requestlog import brief
 
 _ERROR = RequestLog.status_code >= 400
 
 
-def _by_model(rows, hits):
-    """{model: [prompt, completion, requests]} over Gemini's work (hits=False) or the cache's answers."""
-    result = defaultdict(lambda: [0, 0, 0])
+_KINDS = ("prompt_tokens", "completion_tokens", "cached_tokens", "thoughts_tokens", "tool_use_prompt_tokens")
+
+
+def _by_model(rows, hits, prices, priced_as=None):
+    """{model: its requests, token kinds and cost} over Gemini's work (hits=False) or the cache's answers;
+    the cost at `priced_as`'s prices when given (what the chain's cheapest model would have cost)."""
+    result = defaultdict(lambda: dict.fromkeys(("requests", "batch_requests", *_KINDS, "cost"), 0))
     for row in rows:
-        if (row["cache_status"] == "HIT") == hits:
-            entry = result[row["model_used"]]
-            entry[0] += row["prompt_tokens"] or 0
-            entry[1] += row["completion_tokens"] or 0
-            entry[2] += row["requests"] or 0
+        if (row["cache_status"] == "HIT") != hits:
+            continue
+        entry = result[row["model_used"]]
+        entry["requests"] += row["requests"] or 0
+        entry["batch_requests"] += (row["requests"] or 0) if row.get("batch") else 0
+        for name in _KINDS:
+            entry[name] += row.get(name) or 0
+        entry["cost"] += prices.cost(priced_as or row["model_used"], usage_of(row), bool(row.get("batch")))
     return result
 
 
 def _model_rows(window, plan_):
-    source = facts(window, plan_)
-    return totals(source, source.c.model_used, source.c.cache_status)
+    source = facts(window, plan_, billed=True)
+    return totals(source, source.c.model_used, source.c.cache_status, source.c.batch)
 
 
 def cache_savings(rows, prices):
-    hits = _by_model(rows, hits=True)
+    hits = _by_model(rows, hits=True, prices=prices)
     consulted = sum(row["requests"] for row in rows if row["cache_status"] is not None)
-    count = sum(n for _, _, n in hits.values())
+    count = sum(entry["requests"] for entry in hits.values())
     return {"lookups": consulted, "hits": count, "hit_rate": round(count / consulted, 6) if consulted else 0.0,
-            "tokens_saved": sum(p + c for p, c, _ in hits.values()),
-            "cost_saved_usd": round(sum(prices.cost(m, p, c) for m, (p, c, _) in hits.items()), 6)}
+            "tokens_saved": sum(entry["prompt_tokens"] + entry["completion_tokens"] + entry["thoughts_tokens"]
+                                for entry in hits.values()),
+            "cost_saved_usd": round(sum(entry["cost"] for entry in hits.values()), 6)}
 
 
 def summary(window, prices):
@@ -57,7 +66,7 @@ def summary(window, prices):
         "completion_tokens": sum(row["completion_tokens"] for row in served),
         "total_tokens": sum(row["total_tokens"] for row in served),
         "latency_ms": {"avg": round(latency_sum / requests, 3) if requests else None, **points, "exact": exact},
-        "cost_usd": round(sum(prices.cost(m, p, c) for m, (p, c, _) in _by_model(rows, hits=False).items()), 6),
+        "cost_usd": round(sum(entry["cost"] for entry in _by_model(rows, hits=False, prices=prices).values()), 6),
         "cache": cache_savings(rows, prices),
     }
 
@@ -82,15 +91,15 @@ def _group_key(source, group_by):
 
 
 def usage(window, group_by, prices):
-    source = facts(window, plan(window))
+    source = facts(window, plan(window), billed=True)
     key = _group_key(source, group_by).label("key")
     groups = defaultdict(lambda: {"requests": 0, "errors": 0, "prompt_tokens": 0, "completion_tokens": 0,
                                   "total_tokens": 0, "cost_usd": 0.0})
-    for row in totals(source, key, source.c.model_used):
+    for row in totals(source, key, source.c.model_used, source.c.batch):
         group = groups[row["key"]]
         for name in ("requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens"):
             group[name] += row[name] or 0
-        group["cost_usd"] += prices.cost(row["model_used"], row["prompt_tokens"], row["completion_tokens"])
+        group["cost_usd"] += prices.cost(row["model_used"], usage_of(row), bool(row["batch"]))
     if group_by in ("hour", "day"):
         keys = list(buckets(window, group_by))
     else:
@@ -229,17 +238,20 @@ def fallbacks(window, pool, chain):
 
 
 def costs(window, prices, chain):
-    per_model = _by_model(_model_rows(window, plan(window)), hits=False)
+    rows = _model_rows(window, plan(window))
+    per_model = _by_model(rows, hits=False, prices=prices)
     cheapest = prices.cheapest(chain)
+    at_cheapest_of = _by_model(rows, hits=False, prices=prices, priced_as=cheapest) if cheapest else {}
     models, actual_total, cheapest_total = [], 0.0, 0.0
-    for model, (prompt, completion, count) in sorted(per_model.items(), key=lambda r: str(r[0])):
-        actual = prices.cost(model, prompt, completion)
-        at_cheapest = prices.cost(cheapest, prompt, completion) if cheapest and model in chain else actual
+    for model, entry in sorted(per_model.items(), key=lambda r: str(r[0])):
+        actual = entry["cost"]
+        at_cheapest = at_cheapest_of[model]["cost"] if cheapest and model in chain else actual
         actual_total, cheapest_total = actual_total + actual, cheapest_total + at_cheapest
-        price_in, price_out = prices.price(model)
-        models.append({"model": model or "(none)", "requests": count, "prompt_tokens": prompt,
-                       "completion_tokens": completion, "cost_usd": round(actual, 6),
-                       "price_per_million": {"input": price_in, "output": price_out},
+        rates = prices.rates(model)
+        models.append({"model": model or "(none)", "requests": entry["requests"],
+                       "batch_requests": entry["batch_requests"],
+                       **{name: entry[name] for name in _KINDS}, "cost_usd": round(actual, 6),
+                       "price_per_million": {"input": rates.input, "output": rates.output, "cached": rates.cached},
                        "priced": prices.known(model), "cost_at_cheapest_usd": round(at_cheapest, 6)})
     daily = usage(window, "day", prices)["groups"]
     return {

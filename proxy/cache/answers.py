@@ -2,6 +2,7 @@
 import json
 
 from ..wire.stream import iter_json_objects
+from ..wire.usage import Usage
 
 COMPLETE = {"STOP", "MAX_TOKENS", 1, 2}  # a blocked or cut answer is never stored
 
@@ -40,9 +41,8 @@ def fold_body(raw):
 def from_completion(completion, model):
     return {"candidates": [{"content": {"parts": [{"text": completion.text or ""}], "role": "model"},
                             "finishReason": completion.finish_reason or "STOP", "index": 0}],
-            "usageMetadata": {"promptTokenCount": completion.prompt_tokens or 0,
-                              "candidatesTokenCount": completion.completion_tokens or 0,
-                              "totalTokenCount": completion.total_tokens or 0},
+            "usageMetadata": {"promptTokenCount": 0, "candidatesTokenCount": 0, "totalTokenCount": 0,
+                              **completion.usage.to_gemini()},
             "modelVersion": model}
 
 
@@ -57,5 +57,5 @@ def replay(answer, streaming, sse):
 
 
 def usage_of(answer):
-    usage = answer.get("usageMetadata") or {}
-    return usage.get("promptTokenCount"), usage.get("candidatesTokenCount"), usage.get("totalTokenCount")
+    """The stored answer's usage (every token kind it was answered with), a wire.usage.Usage."""
+    return Usage.from_gemini(answer.get("usageMetadata"))

@@ -24,8 +24,7 @@ def generate_cached(cache, service, request, incoming, api_key=None):
 
 
 def _from_answer(answer, model):
-    prompt, completion, total = usage_of(answer)
     candidate = answer["candidates"][0]
     text = "".join(part.get("text", "") for part in candidate["content"]["parts"])
-    return Generation(Completion(text=text, finish_reason=candidate.get("finishReason"), prompt_tokens=prompt,
-                                 completion_tokens=completion, total_tokens=total), model, [])
+    return Generation(Completion(text=text, finish_reason=candidate.get("finishReason"),
+                                 **Completion.tokens(usage_of(answer))), model, [])

@@ -12,6 +12,7 @@ from .batches import register_batches
 from .files import register_files
 from .reading import BadRequest, Refused
 from .interactions import register_interactions
+from .live import register_live
 from .openai_compat import register_openai
 from .operations import register_operations
 from .state import EmulatorState
@@ -117,6 +118,7 @@ def create_emulator(valid_keys=None, latency_ms=0.0):
     register_operations(app, state, _API_VERSIONS, google_error)
     register_stores(app, state, _API_VERSIONS, google_error)
     register_interactions(app, state, _API_VERSIONS, google_error)
+    register_live(app, state)
 
     @app.errorhandler(404)
     def unknown_path(_error):

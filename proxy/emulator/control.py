@@ -21,9 +21,12 @@ def register_control(app, state):
 
     @app.route("/_emulator/config", methods=["GET", "POST"])
     def control_config():
+        live = app.extensions["emulator_live"]
         if request.method == "POST":
-            state.configure(request.get_json(force=True))
-        return jsonify({"latency_ms": state.latency_ms, "latency_jitter_ms": state.latency_jitter_ms,
+            settings = request.get_json(force=True)
+            state.configure(settings)
+            live.configure(settings)
+        return jsonify({**live.settings(), "latency_ms": state.latency_ms, "latency_jitter_ms": state.latency_jitter_ms,
                         "stream_chunk_delay_ms": state.stream_chunk_delay_ms,
                         "omit_usage": state.omit_usage, "batch_polls_to_finish": state.batch_polls_to_finish,
                         "operation_polls_to_finish": state.operation_polls_to_finish,
@@ -46,6 +49,7 @@ def register_control(app, state):
     @app.post("/_emulator/reset")
     def control_reset():
         state.reset()
+        app.extensions["emulator_live"].reset()
         return jsonify(state.stats())
 
     @app.get("/_emulator/stats")

@@ -5,8 +5,11 @@ it cannot parse, a transfer coding it does not take) with an HTML page that echo
 Every other answer of the proxy is JSON with a stable status, so these are too, and they echo nothing."""
 import json
 
+import gevent
 from gunicorn import util
 from gunicorn.workers.ggevent import GeventWorker
+
+from .. import shutdown
 
 _STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 414: "INVALID_ARGUMENT", 417: "FAILED_PRECONDITION",
            431: "INVALID_ARGUMENT", 500: "INTERNAL", 501: "UNIMPLEMENTED"}
@@ -39,3 +42,8 @@ class JsonErrorGeventWorker(GeventWorker):
         # Gunicorn's base worker calls util.write_error for every refusal; this process answers in JSON.
         util.write_error = _write_json_error
         super().init_process()
+
+    def handle_exit(self, sig, frame):
+        # SIGTERM: what is held open (Live sessions) hears of it now, and has the graceful timeout to end.
+        super().handle_exit(sig, frame)
+        gevent.spawn(shutdown.announce)

@@ -10,6 +10,7 @@ import binascii
 import json
 from dataclasses import replace
 
+from ..analytics.batch_usage import count_answer
 from ..errors import InvalidRequest, ResourceKeyGone, ResourceNotFound, ResourcesApart
 from ..wire import references, routes
 from ..wire.references import BadReference
@@ -17,6 +18,7 @@ from .keys import SERVER
 
 MAX_ANSWER_BYTES = 16 * 1024 * 1024  # an answer read whole to learn what it made, or to filter a list
 _PAGE_TOKEN = "pageToken"
+BATCHES = "batches/"
 
 
 def client_id_of(state):
@@ -119,6 +121,10 @@ def after(call, reply, body, state, owners):
     names = references.created(call.route, answer) if call.method == "POST" else references.handed_out(answer)
     if names and key_id:
         owners.record(names, key_id, upload_client if state.upload is not None else client_id, call.model)
+    if call.method == "GET":
+        named = references.path_resource(call.route)
+        if named and named.startswith(BATCHES) and reply.key:
+            count_answer(named, answer, reply.key)  # counted once, whoever sees it finished first
 
 
 def record_signatures(scanner, reply, state, owners, model):
@@ -158,6 +164,9 @@ def list_page(call, state, owners, open_call):
         owner = next((o for o in owners.find(references.owners_of(parent)).values()), None)
         if owner is None or not owner.belongs_to(client_id):
             raise ResourceNotFound(f"{parent} was not found.")
+        # What is under a resource of the caller's is the caller's too (a store's documents, made by its
+        # operations, which the proxy never sees by name): the list goes, whole and unfiltered, to its key.
+        return 0, None, open_call(replace(call, key=replace(call.key, pinned=owner.key_id)))
     keys = owners.keys_holding(client_id, collection, parent)
     key_id, token = _decode_token(call.query.get(_PAGE_TOKEN), keys)
     if key_id is None:

@@ -6,7 +6,7 @@ from functools import partial
 
 from flask import request
 
-from ..requestctx import NATIVE, current as current_state
+from ..requestctx import LIVE, NATIVE, current as current_state
 from .inflight import WORKER_DIED
 from .records import RequestRecord
 from .recorder import UNPARSED_NATIVE
@@ -29,10 +29,12 @@ def hooks(inflight):
         state.inflight_key = key = next(_keys)
         rule = incoming.url_rule
         native = state.native  # the pass-through's parsed route: its template and model
+        routed = (native.route.template, native.route.model) if native is not None else (
+            (state.live.endpoint.path, None) if state.live is not None else None)
         inflight.start(key, {
             "request_id": state.request_id, "started_at": {"$dt": state.started_at.isoformat()}, "area": state.area,
             "rule": rule.rule if rule is not None else None, "path": incoming.path, "method": incoming.method,
-            "native": (native.route.template, native.route.model) if native is not None else None,
+            "native": routed,
             "client_id": client.id if client is not None else None, "worker": os.getpid()})
 
     def forget_on_close(response):
@@ -46,7 +48,7 @@ def hooks(inflight):
 
 def _route_and_model(note):
     """The route as the request's record would name it (storage.recorder), and the model its path names."""
-    if note.get("area") != NATIVE:
+    if note.get("area") not in (NATIVE, LIVE):
         return note.get("rule") or note.get("path") or "", None
     route, model = note.get("native") or (UNPARSED_NATIVE, None)
     return route, model

@@ -45,7 +45,7 @@ def _aborted(stream):
 def build_rows(state, call, reply, stream, error, secrets):
     """The record of a native exchange (see storage.records): what was asked, what came back, and how."""
     summary = summarize(iter_json_objects(stream.capture.parse_text()))
-    usage = summary["usage"] or {}
+    usage = summary["usage"]
     settings = _generation_settings(call)
     aborted = _aborted(stream)
     record = request_record(state, call.route.template, call.method, error.status if error else reply.status,
@@ -58,8 +58,8 @@ def build_rows(state, call, reply, stream, error, secrets):
     record.exchange = _exchange(call, reply, stream, aborted, settings, usage, secrets)
     if _counts_in_metrics(record, call, aborted, usage):
         record.metric = MetricRecord(
-            timestamp=record.created_at, prompt_tokens=usage.get("promptTokenCount", 0),
-            completion_tokens=usage.get("candidatesTokenCount", 0), total_tokens=usage.get("totalTokenCount", 0),
+            timestamp=record.created_at, prompt_tokens=usage.prompt or 0,
+            completion_tokens=usage.candidates or 0, total_tokens=usage.total or 0,
             temperature=record.temperature, max_output_tokens=record.max_output_tokens)
     return record
 
@@ -71,8 +71,8 @@ def _counts_in_metrics(record, call, aborted, usage):
 
 
 def _add_usage(record, usage, finish_reason, settings):
-    record.prompt_tokens, record.completion_tokens = usage.get("promptTokenCount"), usage.get("candidatesTokenCount")
-    record.total_tokens, record.token_source = usage.get("totalTokenCount"), "usage_metadata" if usage else None
+    record.with_usage(usage)
+    record.token_source = "usage_metadata" if usage else None
     record.finish_reason = str(finish_reason) if finish_reason is not None else None
     record.temperature = settings.get("temperature")
     record.max_output_tokens = settings.get("maxOutputTokens", settings.get("max_output_tokens"))
@@ -98,7 +98,7 @@ def _exchange(call, reply, stream, aborted, settings, usage, secrets):
         response_headers=json.dumps(redacted(reply.headers)) if reply else None,
         request_bytes=len(call.body), response_bytes=stream.capture.total,
         top_p=settings.get("topP"), top_k=settings.get("topK"),
-        thoughts_tokens=usage.get("thoughtsTokenCount"), cached_tokens=usage.get("cachedContentTokenCount"))
+        thoughts_tokens=usage.thoughts, cached_tokens=usage.cached)
     cap = stream.capture.cap
     if cap:
         exchange.body = ExchangeBodyRecord(

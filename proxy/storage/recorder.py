@@ -49,8 +49,8 @@ def build_entry(state, response):
 
 
 def _add_completion(record, completion, status_code):
-    record.prompt_tokens, record.completion_tokens = completion.prompt_tokens, completion.completion_tokens
-    record.total_tokens, record.token_source = completion.total_tokens, completion.token_source
+    record.with_usage(completion.usage)
+    record.token_source = completion.token_source
     record.finish_reason = completion.finish_reason
     if status_code == 200 and record.cache_status != "HIT":  # metrics count Gemini's work
         record.metric = MetricRecord(

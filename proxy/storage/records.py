@@ -103,6 +103,11 @@ class RequestRecord:
     finish_reason: Optional[str] = None
     temperature: Optional[float] = None
     max_output_tokens: Optional[int] = None
+    cached_tokens: Optional[int] = None  # part of prompt_tokens
+    thoughts_tokens: Optional[int] = None  # billed as output, beside completion_tokens
+    tool_use_prompt_tokens: Optional[int] = None
+    service_tier: Optional[str] = None
+    batch: Optional[bool] = None  # a batch's usage (billed at half price); None: the column's default
     attempts: list[AttemptRow] = field(default_factory=list)
     metric: Optional[MetricRecord] = None
     exchange: Optional[ExchangeRecord] = None
@@ -112,6 +117,13 @@ class RequestRecord:
         self.attempts = [AttemptRow.of(attempt) for attempt in attempts]
         self.attempt_count = len(attempts)
         self.upstream_latency_ms = sum(attempt.latency_ms for attempt in attempts) if attempts else None
+        return self
+
+    def with_usage(self, usage):
+        """Set the token counts of a wire.usage.Usage."""
+        self.prompt_tokens, self.completion_tokens, self.total_tokens = usage.prompt, usage.candidates, usage.total
+        self.cached_tokens, self.thoughts_tokens = usage.cached, usage.thoughts
+        self.tool_use_prompt_tokens, self.service_tier = usage.tool_use_prompt, usage.service_tier
         return self
 
     def to_spooled(self):

@@ -13,6 +13,7 @@ from google.api_core import exceptions as api_exceptions
 from google.api_core.gapic_v1.client_info import ClientInfo
 from google.protobuf import json_format
 
+from ..wire.usage import Usage
 from .failures import (
     REJECTED, TIMEOUT, TRANSIENT, UNTRUSTED, UpstreamFailure, from_google_error, untrusted_message,
 )
@@ -161,11 +162,9 @@ def _completion(result):
     usage = result.usage_metadata if result.HasField("usage_metadata") else None
     tokens = {}
     if usage is not None and (usage.total_token_count or usage.prompt_token_count):
-        tokens = {
-            "prompt_tokens": usage.prompt_token_count,
-            "completion_tokens": usage.candidates_token_count,
-            "total_tokens": usage.total_token_count or usage.prompt_token_count + usage.candidates_token_count,
-        }
+        read = Usage.from_sdk(usage)
+        tokens = Completion.tokens(read)
+        tokens["total_tokens"] = read.total or (read.prompt or 0) + read.output
     if not result.candidates:
         block = _enum_name(_BLOCK_REASON, result.prompt_feedback.block_reason) or "OTHER"
         return Completion(text=None, block_reason=block, **tokens)

@@ -2,6 +2,8 @@
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ..wire.usage import Usage
+
 
 @dataclass(frozen=True)
 class GenerationRequest:
@@ -47,6 +49,22 @@ class Completion:
     completion_tokens: Optional[int] = None
     total_tokens: Optional[int] = None
     token_source: str = "usage_metadata"  # usage_metadata | count_tokens | estimate
+    cached_tokens: Optional[int] = None  # part of prompt_tokens
+    thoughts_tokens: Optional[int] = None  # billed as output, beside completion_tokens
+    tool_use_prompt_tokens: Optional[int] = None
+    service_tier: Optional[str] = None
+
+    @staticmethod
+    def tokens(usage):
+        """The fields of a Completion that a Usage (wire.usage) fills: Completion(text=..., **tokens(usage))."""
+        return {"prompt_tokens": usage.prompt, "completion_tokens": usage.candidates, "total_tokens": usage.total,
+                "cached_tokens": usage.cached, "thoughts_tokens": usage.thoughts,
+                "tool_use_prompt_tokens": usage.tool_use_prompt, "service_tier": usage.service_tier}
+
+    @property
+    def usage(self):
+        return Usage(self.prompt_tokens, self.completion_tokens, self.total_tokens, self.cached_tokens,
+                     self.thoughts_tokens, self.tool_use_prompt_tokens, self.service_tier)
 
 
 @dataclass

@@ -50,8 +50,9 @@ class Query:
         return self.get("alt") == "sse"
 
 
-def parse(raw):
-    """The Query of a raw query string (bytes or text); BadQuery for one no client of Gemini's sends."""
+def parse(raw, ephemeral_token=False):
+    """The Query of a raw query string (bytes or text); BadQuery for one no client of Gemini's sends.
+    With `ephemeral_token` (the Live API's constrained endpoint) one access_token, spelled so, is kept."""
     text = raw.decode("latin-1") if isinstance(raw, bytes) else raw
     if not text.isascii():
         raise BadQuery("The query string must be percent-encoded ASCII.")
@@ -68,6 +69,8 @@ def parse(raw):
         folded = name.strip().lower()
         if folded == KEY:
             keys.append(value.strip())
+        elif ephemeral_token and name == "access_token" and not any(known == name for known, _ in kept):
+            kept.append((name, value))
         elif folded in TOKENS:
             raise BadQuery("Send OAuth access tokens as Authorization: Bearer, not in the query string.")
         elif name in UPLOAD_TOKENS and any(known == name for known, _ in kept):

@@ -7,11 +7,11 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from .routes import NAME
+from .routes import NAME, name_parts
 
 # Collections whose members live in one key's project.
 STATEFUL = frozenset({"files", "cachedContents", "batches", "operations", "fileSearchStores", "interactions",
-                      "tunedModels", "generatedFiles"})
+                      "tunedModels", "generatedFiles", "auth_tokens"})
 SIGNATURES = "thoughtSignatures"  # not Google's: where the proxy keeps which key produced a thought signature
 MAX_WALK = 20_000  # JSON values looked at in one body or answer; the body is bounded already
 
@@ -62,7 +62,7 @@ def path_resource(route):
 def owners_of(name):
     """The names that may hold `name`'s owner, most specific first: a store's document belongs to
     whoever owns the store, an operation under a tuned model to the model's owner."""
-    parts = name.split("/")
+    parts = name_parts(name)
     return ["/".join(parts[:end]) for end in range(len(parts), 1, -2) if parts[0] != "models" or end >= 4]
 
 
@@ -148,7 +148,7 @@ def body_references(payload):
 def _stateful_name(text):
     if not isinstance(text, str):
         return None
-    parts = text.split("/")
+    parts = name_parts(text)
     if len(parts) < 2 or len(parts) % 2 or not all(NAME.fullmatch(part) for part in parts[1::2]):
         return None
     if parts[0] == "models":

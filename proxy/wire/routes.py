@@ -16,6 +16,7 @@ VERSIONS = ("v1beta", "v1", "v1alpha")  # v1alpha: ephemeral tokens and what Goo
 COLLECTIONS = frozenset({
     "models", "tunedModels", "files", "cachedContents", "batches", "operations", "fileSearchStores",
     "documents", "chunks", "corpora", "permissions", "generatedFiles", "interactions",
+    "auth_tokens",  # v1alpha: ephemeral tokens for the Live API
 })
 OPENAI = "openai"  # Gemini's OpenAI-compatible endpoint: openai/chat/completions, openai/models/{m}, ...
 GENERATION_ACTIONS = frozenset({"generateContent", "streamGenerateContent"})
@@ -26,6 +27,8 @@ NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,%d}" % (MAX_NAME - 1))
 _ACTION = re.compile(r"[A-Za-z][A-Za-z0-9]{0,63}")
 _OPENAI_WORD = re.compile(r"[a-z][a-z_]{0,31}")
 _VERB_AFTER_NAME = frozenset({"cancel"})  # interactions/{id}/cancel
+# Collections named in two words: an upload's operation is fileSearchStores/{s}/upload/operations/{o}.
+_TWO_WORD_COLLECTIONS = frozenset({"upload/operations"})
 
 
 class BadRoute(ValueError):
@@ -148,13 +151,34 @@ def parse(raw):
         words[-1], action = last, tail
     if words[0] == OPENAI:
         return _openai(prefix, version, words, action)
+    words, joined = _joined_collections(words)
     for position, word in enumerate(words):
-        if position % 2 == 0 and word not in COLLECTIONS and not (
+        if position % 2 == 0 and word not in COLLECTIONS and position not in joined and not (
                 position > 0 and word in _VERB_AFTER_NAME and position == len(words) - 1):
             raise BadRoute(f"{_shown(word)} is not a resource of Gemini's API.")
         if position % 2 == 1:
             _name(word)
     return Route(prefix, version, tuple(words), action)
+
+
+def _joined_collections(words):
+    """The words with each two-word collection after a name made one, so that collections and names
+    alternate, and the positions of those. (A client's encoded slash joins nothing: it is refused later.)"""
+    result, joined = [], set()
+    for word in words:
+        pair = f"{result[-1]}/{word}" if result else None
+        if len(result) % 2 == 1 and len(result) > 1 and pair in _TWO_WORD_COLLECTIONS:
+            result[-1] = pair
+            joined.add(len(result) - 1)
+        else:
+            result.append(word)
+    return result, joined
+
+
+def name_parts(name):
+    """A resource name's collections and names, alternating: "fileSearchStores/s/upload/operations/o" is
+    ["fileSearchStores", "s", "upload/operations", "o"]."""
+    return _joined_collections(name.split("/"))[0]
 
 
 def _openai(prefix, version, words, action):

@@ -2,6 +2,8 @@
 what they say about usage, finish reason, model version and errors (Gemini's and OpenAI's shapes)."""
 import json
 
+from .usage import Usage
+
 _SEPARATORS = " \t\r\n,[]"
 
 
@@ -31,8 +33,9 @@ def iter_json_objects(text):
 
 
 def summarize(objects):
-    """Usage (cumulative, so the last seen wins), finish reason, model version and any error."""
-    summary = {"usage": None, "finish_reason": None, "model_version": None, "error": None, "chunks": 0}
+    """Usage (a wire.usage.Usage: cumulative, so the last chunk that has one wins), finish reason, model
+    version and any error."""
+    summary = {"usage": Usage(), "finish_reason": None, "model_version": None, "error": None, "chunks": 0}
     for obj in objects:
         summary["chunks"] += 1
         if "object" in obj and str(obj["object"]).startswith("chat.completion"):  # OpenAI-compatible endpoint
@@ -42,7 +45,7 @@ def summarize(objects):
             summary["error"] = obj["error"]
         usage = obj.get("usageMetadata")
         if isinstance(usage, dict):
-            summary["usage"] = usage
+            summary["usage"] = Usage.from_gemini(usage)
         summary["model_version"] = obj.get("modelVersion") or summary["model_version"]
         for candidate in obj.get("candidates") or ():
             if isinstance(candidate, dict) and candidate.get("finishReason") is not None:
@@ -57,9 +60,7 @@ def _openai(summary, obj):
     """An OpenAI-shaped answer or chunk, read into the same summary (its usage is the last chunk's)."""
     usage = obj.get("usage")
     if isinstance(usage, dict):
-        summary["usage"] = {"promptTokenCount": usage.get("prompt_tokens"),
-                            "candidatesTokenCount": usage.get("completion_tokens"),
-                            "totalTokenCount": usage.get("total_tokens")}
+        summary["usage"] = Usage.from_openai(usage)
     summary["model_version"] = obj.get("model") or summary["model_version"]
     for choice in obj.get("choices") or ():
         if isinstance(choice, dict) and choice.get("finish_reason") is not None:
