@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from proxy.emulator import thinking
+from proxy.emulator import replies, thinking
 from proxy.emulator.schema_values import value_for
 from tests.conftest import KEYS
 
@@ -69,6 +69,15 @@ def test_todays_models_are_listed_and_answer(emulator, model):
     status, answer = generate(emulator, {"contents": [user("hello")]}, model)
     assert status == 200 and answer["modelVersion"] == model
     assert generate(emulator, {"contents": [user("hello")]}, "gemini-0-unknown")[0] == 404
+
+
+def test_live_models_are_listed_with_their_one_method_and_refuse_rest_calls(emulator):
+    headers = {"x-goog-api-key": KEYS[0]}
+    listed = requests.get(f"{emulator.url}/v1beta/models", headers=headers, timeout=5).json()["models"]
+    live = {m["name"]: m for m in listed if m["supportedGenerationMethods"] == ["bidiGenerateContent"]}
+    assert set(live) == {f"models/{name}" for name in replies.LIVE_MODELS}
+    status, refused = generate(emulator, {"contents": [user("hi")]}, "gemini-3.1-flash-live-preview")
+    assert status == 404 and "not supported for generateContent" in refused["error"]["message"]
 
 
 def test_a_system_instruction_shows_in_the_answer_and_its_tokens_are_counted(emulator):

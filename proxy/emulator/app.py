@@ -92,6 +92,8 @@ def create_emulator(valid_keys=None, latency_ms=0.0):
             return google_error(404, replies.fault_error(404, model), as_array)
         if request.method == "GET" and not action:
             return jsonify(replies.model_resource(model))
+        if replies.live_only(model):
+            return google_error(404, replies.fault_error(404, model), as_array)
         if request.method != "POST" or not isinstance(body, dict):
             return google_error(400, replies.error_body(400, "Invalid JSON payload received."), as_array)
         handler = generation.ACTIONS.get(action) or batches.ACTIONS.get(action)

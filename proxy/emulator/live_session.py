@@ -6,10 +6,8 @@ import socket
 import time
 
 from . import live_tokens, live_turns, replies
+from .replies import LIVE_MODELS  # models.list names them too
 
-LIVE_MODELS = ("gemini-3.1-flash-live-preview", "gemini-2.5-flash-native-audio-preview-12-2025",
-               "gemini-2.5-flash-native-audio-preview-09-2025", "gemini-2.5-flash-native-audio-latest",
-               "gemini-live-2.5-flash-preview", "gemini-2.0-flash-live-001")
 _SETUP_TIMEOUT = 10  # seconds a client has to send its setup before the emulator closes
 # Google's close codes: 1007 for a bad key or a malformed message, 1008 for a refused caller or model.
 INVALID, POLICY = 1007, 1008

@@ -37,6 +37,13 @@ MODELS = {
     "gemini-embedding-001": {"displayName": "Gemini Embedding 001", "inputTokenLimit": 2048, "outputTokenLimit": 1,
                              "methods": ["embedContent", "countTokens"]},
 }
+# The Live API's models (live_session.py serves them); models.list shows them with their one method.
+LIVE_MODELS = ("gemini-3.1-flash-live-preview", "gemini-2.5-flash-native-audio-preview-12-2025",
+               "gemini-2.5-flash-native-audio-preview-09-2025", "gemini-2.5-flash-native-audio-latest",
+               "gemini-live-2.5-flash-preview", "gemini-2.0-flash-live-001")
+MODELS.update({name: {"displayName": name.replace("-", " ").title(),
+                      "inputTokenLimit": 131072, "outputTokenLimit": 8192, "methods": ["bidiGenerateContent"]}
+               for name in LIVE_MODELS})
 GENERATION_METHODS = ["generateContent", "countTokens", "createCachedContent", "batchGenerateContent"]
 
 # Enum numbers as Google's protos define them, for clients that ask for enum-encoding=int.
@@ -50,6 +57,11 @@ EMBEDDING_SIZE = 768
 
 def count_tokens(text):
     return max(1, math.ceil(len(text) / 4)) if text else 0
+
+
+def live_only(name):
+    """A Live API model: it serves bidiGenerateContent and nothing over REST."""
+    return MODELS.get(name, {}).get("methods") == ["bidiGenerateContent"]
 
 
 def model_resource(name):
