@@ -109,6 +109,13 @@ def test_the_cli_with_a_client_key_is_answered_on_the_proxys_keys(server_with_cl
     # The CLI's own account of its calls: the router's and the stream's, both answered.
     assert set(answer["stats"]["models"]) == {ROUTER_MODEL, model}
     assert all(m["api"]["totalErrors"] == 0 for m in answer["stats"]["models"].values())
+    # What the CLI counted of each call is what the proxy recorded (and bills): prompt, thoughts, total.
+    counted = {name: (m["tokens"]["prompt"], m["tokens"]["thoughts"], m["tokens"]["total"])
+               for name, m in answer["stats"]["models"].items()}
+    recorded = rows(server.database_url, "SELECT model_used, prompt_tokens, thoughts_tokens, total_tokens "
+                    "FROM request_log")
+    assert {used: tuple(tokens) for used, *tokens in recorded} == counted
+    assert counted[model][1] > 0  # the CLI asks Gemini 3 to think (thinkingLevel HIGH)
     routed, streamed = emulator.requests()
     assert (routed["action"], routed["model"], streamed["action"], streamed["model"]) == (
         "generateContent", ROUTER_MODEL, "streamGenerateContent", model)
@@ -159,4 +166,5 @@ def test_tool_calls_and_their_answers_stay_on_the_key_that_signed_them(gunicorn,
 
 @pytest.fixture
 def server_with_clients(gunicorn):
-    return gunicorn(GEMINI_API_KEY=",".join(SERVER_KEYS), API_KEYS=CLIENT_KEY, ADMIN_API_KEY=ADMIN_KEY, WEB_CONCURRENCY=2)
+    return gunicorn(GEMINI_API_KEY=",".join(SERVER_KEYS), API_KEYS=CLIENT_KEY, ADMIN_API_KEY=ADMIN_KEY,
+                    WEB_CONCURRENCY=2)

@@ -64,7 +64,8 @@ def test_a_chat_with_tool_calls_and_thinking_keeps_its_signed_history_on_one_key
         assert call.name == "get_weather" and isinstance(call.args["city"], str) and isinstance(call.args["days"], int)
         assert called.usage_metadata.thoughts_token_count > 0
         signed += [part.thought_signature for part in called.candidates[0].content.parts if part.thought_signature]
-        answered = chat.send_message(types.Part.from_function_response(name=call.name, response=get_weather(**call.args)))
+        result = types.Part.from_function_response(name=call.name, response=get_weather(**call.args))
+        answered = chat.send_message(result)
         assert answered.text.startswith("The function get_weather returned"), answered.text
         assert "rain" in answered.text
         signed += [part.thought_signature for part in answered.candidates[0].content.parts if part.thought_signature]
