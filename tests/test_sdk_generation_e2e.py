@@ -92,6 +92,22 @@ def test_a_chat_with_tool_calls_and_thinking_keeps_its_signed_history_on_one_key
     assert len(set(rows(server.database_url, "SELECT key_id FROM attempts"))) == 1
 
 
+def test_a_streamed_chat_with_tool_calls_keeps_its_key_too(server, emulator):
+    client = sdk(server)
+    chat = client.chats.create(model=GEMINI3, config=types.GenerateContentConfig(
+        tools=[get_weather], automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True)))
+    for city in CITIES[:2]:
+        chunks = list(chat.send_message_stream(f"Please call get_weather for {city}"))
+        (call,) = [each for chunk in chunks for each in chunk.function_calls or []]
+        assert call.name == "get_weather"
+        result = types.Part.from_function_response(name=call.name, response=get_weather(**call.args))
+        text = "".join(chunk.text or "" for chunk in chat.send_message_stream(result))
+        assert text.startswith("The function get_weather returned"), text
+    streams = [r for r in emulator.requests() if r["action"] == "streamGenerateContent"]
+    assert len(streams) == 4 and len(signatures(streams[-1]["body"]["contents"])) >= 3
+    assert len({r["key"] for r in streams}) == 1, [r["key"] for r in streams]
+
+
 def test_json_mode_with_a_pydantic_schema_is_parsed_into_an_instance(server, emulator):
     client = sdk(server)
     answer = client.models.generate_content(
