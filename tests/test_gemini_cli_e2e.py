@@ -44,7 +44,7 @@ def gemini_cli():
     return done.stdout.strip().splitlines()[-1]
 
 
-def run_cli(binary, server, home, prompt, settings, key=None):
+def run_cli(binary, server, home, prompt, settings, key=None, **variables):
     """`gemini -p PROMPT --skip-trust --output-format json` in a workspace of its own, HOME holding
     `settings` as ~/.gemini/settings.json; its JSON answer. Any call to another host than the proxy goes to
     a closed port, so it fails at once instead of reaching out."""
@@ -53,14 +53,17 @@ def run_cli(binary, server, home, prompt, settings, key=None):
     workspace = home / "workspace"
     workspace.mkdir(exist_ok=True)
     (workspace / "notes.txt").write_text("Notes to keep.\n")
-    env = {"PATH": os.environ["PATH"], "HOME": str(home), "GOOGLE_GEMINI_BASE_URL": server.url,
-           "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": "127.0.0.1,localhost",
-           "NO_COLOR": "1"}
+    (home / "tmp").mkdir(exist_ok=True)  # where the CLI writes its error reports
+    env = {"PATH": os.environ["PATH"], "HOME": str(home), "TMPDIR": str(home / "tmp"), "NO_COLOR": "1",
+           "GOOGLE_GEMINI_BASE_URL": server.url,
+           "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": "127.0.0.1,localhost"}
     if key is not None:
         env["GEMINI_API_KEY"] = key
+    env.update(variables)
     done = subprocess.run([binary, "-p", prompt, "--skip-trust", "--output-format", "json"], cwd=workspace, env=env,
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=CLI_TIMEOUT)
-    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr[-3000:]}"
+    said = "\n".join(line for line in done.stderr.splitlines() if not line.lstrip().startswith("at "))
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{said[-3000:]}"
     answer = json.loads(done.stdout)
     assert "error" not in answer, answer
     return answer
@@ -97,11 +100,17 @@ def assert_routed_then_streamed(records, client):
     return stream[1]
 
 
+# How the CLI sends its key: in x-goog-api-key, or (for gateways) also as Authorization: Bearer, the same key.
+MECHANISMS = {"x-goog-api-key": {}, "bearer": {"GEMINI_API_KEY_AUTH_MECHANISM": "bearer"}}
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
 def test_the_cli_with_a_client_key_is_answered_on_the_proxys_keys(server_with_clients, emulator, gemini_cli,
-                                                                   tmp_path):
+                                                                   tmp_path, mechanism):
     server = server_with_clients
     assert requests.get(f"{server.url}/health", timeout=10).json()["auth"] == "keys"
-    answer = run_cli(gemini_cli, server, tmp_path / "home", "Say hello", WITH_KEY, key=CLIENT_KEY)
+    answer = run_cli(gemini_cli, server, tmp_path / "home", "Say hello", WITH_KEY, key=CLIENT_KEY,
+                     **MECHANISMS[mechanism])
 
     wait_settled(server, ADMIN_KEY)
     model = assert_routed_then_streamed(calls(server), client_id(server, CLIENT_KEY))
