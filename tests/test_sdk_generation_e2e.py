@@ -1,13 +1,13 @@
 """google-genai, unchanged, on today's generation through the proxy (three server keys, two workers, a client
 key): a chat with function calling and thinking on a Gemini 3 model whose signed history goes back turn after
 turn, JSON mode parsed into a pydantic model, and thinking tokens as the SDK and the proxy's records count them."""
-import base64
 
 import pydantic
 import pytest
 from google import genai
 from google.genai import types
 
+from proxy.emulator import thinking
 from tests.conftest import KEYS, rows, wait_settled
 
 pytestmark = pytest.mark.e2e
@@ -39,16 +39,9 @@ class Recipe(pydantic.BaseModel):
     vegetarian: bool
 
 
-def decoded(signature):
-    """A signature's bytes from either base64 alphabet: Gemini writes the standard one, and google-genai
-    sends a signature back in the URL-safe one (the bytes are what must come back unchanged)."""
-    text = signature.replace("+", "-").replace("/", "_")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def signatures(contents):
     """Every thought signature in the model turns of `contents` (JSON, as the emulator received them), decoded."""
-    return [decoded(part["thoughtSignature"]) for content in contents if content.get("role") == "model"
+    return [thinking.decoded(part["thoughtSignature"]) for content in contents if content.get("role") == "model"
             for part in content["parts"] if "thoughtSignature" in part]
 
 
