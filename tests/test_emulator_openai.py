@@ -33,6 +33,8 @@ def test_models_are_listed_and_read_in_openais_shapes(client):
     assert client.models.retrieve("gemini-3.8-flash").id == "models/gemini-3.8-flash"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("gemini-0-unknown")
+    with pytest.raises(openai.NotFoundError):  # a Live model answers only over its WebSocket
+        client.chat.completions.create(model="gemini-3.1-flash-live-preview", messages=ASK)
 
 
 def test_embeddings_of_a_string_or_a_list_in_floats_or_base64(client):

@@ -46,7 +46,7 @@ def register_openai(app, state, versions, api_key, chunks_of, embedding_of):
         key, refused = refusal(version, "openai.chat.completions", model, body, problem)
         if refused is not None:
             return refused
-        if model not in replies.MODELS:
+        if model not in replies.MODELS or replies.live_only(model):
             return error(404, f"models/{model} is not found for API version {version}.")
         fault = state.take_fault(model, key, "chat/completions")
         if fault is not None and "status" in fault:
