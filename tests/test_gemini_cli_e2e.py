@@ -1,7 +1,8 @@
 """The Gemini CLI from npm (@google/gemini-cli, pinned in scripts/gemini-cli), unchanged, through the proxy:
-headless `gemini -p` over two Gunicorn workers and two server keys, with a client key and with none. The CLI
-first asks a small model which model to route to (JSON mode), then streams from the one it picked; a tool
-call and its answer go back with the thought signature, to the key that made it."""
+headless `gemini -p` over two Gunicorn workers and a pool of server keys, with a client key (in either of the
+CLI's ways of sending it) and with none. The CLI first asks a small model which model to route to (JSON mode),
+then streams from the one it picked; a tool call and its answer go back with the thought signature, to the key
+that made it."""
 import hashlib
 import json
 import os
@@ -42,6 +43,12 @@ def gemini_cli():
                           timeout=INSTALL_TIMEOUT)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def server_with_clients(gunicorn):
+    return gunicorn(GEMINI_API_KEY=",".join(SERVER_KEYS), API_KEYS=CLIENT_KEY, ADMIN_API_KEY=ADMIN_KEY,
+                    WEB_CONCURRENCY=2)
 
 
 def run_cli(binary, server, home, prompt, settings, key=None, **variables):
@@ -171,9 +178,3 @@ def test_tool_calls_and_their_answers_stay_on_the_key_that_signed_them(gunicorn,
     records = calls(server)
     assert [r[0] for r in records] == ["generateContent", "streamGenerateContent", "streamGenerateContent"] * RUNS
     assert {r[3:] for r in records} == {(200, client_id(server, CLIENT_KEY), "server")}
-
-
-@pytest.fixture
-def server_with_clients(gunicorn):
-    return gunicorn(GEMINI_API_KEY=",".join(SERVER_KEYS), API_KEYS=CLIENT_KEY, ADMIN_API_KEY=ADMIN_KEY,
-                    WEB_CONCURRENCY=2)
