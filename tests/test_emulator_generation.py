@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from proxy.emulator import thinking
 from proxy.emulator.schema_values import value_for
 from tests.conftest import KEYS
 
@@ -78,6 +79,10 @@ def test_a_system_instruction_shows_in_the_answer_and_its_tokens_are_counted(emu
         assert status == 200 and "Answer like a pirate." in parts_of(told)[0]["text"]
         assert told["usageMetadata"]["promptTokenCount"] > plain["usageMetadata"]["promptTokenCount"]
     assert "system instruction" not in parts_of(plain)[0]["text"]
+    request = {"contents": [user("Tell me about tides")], "systemInstruction": {"parts": [{"text": "Be a pirate."}]}}
+    counted = requests.post(f"{emulator.url}/v1beta/models/{FLASH}:countTokens", timeout=5, json={
+        "generateContentRequest": {"model": f"models/{FLASH}", **request}}, headers={"x-goog-api-key": KEYS[0]})
+    assert counted.json()["totalTokens"] == usage(generate(emulator, request)[1])["promptTokenCount"]
 
 
 def test_a_prompt_naming_a_declared_function_gets_a_call_whose_args_fit_its_schema(emulator):
@@ -91,6 +96,21 @@ def test_a_prompt_naming_a_declared_function_gets_a_call_whose_args_fit_its_sche
         {"function_declarations": [WEATHER, SEARCH]}]})[1])[0]["functionCall"]
     assert called["name"] == "search_docs"
     jsonschema.validate(called["args"], SEARCH["parametersJsonSchema"])
+
+
+def test_functions_named_together_are_called_in_parallel_and_only_the_first_is_signed(emulator):
+    asked = user("Run search_docs and get_weather")
+    status, answer = generate(emulator, {"contents": [asked], "tools": TOOLS}, GEMINI3)
+    assert status == 200
+    parts = parts_of(answer)
+    assert [p["functionCall"]["name"] for p in parts] == ["get_weather", "search_docs"]
+    assert parts[0]["thoughtSignature"] and "thoughtSignature" not in parts[1]
+    replies_ = {"role": "user", "parts": [{"functionResponse": {"name": p["functionCall"]["name"], "response": {
+        "n": n}}} for n, p in enumerate(parts)]}
+    contents = [asked, answer["candidates"][0]["content"], replies_]
+    status, told = generate(emulator, {"contents": contents, "tools": TOOLS}, GEMINI3)
+    assert status == 200 and parts_of(told)[0]["text"] == ('The function get_weather returned {"n": 0}. '
+                                                          'The function search_docs returned {"n": 1}.')
 
 
 def test_the_calling_mode_decides_between_a_call_and_text(emulator):
@@ -326,6 +346,29 @@ def test_the_sdk_calls_a_function_and_sends_the_signed_call_back(client):
     with pytest.raises(genai_errors.ClientError) as refused:
         client.models.generate_content(model=GEMINI3, contents=bare, config=config)
     assert refused.value.code == 400 and "thought_signature" in refused.value.message
+
+
+def test_a_chat_sends_its_signatures_back_in_either_base64_alphabet(client):
+    def get_weather(city: str) -> dict:
+        """The weather in a city."""
+        return {"city": city}
+
+    for number in range(6):  # signatures differ by prompt: some have + or / in standard base64
+        chat = client.chats.create(model=GEMINI3, config=types.GenerateContentConfig(
+            tools=[get_weather], automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True)))
+        first = chat.send_message(f"Please call get_weather for city number {number}")
+        assert first.function_calls
+        second = chat.send_message(types.Part.from_function_response(name="get_weather", response={"x": number}))
+        assert second.text.startswith("The function get_weather returned")
+
+
+def test_a_signature_is_read_in_both_alphabets_and_garbage_is_refused():
+    signature = thinking.sign("project", GEMINI3, "salt with a + in it 7")
+    url_safe = base64.urlsafe_b64encode(base64.b64decode(signature)).decode().rstrip("=")
+    assert thinking.valid(signature, "project", GEMINI3) and thinking.valid(url_safe, "project", GEMINI3)
+    for garbage in ("c2lnbmF0dXJl", "not base64 at all!", "", signature[:-4]):
+        assert not thinking.valid(garbage, "project", GEMINI3)
+    assert not thinking.valid(signature, "project", "gemini-3-flash-preview")
 
 
 def test_the_sdk_asks_for_a_service_tier_and_is_told_it(client, emulator):

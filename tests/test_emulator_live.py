@@ -11,6 +11,7 @@ import time
 import warnings
 
 import pytest
+import requests
 import simple_websocket
 import trustme
 from google import genai
@@ -19,6 +20,7 @@ from google.genai import types
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from proxy.emulator.app import create_emulator
+from tests import processes
 from tests.conftest import KEYS
 
 MODEL = "gemini-3.1-flash-live-preview"
@@ -347,3 +349,83 @@ def test_a_token_on_the_query_spends_its_use_and_a_plain_endpoint_refuses_it(raw
         spent.receive(timeout=5)
     assert spent.close_reason == 1008
     assert raw.sessions()[1]["key"] == KEYS[0]
+
+
+@pytest.fixture(scope="module")
+def gevent_live(authority, tmp_path_factory):
+    """`python -m proxy.emulator` itself (gevent.pywsgi) over HTTPS, as the proxy's tests will meet it."""
+    folder = tmp_path_factory.mktemp("live-tls")
+    authority.cert_pem.write_to_path(str(folder / "ca.pem"))
+    authority.issue_cert("localhost", "127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+        str(folder / "server.pem"))
+    process = processes.start_emulator(str(folder), KEYS, certfile=str(folder / "server.pem"),
+                                       cafile=str(folder / "ca.pem"))
+    process.sessions = lambda: [r for r in requests.get(f"{process.url}/_emulator/requests", timeout=5,
+                                                        verify=str(folder / "ca.pem")).json()
+                                if r["action"] == "live.session"]
+    yield process
+    process.stop()
+
+
+@pytest.mark.e2e
+def test_the_gevent_emulator_serves_a_session_a_refusal_and_a_token_over_tls(gevent_live, authority):
+    async def talk(client, model=MODEL):
+        async with client.aio.live.connect(model=model, config={"response_modalities": ["TEXT"]}) as session:
+            await session.send_client_content(turns=types.Content(role="user", parts=[types.Part(text="hi")]))
+            return "".join(m.text for m in await one_turn(session) if m.text)
+
+    assert run(talk(sdk_client(gevent_live, authority))).startswith(f"Emulated {MODEL} answer to: hi")
+    with pytest.raises(genai_errors.APIError) as refused:
+        run(talk(sdk_client(gevent_live, authority, api_key="not-a-key")))
+    assert refused.value.code == 1007
+    minting = sdk_client(gevent_live, authority, api_key=KEYS[1], api_version="v1alpha")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        token = minting.auth_tokens.create(config={"uses": 1})
+    holder = sdk_client(gevent_live, authority, api_key=token.name, api_version="v1alpha")
+    assert run(talk(holder)).startswith(f"Emulated {MODEL} answer to: hi")
+    with pytest.raises(genai_errors.APIError) as spent:
+        run(talk(holder))
+    assert spent.value.code == 1008
+    # The SDK closes its sessions with 1000; the emulator closes the refused ones.
+    assert [(s["key"], s["close"]["code"]) for s in gevent_live.sessions()] == [
+        (KEYS[0], 1000), ("not-a-key", 1007), (KEYS[1], 1000), (KEYS[1], 1008)]
+
+
+def closed(ws):
+    """The close code and reason the emulator ended a session with."""
+    with pytest.raises(simple_websocket.ConnectionClosed):
+        while True:
+            assert ws.receive(timeout=5) is not None
+    return ws.close_reason, ws.close_message
+
+
+def test_a_token_past_its_new_session_time_is_refused_and_a_field_mask_locks_only_its_fields(raw):
+    def mint(**body):
+        return raw.control.post("/v1alpha/auth_tokens", headers={"x-goog-api-key": KEYS[0]},
+                                json=body).get_json()["name"]
+
+    late = mint(newSessionExpireTime="2020-01-01T00:00:00Z")
+    ws = raw_session(raw, query=f"?access_token={late}", version="v1alpha", method="BidiGenerateContentConstrained")
+    assert closed(ws)[0] == 1008
+    masked = mint(uses=0, bidiGenerateContentSetup={"setup": {
+        "model": f"models/{MODEL}", "generationConfig": {"temperature": 0.2, "maxOutputTokens": 3}}},
+        fieldMask="model,generationConfig.temperature")
+    setup = {"generationConfig": {"temperature": 1.5, "maxOutputTokens": 5}, "systemInstruction": "Mine."}
+    ws = raw_session(raw, headers={"Authorization": f"Token {masked}"}, model="gemini-live-2.5-flash-preview",
+                     version="v1alpha", method="BidiGenerateContentConstrained", setup=setup)
+    assert receive(ws) == {"setupComplete": {}}
+    ws.close()
+    body = raw.sessions()[-1]["body"]
+    assert body["model"] == f"models/{MODEL}" and body["systemInstruction"] == "Mine."
+    assert body["generationConfig"] == {"temperature": 0.2, "maxOutputTokens": 5}
+
+
+def test_realtime_input_while_a_tool_call_waits_is_closed_as_google_does(raw):
+    tools = [{"functionDeclarations": [{"name": "lookup"}]}]
+    ws = raw_session(raw, query=f"?key={KEYS[0]}", setup={"tools": tools})
+    receive(ws)
+    ws.send(json.dumps({"realtimeInput": {"text": "please lookup"}}))
+    assert receive(ws)["toolCall"]["functionCalls"][0]["name"] == "lookup"
+    ws.send(json.dumps({"realtimeInput": {"text": "are you there?"}}))
+    assert closed(ws) == (1008, "Operation is not implemented, or supported, or enabled.")

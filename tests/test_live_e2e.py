@@ -322,3 +322,15 @@ def test_a_session_resumes_on_the_key_that_began_it_for_its_client_only(server, 
     code, reason = closed(stranger)
     assert code == 1008 and reason.startswith("NOT_FOUND")
     assert handles[-1] not in json.dumps(rows(server.database_url, "SELECT name FROM owned_resources"))
+
+
+def test_the_clients_rate_limit_counts_sessions(gunicorn, emulator):
+    server = gunicorn(GEMINI_API_KEY=KEYS[0], API_KEYS=CLIENT_A, RATE_LIMIT="2/minute", WEB_CONCURRENCY=1)
+    for _ in range(2):
+        ws, first = raw_session(server, headers={"X-API-KEY": CLIENT_A})
+        assert "setupComplete" in first
+        ws.close()
+    with pytest.raises(simple_websocket.ConnectionError) as refused:
+        simple_websocket.Client.connect(ws_url(server), headers={"X-API-KEY": CLIENT_A})
+    assert refused.value.status_code == 429
+    assert len(live_sessions(emulator)) == 2

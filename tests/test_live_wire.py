@@ -121,3 +121,13 @@ def test_a_token_opens_only_the_constrained_endpoint():
     with pytest.raises(credentials.BadCredentials):
         read({"Authorization": "Token auth_tokens/abc"},
              path="/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent")
+
+
+@pytest.mark.parametrize("path, status, words", [
+    ("/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent", 400, "WebSocket"),
+    ("/ws/google.ai.generativelanguage.v1beta.GenerativeService.Other", 404, "Live API"),
+    ("/ws/", 404, "Live API"),
+])
+def test_what_is_not_a_live_upgrade_gets_the_proxys_error(client, path, status, words):
+    answer = client.get(path)
+    assert answer.status_code == status and words in answer.get_json()["error"]["message"]

@@ -38,6 +38,8 @@ def _read(incoming, area):
             live = live_wire.read_request(incoming.path, incoming.environ.get("QUERY_STRING", ""), incoming.headers)
             if live is None:
                 raise NotFound("The path is not one of the Live API's endpoints.")
+            if incoming.headers.get("Upgrade", "").lower() != "websocket":
+                raise InvalidRequest("The Live API is a WebSocket: open it with an Upgrade: websocket request.")
             return live, live.presented
         return None, credentials.presented(incoming.headers)
     except routes.BadRoute as exc:

@@ -1,12 +1,14 @@
 """Gemini's generation answers, emulated: generateContent whole or streamed, countTokens and embeddings,
-shared by the REST routes, the OpenAI-compatible endpoint and batches."""
+shared by the REST routes, the OpenAI-compatible endpoint and batches. An answer is prose, function calls
+(tools.py), structured output (json_mode.py), with thinking and signatures (thinking.py) and usage
+(metering.py); what it names must be the key's project's (scoping.py, caches.py)."""
 import hashlib
 import json
 import time
 
 from flask import Response, has_request_context, jsonify, request
 
-from . import caches, json_mode, replies, scoping, thinking, tools
+from . import caches, json_mode, metering, replies, scoping, thinking, tools
 from .reading import BadRequest, Refused, field, read_generation, texts
 
 
@@ -58,98 +60,89 @@ def _system_text(body):
     return " ".join(texts(system)) if isinstance(system, dict) else ""
 
 
-def _usage(body, prompt_tokens, produced, thoughts):
-    """usageMetadata as Google counts it: thoughts and a built-in tool's prompt are in the total."""
-    usage = replies.usage(prompt_tokens, produced)
-    if thoughts:
-        usage["thoughtsTokenCount"] = thoughts
-        usage["totalTokenCount"] += thoughts
-    if tools.built_in_tools(body):
-        usage["toolUsePromptTokenCount"] = tools.TOOL_USE_PROMPT_TOKENS
-        usage["totalTokenCount"] += tools.TOOL_USE_PROMPT_TOKENS
-    tier = service_tier(body)
-    if tier:
-        usage["serviceTier"] = tier
-    return usage
+class _Answer:
+    """What one generation's chunks share: the request read once, its thinking, and the chunk framing."""
 
+    def __init__(self, state, model, body, key):
+        self.prompt, self.prompt_tokens, self.max_tokens = read_generation(body)
+        self.state, self.model, self.body = state, model, body
+        self.config = field(body, "generationConfig", "generation_config") or {}
+        self.contents = body["contents"] if isinstance(body["contents"], list) else [body["contents"]]
+        self.project = state.project_of(key)
+        self.int_enums = _int_enums()
+        self.common = {"modelVersion": model, "responseId": replies.response_id(f"{model}|{self.prompt}")}
+        self.omit_usage = state.omit_usage or "[[no-usage]]" in self.prompt
+        self.thoughts = 0
 
-def service_tier(body):
-    """The service tier a request asks for (flex, standard, priority), as Google names it back; None if unsaid."""
-    tier = field(body, "serviceTier", "service_tier")
-    if tier is None:
-        tier = field(field(body, "generationConfig", "generation_config"), "serviceTier", "service_tier")
-    if not isinstance(tier, str) or not tier:
-        return None
-    tier = tier.lower().removeprefix("service_tier_")
-    if tier not in ("flex", "standard", "priority", "unspecified"):
-        raise BadRequest(f"Invalid value at 'service_tier' ({tier[:40]}).")
-    return "standard" if tier == "unspecified" else tier
+    def enum(self, value, table):
+        return replies.enum(value, table, self.int_enums)
+
+    def chunk(self, candidate, produced, usage=None):
+        chunk = {"candidates": [candidate], **self.common} if candidate is not None else dict(self.common)
+        if not self.omit_usage:
+            chunk["usageMetadata"] = usage or metering.usage_metadata(self.body, self.prompt_tokens, produced,
+                                                                      self.thoughts)
+        return chunk
+
+    def sign(self, what):
+        return thinking.sign(self.project, self.model, f"{self.common['responseId']}|{what}")
 
 
 def _chunks(state, model, body, key=None):
-    prompt, prompt_tokens, max_tokens = read_generation(body)
-    config = field(body, "generationConfig", "generation_config") or {}
-    contents = body["contents"] if isinstance(body["contents"], list) else [body["contents"]]
-    project = state.project_of(key)
-    thinking.check_turn(contents, project, model)
-    int_enums = _int_enums()
-    seed = f"{model}|{prompt}"
-    common = {"modelVersion": model, "responseId": replies.response_id(seed)}
-    omit_usage = state.omit_usage or "[[no-usage]]" in prompt
-    if "[[block-prompt]]" in prompt:
-        chunk = {"promptFeedback": {"blockReason": replies.enum("SAFETY", replies.BLOCK_REASONS, int_enums)},
-                 **common}
-        if not omit_usage:
-            chunk["usageMetadata"] = replies.usage(prompt_tokens, 0)
-        return [chunk]
-    if "[[block-answer]]" in prompt:
-        chunk = {"candidates": [{"finishReason": replies.enum("SAFETY", replies.FINISH_REASONS, int_enums),
-                                 "index": 0}], **common}
-        if not omit_usage:
-            chunk["usageMetadata"] = replies.usage(prompt_tokens, 0)
-        return [chunk]
-    thoughts = thinking.thought_tokens(model, config, prompt_tokens)
-    lead = [thinking.thought_part(prompt)] if thoughts and thinking.includes_thoughts(config) else []
+    answer = _Answer(state, model, body, key)
+    thinking.check_turn(answer.contents, answer.project, model)
+    if "[[block-prompt]]" in answer.prompt:
+        chunk = answer.chunk(None, 0, replies.usage(answer.prompt_tokens, 0))
+        return [{"promptFeedback": {"blockReason": answer.enum("SAFETY", replies.BLOCK_REASONS)}, **chunk}]
+    if "[[block-answer]]" in answer.prompt:
+        candidate = {"finishReason": answer.enum("SAFETY", replies.FINISH_REASONS), "index": 0}
+        return [answer.chunk(candidate, 0, replies.usage(answer.prompt_tokens, 0))]
+    answer.thoughts = thinking.thought_tokens(model, answer.config, answer.prompt_tokens)
+    shown = answer.thoughts and thinking.includes_thoughts(answer.config)
+    lead = [thinking.thought_part(answer.prompt)] if shown else []
     calls = tools.chosen_calls(body)
     if calls:
-        parts = lead + [{"functionCall": call} for call in calls]
-        if thinking.gemini3(model):
-            parts[len(lead)]["thoughtSignature"] = thinking.sign(project, model, common["responseId"] + "|call")
-        candidate = {"content": {"parts": parts, "role": "model"},
-                     "finishReason": replies.enum("STOP", replies.FINISH_REASONS, int_enums), "index": 0}
-        chunk = {"candidates": [candidate], **common}
-        if not omit_usage:
-            produced = replies.count_tokens(json.dumps(calls))
-            chunk["usageMetadata"] = _usage(body, prompt_tokens, produced, thoughts)
-        return [chunk]
-    text, finish = replies.answer_text(model, prompt, max_tokens, _system_text(body))
-    responses = tools.function_responses(contents)
+        return [_call_chunk(answer, lead, calls)]
+    return _text_chunks(answer, lead)
+
+
+def _call_chunk(answer, lead, calls):
+    """The function calls, whole in one chunk as Gemini streams them; Gemini 3 signs the first."""
+    parts = lead + [{"functionCall": call} for call in calls]
+    if thinking.gemini3(answer.model):
+        parts[len(lead)]["thoughtSignature"] = answer.sign("call")
+    candidate = {"content": {"parts": parts, "role": "model"},
+                 "finishReason": answer.enum("STOP", replies.FINISH_REASONS), "index": 0}
+    return answer.chunk(candidate, replies.count_tokens(json.dumps(calls)))
+
+
+def _text_chunks(answer, lead):
+    """The text answer (prose, a function response's use, or structured output) in pieces of
+    stream_chunk_words words; Gemini 3 signs the first piece."""
+    text, finish = replies.answer_text(answer.model, answer.prompt, answer.max_tokens, _system_text(answer.body))
+    responses = tools.function_responses(answer.contents)
     if responses:
-        text, finish = _cut(tools.response_text(responses), max_tokens)
-    structured = json_mode.structured_text(config, text)
+        text, finish = _cut(tools.response_text(responses), answer.max_tokens)
+    structured = json_mode.structured_text(answer.config, text)
     if structured is not None:
-        text, finish = _cut(structured, max_tokens)
-    if "[[finish-unknown]]" in prompt:
+        text, finish = _cut(structured, answer.max_tokens)
+    if "[[finish-unknown]]" in answer.prompt:
         finish = "NEWER_THAN_THE_SDK"
     words = text.split(" ")
-    size = max(1, int(state.stream_chunk_words))
+    size = max(1, int(answer.state.stream_chunk_words))
     pieces = [" ".join(words[i:i + size]) + (" " if i + size < len(words) else "")
               for i in range(0, len(words), size)]
     chunks, produced = [], 0
     for number, piece in enumerate(pieces):
         produced += len(piece.split())
         part = {"text": piece}
-        if number == 0 and thinking.gemini3(model):
-            part["thoughtSignature"] = thinking.sign(project, model, common["responseId"] + "|text")
-        parts = (lead if number == 0 else []) + [part]
-        candidate = {"content": {"parts": parts, "role": "model"}, "index": 0}
+        if number == 0 and thinking.gemini3(answer.model):
+            part["thoughtSignature"] = answer.sign("text")
+        candidate = {"content": {"parts": (lead if number == 0 else []) + [part], "role": "model"}, "index": 0}
         if number == len(pieces) - 1:
-            candidate["finishReason"] = replies.enum(finish, replies.FINISH_REASONS, int_enums)
-        chunk = {"candidates": [candidate], **common}
-        if not omit_usage:
-            chunk["usageMetadata"] = _usage(body, prompt_tokens, produced, thoughts)
-        chunks.append(chunk)
-    big = _big_chunk_size(prompt)
+            candidate["finishReason"] = answer.enum(finish, replies.FINISH_REASONS)
+        chunks.append(answer.chunk(candidate, produced))
+    big = _big_chunk_size(answer.prompt)
     if big:
         chunks[0]["candidates"][0]["content"]["parts"][-1]["thoughtSignature"] = "A" * big
     return chunks
@@ -192,15 +185,9 @@ def _merge(chunks):
     return merged
 
 
-def _tier_headers(body):
-    """Google names the tier that served a call in a header too (the SDKs read it to see a downgrade)."""
-    tier = service_tier(body)
-    return {"x-gemini-service-tier": tier} if tier else {}
-
-
 def _generate(state, model, body, key=None):
     return Response(json.dumps(_merge(chunks(state, model, body, key))), mimetype="application/json",
-                    headers=_tier_headers(body))
+                    headers=metering.tier_headers(body))
 
 
 class _StreamCut(Exception):
@@ -231,7 +218,7 @@ def stream(state, model, body, fault=None, key=None):
             yield "]"
 
     mimetype = "text/event-stream" if as_sse else "application/json"
-    return Response(produce(), mimetype=mimetype, headers=_tier_headers(body))
+    return Response(produce(), mimetype=mimetype, headers=metering.tier_headers(body))
 
 
 def _count_tokens(state, model, body, key=None):
@@ -240,7 +227,8 @@ def _count_tokens(state, model, body, key=None):
     if not isinstance(contents, list):
         raise BadRequest("* CountTokensRequest: contents or generateContentRequest is required")
     counted = [text for content in contents for text in texts(content)]
-    total = replies.count_tokens(" ".join(counted))
+    system = _system_text(inner or body)  # as generateContent counts it in promptTokenCount
+    total = replies.count_tokens(" ".join(counted + ([system] if system else [])))
     return jsonify({"totalTokens": total, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": total}]})
 
 

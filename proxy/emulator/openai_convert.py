@@ -22,7 +22,9 @@ def _text(content):
 def _call_parts(message, names):
     parts = []
     for call in message.get("tool_calls") or []:
-        function = call.get("function") or {} if isinstance(call, dict) else {}
+        if not isinstance(call, dict):
+            continue
+        function = call.get("function") if isinstance(call.get("function"), dict) else {}
         try:
             args = json.loads(function.get("arguments") or "{}")
         except ValueError:
@@ -113,9 +115,10 @@ def _config(body):
 
 
 def _candidate_parts(chunk):
+    """A chunk's answer parts (thoughts left out, as Google's endpoint leaves them) and its finish reason."""
     candidate = (chunk.get("candidates") or [{}])[0]
-    return [p for p in (candidate.get("content") or {}).get("parts", []) if not p.get("thought")], \
-        candidate.get("finishReason")
+    parts = [p for p in (candidate.get("content") or {}).get("parts", []) if not p.get("thought")]
+    return parts, candidate.get("finishReason")
 
 
 def _tool_calls(parts, ident):

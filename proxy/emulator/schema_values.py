@@ -100,7 +100,7 @@ class _Builder:
         extra = schema.get("additionalProperties")
         for missing in (r for r in required if r not in value):  # required but not described
             value[missing] = self.build(extra if isinstance(extra, dict) else {}, missing, depth + 1, 0)
-        wanted = int(schema.get("minProperties") or 0)
+        wanted = _count(schema.get("minProperties")) or 0
         filler = 0
         while len(value) < wanted and extra is not False and filler < 64:
             filler += 1
@@ -111,10 +111,10 @@ class _Builder:
     def _array(self, schema, name, depth):
         prefix = schema.get("prefixItems") if isinstance(schema.get("prefixItems"), list) else []
         items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
-        low = int(schema.get("minItems") or 0)
-        high = schema.get("maxItems")
+        low = _count(schema.get("minItems")) or 0
+        high = _count(schema.get("maxItems"))
         count = max(low, len(prefix), 1 if depth < _MAX_DEPTH else 0)
-        if isinstance(high, int):
+        if high is not None:
             count = min(count, high)
         values = []
         for number in range(count):
@@ -152,12 +152,23 @@ class _Builder:
         text = _FORMATS.get(str(schema.get("format") or "").lower())
         if text is None:
             text = f"emulated {name}" + (f" {index}" if index else "")
-        low, high = schema.get("minLength"), schema.get("maxLength")
-        if isinstance(low, int) and len(text) < low:
+        low, high = _count(schema.get("minLength")), _count(schema.get("maxLength"))
+        if low is not None and len(text) < low:
             text = text + "x" * (low - len(text))
-        if isinstance(high, int) and len(text) > high:
+        if high is not None and len(text) > high:
             text = text[:high]
         return text
+
+
+def _count(value):
+    """A count as Gemini's OpenAPI schema may spell it: an int, or int64 as a JSON string ("2")."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
 
 
 def _gap(low, high, high_open):

@@ -38,7 +38,7 @@ def thought_tokens(model, config, prompt_tokens):
     budget = field(settings, "thinkingBudget", "thinking_budget")
     level = field(settings, "thinkingLevel", "thinking_level")
     if budget is not None and level is not None:
-        raise BadRequest("You can only set only one of thinking budget and thinking level.")
+        raise BadRequest("You can only set one of thinking budget and thinking level.")
     natural = min(_MAX_NATURAL, 48 + 2 * prompt_tokens)
     if level is not None:
         share = _LEVELS.get(str(level).lower().removeprefix("thinking_level_"))
@@ -75,12 +75,23 @@ def _mac(project, model, nonce):
     return hmac.new(_SECRET, f"{project}|{model}|".encode() + nonce, hashlib.sha256).digest()[:20]
 
 
+def decoded(signature):
+    """A signature's bytes, in either base64 alphabet, padded or not, as proto3 JSON reads `bytes` (google-genai
+    sends signatures back URL-safe); None when it is not base64."""
+    if not isinstance(signature, str):
+        return None
+    text = signature.strip().replace("-", "+").replace("_", "/").rstrip("=")
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except ValueError:
+        return None
+
+
 def valid(signature, project, model):
     if signature in _BYPASSES:
         return True
-    try:
-        raw = base64.b64decode(str(signature), validate=True)
-    except ValueError:
+    raw = decoded(signature)
+    if raw is None:
         return False
     if len(raw) != len(_MAGIC) + 32 or not raw.startswith(_MAGIC):
         return False

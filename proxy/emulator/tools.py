@@ -52,8 +52,8 @@ def _calling_config(body):
 def function_responses(contents):
     """The function responses of the last content, if it is a turn of them."""
     contents = contents if isinstance(contents, list) else [contents]
-    last = contents[-1] if contents else {}
-    parts = last.get("parts") or [] if isinstance(last, dict) else []
+    last = contents[-1] if contents and isinstance(contents[-1], dict) else {}
+    parts = last.get("parts") or []
     return [field(p, "functionResponse", "function_response") for p in parts if isinstance(p, dict)
             and field(p, "functionResponse", "function_response") is not None]
 
@@ -61,8 +61,8 @@ def function_responses(contents):
 def _asked(contents):
     """The text a tool must be named in: the last text part of the last user turn (the Gemini CLI sends its
     session context first, then the prompt; its system instruction names every tool, so it never counts)."""
-    last = contents[-1] if contents else {}
-    said = [p["text"] for p in (last.get("parts") or [] if isinstance(last, dict) else [])
+    last = contents[-1] if contents and isinstance(contents[-1], dict) else {}
+    said = [p["text"] for p in last.get("parts") or []
             if isinstance(p, dict) and isinstance(p.get("text"), str) and not p.get("thought")]
     return said[-1] if said else ""
 
@@ -78,13 +78,10 @@ def chosen_calls(body):
     prompt = _asked(contents)
     candidates = [name for name in declared if not allowed or name in allowed]
     named = [name for name in candidates if re.search(rf"(?<![\w.:-]){re.escape(name)}(?![\w-])", prompt)]
-    if named:
-        chosen = named[0]
-    elif mode in ("ANY", "VALIDATED") and candidates:
-        chosen = candidates[0]
-    else:
-        return []
-    return [{"name": chosen, "args": value_for(declared[chosen], chosen)}]
+    if not named and mode in ("ANY", "VALIDATED") and candidates:
+        named = candidates[:1]
+    # Every function the prompt names is called at once: parallel calls, as Gemini makes them.
+    return [{"name": name, "args": value_for(declared[name], name)} for name in named]
 
 
 def response_text(responses):
