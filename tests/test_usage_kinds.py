@@ -63,7 +63,7 @@ def test_a_stream_of_hostile_chunks_summarizes_without_raising(chunks):
 
 @pytest.mark.parametrize("value, expected", [
     (5, 5), ("12", 12), (3.0, 3), (True, None), (-1, None), (math.nan, None), (math.inf, None), (2.5, None),
-    (2**31, None), ("1e3", None), ("-4", None), ({"n": 1}, None), ([1], None), (None, None)])
+    (2**31, None), ("1e3", None), ("-4", None), ("\u00b2", None), ("\u0663", None), ({"n": 1}, None), ([1], None), (None, None)])
 def test_a_count_is_a_non_negative_integer_or_none(value, expected):
     assert count(value) == expected
 

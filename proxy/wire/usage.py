@@ -24,7 +24,7 @@ def count(value):
         return None
     if isinstance(value, str):
         text = value.strip()
-        if not text.isdigit() or len(text) > 10:  # "12" as protobuf's JSON may write an integer
+        if not (text.isascii() and text.isdigit()) or len(text) > 10:  # "12", as protobuf's JSON may write one
             return None
         value = int(text)
     elif isinstance(value, float):
