@@ -176,6 +176,13 @@ class Exchange(db.Model):
     top_k: Mapped[Optional[int]]
     thoughts_tokens: Mapped[Optional[int]]
     cached_tokens: Mapped[Optional[int]]
+    # A Live session's (WebSocket): what it carried, and the code it was closed with.
+    turns: Mapped[Optional[int]]
+    client_messages: Mapped[Optional[int]]
+    server_messages: Mapped[Optional[int]]
+    media_in_bytes: Mapped[Optional[int]]  # audio and video, counted, never stored
+    media_out_bytes: Mapped[Optional[int]]
+    close_code: Mapped[Optional[int]]
 
     request: Mapped[RequestLog] = relationship(back_populates="exchange")
     body: Mapped[Optional["ExchangeBody"]] = relationship(back_populates="exchange", cascade="all, delete-orphan")

@@ -148,3 +148,12 @@ def test_a_body_that_repeats_a_field_is_refused_since_parsers_disagree_on_which_
     with pytest.raises(jsonbody.BadJson, match="repeats the field"):
         jsonbody.loads("{" + ",".join(members) + "}")
     assert jsonbody.loads(json.dumps(fields)) == fields
+
+
+@given(st.binary(min_size=1, max_size=64))
+def test_a_signature_is_known_in_either_base64_alphabet_padded_or_not(raw):
+    import base64
+    standard = base64.b64encode(raw).decode()
+    urlsafe = base64.urlsafe_b64encode(raw).decode()
+    assert signature_digest(standard) == signature_digest(urlsafe) == signature_digest(urlsafe.rstrip("="))
+    assert signature_digest(standard) != signature_digest(base64.b64encode(raw + b"x").decode())

@@ -1,13 +1,13 @@
 """google-genai, unchanged, on today's generation through the proxy (three server keys, two workers, a client
 key): a chat with function calling and thinking on a Gemini 3 model whose signed history goes back turn after
 turn, JSON mode parsed into a pydantic model, and thinking tokens as the SDK and the proxy's records count them."""
-import base64
 
 import pydantic
 import pytest
 from google import genai
 from google.genai import types
 
+from proxy.emulator import thinking
 from tests.conftest import KEYS, rows, wait_settled
 
 pytestmark = pytest.mark.e2e
@@ -41,7 +41,7 @@ class Recipe(pydantic.BaseModel):
 
 def signatures(contents):
     """Every thought signature in the model turns of `contents` (JSON, as the emulator received them), decoded."""
-    return [base64.b64decode(part["thoughtSignature"]) for content in contents if content.get("role") == "model"
+    return [thinking.decoded(part["thoughtSignature"]) for content in contents if content.get("role") == "model"
             for part in content["parts"] if "thoughtSignature" in part]
 
 

@@ -58,9 +58,9 @@ def build_record(state, request, notes, frames, request_headers, secrets):
         stream_format="ws", upstream_status=101 if any(a[1] == "ok" for a in notes.attempts) else None,
         aborted={relay.CLIENT_CLOSED: None, relay.UPSTREAM_CLOSED: None}.get(notes.ended, notes.ended),
         request_headers=json.dumps(redacted(request_headers)),
-        response_headers=json.dumps({"turns": notes.turns, "client_messages": notes.client_messages,
-                                     "server_messages": notes.server_messages, "media_in_bytes": notes.media_in,
-                                     "media_out_bytes": notes.media_out, "close_code": notes.close_code}),
+        turns=notes.turns, client_messages=notes.client_messages, server_messages=notes.server_messages,
+        media_in_bytes=notes.media_in, media_out_bytes=notes.media_out,
+        close_code=notes.close_code if isinstance(notes.close_code, int) else None,
         request_bytes=notes.bytes_in, response_bytes=notes.bytes_out,
         thoughts_tokens=usage.thoughts or None, cached_tokens=usage.cached or None)
     if frames.cap:

@@ -26,7 +26,8 @@ _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 _READ_SIZE = 64 * 1024  # bytes per read of a body that is not chunked
 # Where a POST names its model in the body rather than the path; and the calls that must name one.
 BODY_MODEL_COLLECTIONS = frozenset({routes.OPENAI, "cachedContents", "interactions"})
-NAMES_MODEL = frozenset({("openai", "chat", "completions"), ("cachedContents",), ("interactions",)})
+OPENAI_CHAT = ("openai", "chat", "completions")  # a generation in OpenAI's shape, its tool calls signed too
+NAMES_MODEL = frozenset({OPENAI_CHAT, ("cachedContents",), ("interactions",)})
 
 
 class Stream:
@@ -126,7 +127,8 @@ def forward(version, path, prefix=None):
         return _failed(error, app, state, call, stream)
     if call.openai and reply.status >= 400:
         return _openai_failed(app, state, call, reply, stream)
-    if call.route.generation and call.key.source == SERVER and len(forwarder.pool) > 1:
+    if (call.route.generation or call.route.segments == OPENAI_CHAT) and call.key.source == SERVER and \
+            len(forwarder.pool) > 1:
         stream.signatures = references.SignatureScanner()  # the next turn must come back to this key
     body = _relay(reply, stream, state.elapsed_ms)
     headers = client_headers(reply.headers)

@@ -73,6 +73,12 @@ class ExchangeRecord:
     top_k: Optional[int] = None
     thoughts_tokens: Optional[int] = None
     cached_tokens: Optional[int] = None
+    turns: Optional[int] = None  # a Live session's, and what follows
+    client_messages: Optional[int] = None
+    server_messages: Optional[int] = None
+    media_in_bytes: Optional[int] = None
+    media_out_bytes: Optional[int] = None
+    close_code: Optional[int] = None
     body: Optional[ExchangeBodyRecord] = None
 
 

@@ -3,6 +3,7 @@
 Google keeps each resource (a file, a cache, a batch, an operation, a store, an interaction, a tuned
 model) in the project of the key that made it. These are the names the proxy must send to that key,
 read from the parsed Route and the parsed JSON body, never from the client's bytes."""
+import base64
 import hashlib
 import re
 from dataclasses import dataclass
@@ -109,8 +110,15 @@ def _resource_name(kind, text):
 
 
 def signature_digest(signature):
-    """The name under which the proxy remembers which key produced a thought signature."""
-    return SIGNATURES + "/" + hashlib.sha256(signature.encode("utf-8", "surrogatepass")).hexdigest()[:48]
+    """The name under which the proxy remembers which key produced a thought signature. A signature is
+    proto3 JSON `bytes`: base64 in either alphabet, padded or not (Gemini sends the standard one, google-genai
+    sends it back URL-safe), so the digest is of the bytes it holds; of the text when it is not base64."""
+    text = signature.strip().replace("-", "+").replace("_", "/").rstrip("=")
+    try:
+        held = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except ValueError:
+        held = signature.encode("utf-8", "surrogatepass")
+    return SIGNATURES + "/" + hashlib.sha256(held).hexdigest()[:48]
 
 
 def body_references(payload):
