@@ -105,7 +105,8 @@ def test_a_responses_file_is_summed_and_a_file_that_cannot_be_had_leaves_the_bat
     with app.app_context():
         assert batch_usage.count_if_finished("batches/b1", batch, download=lambda name: None) is None
         assert db.session.get(OwnedResource, "batches/b1").usage_counted_at is None
-        record = batch_usage.count_if_finished("batches/b1", batch, download={"files/out": lines}.get)
+        record = batch_usage.count_if_finished("batches/b1", batch,
+                                               download={"files/out": lines.splitlines()}.get)
     assert record.batch and record.thoughts_tokens == 3
     assert usage_rows(app) == [(None, 1, 12, 6, 21, MODEL)]  # the model the proxy recorded it made
 

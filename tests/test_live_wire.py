@@ -87,7 +87,7 @@ def test_any_server_message_is_read_without_failing(frame):
 def test_usage_is_summed_over_turns_and_junk_counts_nothing():
     usage = live.SessionUsage()
     usage.add({"promptTokenCount": 10, "responseTokenCount": 5, "totalTokenCount": 15})
-    usage.add({"promptTokenCount": -3, "responseTokenCount": "9", "thoughtsTokenCount": True})
+    usage.add({"promptTokenCount": -3, "responseTokenCount": "nine", "thoughtsTokenCount": True})
     assert (usage.prompt, usage.response, usage.thoughts, usage.total) == (10, 5, 0, 15)
 
 

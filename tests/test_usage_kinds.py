@@ -63,7 +63,7 @@ def test_a_stream_of_hostile_chunks_summarizes_without_raising(chunks):
 
 @pytest.mark.parametrize("value, expected", [
     (5, 5), ("12", 12), (3.0, 3), (True, None), (-1, None), (math.nan, None), (math.inf, None), (2.5, None),
-    (2**31, None), ("1e3", None), ("-4", None), ({"n": 1}, None), ([1], None), (None, None)])
+    (2**31, None), ("1e3", None), ("-4", None), ("\u00b2", None), ("\u0663", None), ({"n": 1}, None), ([1], None), (None, None)])
 def test_a_count_is_a_non_negative_integer_or_none(value, expected):
     assert count(value) == expected
 
@@ -82,6 +82,10 @@ def test_openai_reasoning_tokens_are_thoughts_taken_out_of_the_completion():
                                "prompt_tokens_details": {"cached_tokens": 60},
                                "completion_tokens_details": {"reasoning_tokens": 25}})
     assert (usage.prompt, usage.candidates, usage.thoughts, usage.cached) == (100, 20, 25, 60)
+    # Counted beside the completion (prompt + completion + reasoning is the total): the completion is the answer's.
+    beside = Usage.from_openai({"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 145,
+                                "completion_tokens_details": {"reasoning_tokens": 25}})
+    assert (beside.candidates, beside.thoughts, beside.output) == (20, 25, 45)
 
 
 def test_a_stream_s_usage_is_its_last_chunk_with_one():
@@ -160,6 +164,32 @@ def test_a_native_answer_records_every_kind(app, client, rich_usage, path):
     [(prompt, completion, total, cached, thoughts, tool_use, tier, batch)] = recorded(app, ":")
     assert (cached, thoughts, tool_use, tier, batch) == (4, 11, 3, "standard", 0)
     assert total == prompt + completion + thoughts + tool_use
+
+
+def test_the_emulators_own_thoughts_tool_use_and_tier_are_recorded_as_it_reports_them(app, client):
+    body = {**BODY, "tools": [{"googleSearch": {}}], "serviceTier": "flex",
+            "generationConfig": {"thinkingConfig": {"thinkingBudget": 256}}}
+    answer = native(client, NATIVE, body=body)
+    assert answer.status_code == 200, answer.text
+    usage = answer.json["usageMetadata"]
+    [(prompt, completion, total, _, thoughts, tool_use, tier, _)] = recorded(app, ":")
+    assert (prompt, completion, total, thoughts, tool_use, tier) == (
+        usage["promptTokenCount"], usage["candidatesTokenCount"], usage["totalTokenCount"],
+        usage["thoughtsTokenCount"], usage["toolUsePromptTokenCount"], "flex")
+    assert thoughts > 0 and tool_use > 0
+
+
+def test_the_emulators_openai_reasoning_tokens_are_recorded_as_thoughts(app, client):
+    answer = client.post("/v1beta/openai/chat/completions", headers={"Authorization": f"Bearer {KEYS[0]}"},
+                         json={"model": MODEL, "reasoning_effort": "low",
+                               "messages": [{"role": "user", "content": "think"}]})
+    answer.get_data()
+    answer.close()
+    assert answer.status_code == 200, answer.text
+    used = answer.json["usage"]
+    [(prompt, completion, total, _, thoughts, _, _, _)] = recorded(app, "openai")
+    assert thoughts == used["completion_tokens_details"]["reasoning_tokens"] > 0
+    assert prompt + completion + thoughts == total == used["total_tokens"]
 
 
 def test_the_openai_compatible_answer_records_cached_and_reasoning_tokens(app, client, rich_usage):

@@ -68,16 +68,20 @@ def _summed(answers):
     return total
 
 
+def _answers(lines):
+    """The JSON objects of a responses file's lines (bytes), one line at a time."""
+    for line in lines:
+        yield from iter_json_objects(line.decode("utf-8", errors="replace"))
+
+
 def usage_of(batch, download):
-    """The summed usage of a finished batch's answers: inline, or in its responses file, which
-    `download(file name)` fetches (bytes, or None when it cannot); None when the file could not be had."""
+    """The summed usage of a finished batch's answers: inline, or in its responses file, whose lines
+    (bytes) `download(file name)` yields (None when it cannot); None when the file could not be had."""
     output = _output(batch)
     responses_file = output.get("responsesFile")
     if isinstance(responses_file, str) and responses_file:
-        data = download(responses_file)
-        if data is None:
-            return None
-        return _summed(iter_json_objects(data.decode("utf-8", errors="replace")))
+        lines = download(responses_file)
+        return None if lines is None else _summed(_answers(lines))
     return _summed(_inlined(output))
 
 
@@ -147,26 +151,48 @@ class BatchReader:
     def __init__(self, transport):
         self.base_url, self.http = transport.base_url, transport.http
 
-    def _get(self, key, target):
+    def _get(self, key, target, whole=True):
         try:
             reply = self.http.request("GET", self.base_url + target, headers={"x-goog-api-key": key},
-                                      timeout=_TIMEOUT, redirect=False, retries=False)
+                                      timeout=_TIMEOUT, redirect=False, retries=False, preload_content=whole)
         except urllib3.exceptions.HTTPError as exc:
             log.warning("Gemini did not answer %s: %s", target.split("?")[0], type(exc).__name__)
-            return None, None
-        return reply.status, reply.data
+            return None
+        return reply
 
     def batch(self, key, name):
         """(status, the batch's JSON or None)."""
-        status, data = self._get(key, f"/{_VERSION}/{urllib.parse.quote(name)}")
+        reply = self._get(key, f"/{_VERSION}/{urllib.parse.quote(name)}")
+        if reply is None:
+            return None, None
         try:
-            return status, json.loads(data) if status == 200 else None
+            return reply.status, json.loads(reply.data) if reply.status == 200 else None
         except ValueError:
-            return status, None
+            return reply.status, None
 
     def download(self, key, file_name):
-        status, data = self._get(key, f"/download/{_VERSION}/{urllib.parse.quote(file_name)}:download?alt=media")
-        return data if status == 200 else None
+        """The responses file's lines as they arrive (a batch's file may be larger than memory), or None."""
+        reply = self._get(key, f"/download/{_VERSION}/{urllib.parse.quote(file_name)}:download?alt=media",
+                          whole=False)
+        if reply is None or reply.status != 200:
+            if reply is not None:
+                reply.release_conn()
+            return None
+        return _lines(reply)
+
+
+def _lines(reply):
+    """A streamed answer's lines, the connection released when they are read (or the reading stops)."""
+    try:
+        rest = b""
+        for chunk in reply.stream(64 * 1024):
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            yield from lines
+        if rest:
+            yield rest
+    finally:
+        reply.release_conn()
 
 
 def _reader(app):

@@ -12,6 +12,7 @@ from typing import Optional
 from . import credentials, query as queries
 from .jsonbody import BadJson, loads
 from .routes import NAME, valid_model_name
+from .usage import count
 
 PREFIX = "/ws/"
 _PATH = re.compile(r"/ws/google\.ai\.generativelanguage\.(v1beta|v1alpha|v1)\.GenerativeService\."
@@ -246,9 +247,10 @@ def read_server_frame(frame):
 
 
 def _count(usage, *names):
+    """The first of `names` that holds a count (wire.usage's reading: what fits the record's columns)."""
     for name in names:
-        value = usage.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2 ** 40:
+        value = count(usage.get(name))
+        if value is not None:
             return value
     return 0
 

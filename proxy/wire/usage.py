@@ -24,7 +24,7 @@ def count(value):
         return None
     if isinstance(value, str):
         text = value.strip()
-        if not text.isdigit() or len(text) > 10:  # "12" as protobuf's JSON may write an integer
+        if not (text.isascii() and text.isdigit()) or len(text) > 10:  # "12", as protobuf's JSON may write one
             return None
         value = int(text)
     elif isinstance(value, float):
@@ -44,6 +44,11 @@ def _tier(value):
     if name.upper().startswith(_TIER_PREFIX):
         name = name[len(_TIER_PREFIX):]
     return name.lower()[:_TIER_MAX] or None
+
+
+def _apart(prompt, completion, thoughts, total):
+    """Whether an OpenAI-shaped usage counts the reasoning tokens beside completion_tokens, not in them."""
+    return None not in (prompt, total) and prompt + completion + thoughts == total != prompt + completion
 
 
 def _add(a, b):
@@ -76,18 +81,20 @@ class Usage:
 
     @classmethod
     def from_openai(cls, usage):
-        """From an OpenAI-shaped usage object; completion_tokens there includes the reasoning tokens."""
+        """From an OpenAI-shaped usage object. OpenAI counts the reasoning tokens in completion_tokens; a
+        Gemini-made one may not: the total says which (prompt + completion is the total when it does)."""
         if not isinstance(usage, dict):
             return cls()
         prompt_details = usage.get("prompt_tokens_details")
         output_details = usage.get("completion_tokens_details")
         cached = count(prompt_details.get("cached_tokens")) if isinstance(prompt_details, dict) else None
         thoughts = count(output_details.get("reasoning_tokens")) if isinstance(output_details, dict) else None
-        completion = count(usage.get("completion_tokens"))
-        if completion is not None and thoughts is not None and thoughts <= completion:
+        prompt, completion, total = (count(usage.get(name)) for name in
+                                     ("prompt_tokens", "completion_tokens", "total_tokens"))
+        if completion is not None and thoughts and thoughts <= completion and not _apart(prompt, completion,
+                                                                                          thoughts, total):
             completion -= thoughts
-        return cls(prompt=count(usage.get("prompt_tokens")), candidates=completion,
-                   total=count(usage.get("total_tokens")), cached=cached, thoughts=thoughts,
+        return cls(prompt=prompt, candidates=completion, total=total, cached=cached, thoughts=thoughts,
                    service_tier=_tier(usage.get("service_tier")))
 
     @classmethod
