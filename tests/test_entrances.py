@@ -197,6 +197,17 @@ def test_repeated_credentials_are_refused(gateway, emulator, headers):
     assert received_since(emulator, mark) == []
 
 
+def test_one_key_in_two_slots_is_one_credential_and_goes_on_in_one(gateway, emulator):
+    # The Gemini CLI's bearer mode sends its key both as Bearer and as x-goog-api-key.
+    mark = len(emulator.received())
+    status, _, _ = send(gateway, "POST", f"/v1beta/models/{ALLOWED}:generateContent",
+                        [("X-API-KEY", CLIENT_KEY), ("x-goog-api-key", KEYS[2]), ("Authorization", f"Bearer {KEYS[2]}")],
+                        BODY)
+    assert status == 200
+    (reached,) = received_since(emulator, mark)
+    assert reached["headers"].get("x-goog-api-key") == KEYS[2] and "authorization" not in reached["headers"]
+
+
 @pytest.mark.parametrize("query", [f"key={CLIENT_KEY}&key={KEYS[2]}", f"key={KEYS[2]}&k%65y={CLIENT_KEY}",
                                    "access_token=ya29.x"])
 def test_repeated_query_credentials_are_refused(gateway, emulator, query):

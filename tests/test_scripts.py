@@ -41,7 +41,8 @@ def test_scripts_test_stops_at_once_naming_the_missing_packages(tmp_path):
     assert done.returncode == 1, done.stdout + done.stderr
     # Found outside the PATH, at Debian's own paths, when installed: nginx and PostgreSQL.
     expected = ["redis-server", *([] if os.path.exists("/usr/sbin/nginx") else ["nginx"]),
-                *([] if glob.glob("/usr/lib/postgresql/*/bin/postgres") else ["postgresql"]), "chromium"]
+                *([] if glob.glob("/usr/lib/postgresql/*/bin/postgres") else ["postgresql"]), "chromium",
+                "nodejs", "npm"]
     assert f"which are missing: {' '.join(expected)}\n" in done.stderr, done.stderr
     assert "apt-get install" in done.stderr and 'scripts/test -m "not e2e"' in done.stderr
     assert not (tmp_path / "venv").exists()  # stopped before building anything

@@ -42,6 +42,10 @@ def presented(headers, query_key="", native=False):
         return found
     slots = [(slot, value) for slot, value in ((HEADER, _single(headers, "x-goog-api-key")),
                                                (QUERY, query_key), (BEARER, found.bearer)) if value]
+    if len(slots) > 1 and len({value for _, value in slots}) == 1:
+        # One key in two slots (the Gemini CLI's bearer mode sends it as Bearer and x-goog-api-key): one
+        # credential, sent on in the first of them.
+        slots = slots[:1]
     if len(slots) > 1:
         raise BadCredentials("The request carries keys in more than one of x-goog-api-key, key= and "
                              "Authorization; send one credential.")
