@@ -338,28 +338,38 @@ def live_paths(emulator, proxy):
 
 
 def live_latency(emulator, proxy, turns):
-    """Time to the first serverContent of a turn, direct and through the proxy: `turns` turns each, in ROUNDS
-    rounds taking turns, a fresh session a round (its first turn not counted), UPSTREAM_MS of Live latency."""
+    """Time to setupComplete of a session opened alone, and to the first serverContent of a turn, direct and
+    through the proxy: `turns` of each, in ROUNDS rounds taking turns, the turns in a fresh session a round
+    (its first turn not counted), UPSTREAM_MS of Live latency before each answer."""
     control(emulator, "config", {"live_latency_ms": UPSTREAM_MS})
-    seen = {name: [] for name, *_ in live_paths(emulator, proxy)}
-    p50s = {name: [] for name in seen}
+    names = [name for name, *_ in live_paths(emulator, proxy)]
+    seen = {(name, what): [] for name in names for what in ("setup", "turn")}
+    p50s = {key: [] for key in seen}
     for _ in range(ROUNDS):
         for name, url, headers in live_paths(emulator, proxy):
+            setups = []
+            for _ in range(turns // ROUNDS):
+                ws, setup = live_open(url, headers)
+                ws.close()
+                setups.append(setup)
             ws, _ = live_open(url, headers)
             live_turn(ws)
             values = [live_turn(ws) for _ in range(turns // ROUNDS)]
             ws.close()
-            seen[name] += values
-            p50s[name].append(percentile(values, 50))
+            for what, samples in (("setup", setups), ("turn", values)):
+                seen[name, what] += samples
+                p50s[name, what].append(percentile(samples, 50))
     control(emulator, "config", {"live_latency_ms": 0})
-    by_round = [mine - theirs for mine, theirs in zip(p50s["proxy"], p50s["direct"])]
-    row = {"turns": len(seen["proxy"]), "added_p50_rounds": (min(by_round), max(by_round))}
-    for name, values in seen.items():
-        row[f"{name}_p50"], row[f"{name}_p95"] = percentile(values, 50), percentile(values, 95)
-    row["added_p50"], row["added_p95"] = row["proxy_p50"] - row["direct_p50"], row["proxy_p95"] - row["direct_p95"]
-    print(f"live turns {row['turns']}  first message p50 +{row['added_p50']:.2f} ms  p95 +{row['added_p95']:.2f} ms",
-          flush=True)
-    return row
+    rows = []
+    for what in ("setup", "turn"):
+        by_round = [mine - theirs for mine, theirs in zip(p50s["proxy", what], p50s["direct", what])]
+        row = {"what": what, "count": len(seen["proxy", what]), "added_p50_rounds": (min(by_round), max(by_round))}
+        for name in names:
+            row[f"{name}_p50"], row[f"{name}_p95"] = percentile(seen[name, what], 50), percentile(seen[name, what], 95)
+        row["added_p50"], row["added_p95"] = row["proxy_p50"] - row["direct_p50"], row["proxy_p95"] - row["direct_p95"]
+        print(f"live {what} x{row['count']}  p50 +{row['added_p50']:.2f} ms  p95 +{row['added_p95']:.2f} ms", flush=True)
+        rows.append(row)
+    return rows
 
 
 def worker_open_files(pid):
@@ -425,9 +435,11 @@ def live_held(emulator, proxy, database, count, recorded):
     held = []
     peak_rss = [idle_rss]
     sampler = gevent.spawn(lambda: [peak_rss.append(rss_mib(worker)) or gevent.sleep(0.1) for _ in range(3000)])
-    began = time.perf_counter()
+    pids = (worker, emulator.proc.pid, os.getpid())  # who used the machine's cores meanwhile
+    began, cpu_began = time.perf_counter(), [cpu_seconds(pid) for pid in pids]
     setups, turns, failures = live_rush(ws_url(proxy), {}, count, held)
     opened_in = time.perf_counter() - began
+    rush_cpu = [cpu_seconds(pid) - before for pid, before in zip(pids, cpu_began)]
     upstream_open = requests.get(f"{emulator.url}/_emulator/stats", timeout=10).json()["in_flight"]
     cpu_before = cpu_seconds(worker)
     gevent.sleep(LIVE_HOLD_SECONDS)
@@ -458,6 +470,8 @@ def live_held(emulator, proxy, database, count, recorded):
            "after_upstream": requests.get(f"{emulator.url}/_emulator/stats", timeout=10).json()["in_flight"],
            "records": dict(records)}
     row["kib_a_session"] = (open_rss - idle_rss) * 1024 / max(1, len(setups))
+    row["cpu_ms_a_session"] = rush_cpu[0] * 1000 / max(1, len(setups))
+    row["rush_cpu"] = rush_cpu
     print(f"live sessions {count}: setup {len(setups)} turn {len(turns)} failed {dict(failures)} "
           f"rss {idle_rss:.0f}->{open_rss:.0f} MiB fds {idle_fds}->{open_fds_count}->{row['after_fds']} "
           f"records {dict(records)}", flush=True)
@@ -467,7 +481,8 @@ def live_held(emulator, proxy, database, count, recorded):
 def live_bench(emulator, proxy, database, quick):
     """The Live rows: added latency to a turn's first message, and the sessions one worker holds."""
     latency = live_latency(emulator, proxy, 30 if quick else 300)
-    levels = (20, 50) if quick else (50, 200, 500)
+    # 500 twice: whether the worker's memory comes back to where it was, or grows with every 500.
+    levels = (20, 50) if quick else (50, 200, 500, 500, 1000)
     held = [live_held(emulator, proxy, database, count, ROUNDS + sum(levels[:number]))
             for number, count in enumerate(levels)]
     return {"latency": latency, "held": held,
@@ -544,9 +559,14 @@ LIVE_HEADING = "## Live API"
 
 def live_section(args, live):
     """The Live rows, with the run they came from (a `--only live` run replaces them alone)."""
-    latency, soft, hard = live["latency"], *live["worker_ulimit"]
-    low, high = latency["added_p50_rounds"]
+    soft, hard = live["worker_ulimit"]
+    repeated = [row["sessions"] for row in live["held"]]
+    repeated = {count for count in repeated if repeated.count(count) > 1}
+    twice = "".join(f"{count} comes twice, to show whether the worker's memory grows with every {count} or is "
+                    "reused; " for count in sorted(repeated))
     command = f"python scripts/benchmark.py{' --quick' if args.quick else ''}{' --only live' if args.only else ''}"
+    labels = {"setup": "setupComplete after the client's setup, a session opened alone",
+              "turn": "first serverContent after the client's turn"}
     lines = [
         f"{LIVE_HEADING} (the WebSocket relay; a raw `ws://` client, text turns, {UPSTREAM_MS} ms of Live latency "
         "before each answer)",
@@ -554,23 +574,26 @@ def live_section(args, live):
         f"Run {live['run']} with `{command}`, on the machine above, the same one worker. The client is "
         "`simple_websocket` on gevent, in the benchmark's process.",
         "",
-        "| | turns | direct p50 ms | proxy p50 ms | added p50 ms | added p50 by round, ms | direct p95 ms "
+        "| time to | count | direct p50 ms | proxy p50 ms | added p50 ms | added p50 by round, ms | direct p95 ms "
         "| proxy p95 ms | added p95 ms |",
         "|---|---|---|---|---|---|---|---|---|",
-        f"| first serverContent after the client's turn | {latency['turns']} | {latency['direct_p50']:.2f} | "
-        f"{latency['proxy_p50']:.2f} | **{latency['added_p50']:.2f}** | {low:.2f} to {high:.2f} | "
-        f"{latency['direct_p95']:.2f} | {latency['proxy_p95']:.2f} | **{latency['added_p95']:.2f}** |",
+        *[f"| {labels[row['what']]} | {row['count']} | {row['direct_p50']:.2f} | {row['proxy_p50']:.2f} | "
+          f"**{row['added_p50']:.2f}** | {row['added_p50_rounds'][0]:.2f} to {row['added_p50_rounds'][1]:.2f} | "
+          f"{row['direct_p95']:.2f} | {row['proxy_p95']:.2f} | **{row['added_p95']:.2f}** |" for row in live["latency"]],
         "",
-        f"One session direct to the emulator and one through the proxy a round, {ROUNDS} rounds taking turns, each "
-        "session's first turn not counted; the time is from sending `clientContent` (turnComplete) to the first "
-        "`serverContent` message of the answer, read on to its turnComplete before the next turn.",
+        f"{ROUNDS} rounds, direct to the emulator and through the proxy taking turns in each. The setup is timed "
+        "from connecting (the upgrade included) to `setupComplete`, a session at a time, each closed at once. The "
+        "turns run in one session a path a round, its first turn not counted; each is timed from sending "
+        "`clientContent` (turnComplete) to the first `serverContent` message of the answer, read on to its "
+        "turnComplete before the next turn.",
         "",
         "| sessions opened at once | setupComplete | turn answered | failed | closed while idle "
-        "| all opened and answered in, s | setupComplete p50 / p95 ms, direct | proxy | first message p50 / p95 ms, "
+        "| all opened and answered in, s | CPU meanwhile, s: worker / emulator / client "
+        "| worker CPU a session (setup and turn), ms | setupComplete p50 / p95 ms, direct | proxy | first message p50 / p95 ms, "
         "direct | proxy | open at the emulator, held → closed | worker RSS idle → open (peak), MiB | per session, KiB "
         "| worker CPU while they idle, % of a core | worker fds idle → open → closed | RSS after close, MiB "
         "| records (how they ended) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in live["held"]:
         failed = sum(row["failures"].values())
@@ -579,7 +602,8 @@ def live_section(args, live):
         records = ", ".join(f"{how}: {n}" for how, n in sorted(row["records"].items(), key=str))
         lines.append(
             f"| {row['sessions']} | {row['setup_ok']} | {row['turn_ok']} | {failed}{why}{direct} | {row['dropped']} | "
-            f"{row['opened_in']:.1f} | {row['direct_setup_p50']:.1f} / {row['direct_setup_p95']:.1f} | "
+            f"{row['opened_in']:.1f} | {' / '.join(format(cpu, '.2f') for cpu in row['rush_cpu'])} | "
+            f"{row['cpu_ms_a_session']:.1f} | {row['direct_setup_p50']:.1f} / {row['direct_setup_p95']:.1f} | "
             f"{row['setup_p50']:.1f} / {row['setup_p95']:.1f} | {row['direct_turn_p50']:.1f} / "
             f"{row['direct_turn_p95']:.1f} | {row['turn_p50']:.1f} / {row['turn_p95']:.1f} | "
             f"{row['upstream_open']} → {row['after_upstream']} | {row['idle_rss']:.0f} → {row['open_rss']:.0f} "
@@ -594,18 +618,23 @@ def live_section(args, live):
         f"Through the proxy the sessions then stay open, idle, for "
         f"{LIVE_HOLD_SECONDS} s while the worker's CPU is counted; then the client closes them all and the worker's "
         "sockets and the sessions' records are counted again. A session through the proxy holds two sockets in "
-        "the worker (the client's and Gemini's); per session is (RSS open − RSS idle) ÷ sessions set up. "
-        f"`ulimit -n` of the worker in this run: {soft} (hard {hard}); Gunicorn's `worker_connections` (1000) "
-        "bounds the client sockets one worker accepts. `LIVE_SESSIONS_PER_CLIENT=0` here: with its default (10) "
-        "an anonymous client's eleventh session is closed with 1013.",
+        "the worker (the client's and Gemini's); per session is (RSS open − RSS idle) ÷ sessions set up; "
+        f"{twice}"
+        "the client, the worker and the emulator share the machine's cores, so the times under a rush are theirs "
+        f"together (the CPU column says who spent it). `ulimit -n` of the worker in this run: {soft} (hard {hard}). "
+        "Gunicorn's `worker_connections` (1000, `WORKER_CONNECTIONS`) is the most connections one gevent worker "
+        "serves at once, and a Live session holds one for its whole life. `LIVE_SESSIONS_PER_CLIENT=0` here: with "
+        "its default (10) an anonymous client's eleventh session is closed with 1013.",
     ]
     return lines
 
 
 def replace_section(output, heading, section):
     """Write `section` in place of the one under `heading` in `output` (before Analytics if it has none)."""
-    with open(output) as handle:
-        text = handle.read().rstrip("\n").split("\n")
+    text = []
+    if os.path.exists(output):
+        with open(output) as handle:
+            text = handle.read().rstrip("\n").split("\n")
     starts = [number for number, line in enumerate(text) if line.startswith(heading)]
     if starts:
         start = starts[0]
