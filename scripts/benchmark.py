@@ -278,7 +278,8 @@ LIVE_PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGener
 LIVE_MODEL = "gemini-live-2.5-flash-preview"
 LIVE_SETUP = json.dumps({"setup": {"model": f"models/{LIVE_MODEL}",
                                    "generationConfig": {"responseModalities": ["TEXT"]}}})
-LIVE_TURN = json.dumps({"clientContent": {"turns": [{"role": "user", "parts": [{"text": "Say one thing about the sea."}]}],
+LIVE_TURN = json.dumps({"clientContent": {"turns": [{"role": "user",
+                                                     "parts": [{"text": "Say one thing about the sea."}]}],
                                           "turnComplete": True}})
 LIVE_STEP_SECONDS = 30  # the most one step of a session (connect and setup, or a turn) may take
 LIVE_OPEN_SECONDS = 120  # the most all of a level's sessions may take to open and answer their turn
@@ -367,7 +368,8 @@ def live_latency(emulator, proxy, turns):
         for name in names:
             row[f"{name}_p50"], row[f"{name}_p95"] = percentile(seen[name, what], 50), percentile(seen[name, what], 95)
         row["added_p50"], row["added_p95"] = row["proxy_p50"] - row["direct_p50"], row["proxy_p95"] - row["direct_p95"]
-        print(f"live {what} x{row['count']}  p50 +{row['added_p50']:.2f} ms  p95 +{row['added_p95']:.2f} ms", flush=True)
+        print(f"live {what} x{row['count']}  p50 +{row['added_p50']:.2f} ms  p95 +{row['added_p95']:.2f} ms",
+              flush=True)
         rows.append(row)
     return rows
 
@@ -459,7 +461,8 @@ def live_held(emulator, proxy, database, count, recorded):
     gevent.sleep(1)  # the emulator's own closes
     control(emulator, "config", {"live_latency_ms": 0})
     row = {"sessions": count, "setup_ok": len(setups), "turn_ok": len(turns), "failures": dict(failures),
-           "dropped": dropped, "opened_in": opened_in, "setup_p50": percentile(setups, 50), "setup_p95": percentile(setups, 95),
+           "dropped": dropped, "opened_in": opened_in,
+           "setup_p50": percentile(setups, 50), "setup_p95": percentile(setups, 95),
            "turn_p50": percentile(turns, 50), "turn_p95": percentile(turns, 95), "upstream_open": upstream_open,
            "direct_ok": len(d_turns), "direct_failed": sum(d_failures.values()),
            "direct_setup_p50": percentile(d_setups, 50), "direct_setup_p95": percentile(d_setups, 95),
@@ -480,14 +483,17 @@ def live_held(emulator, proxy, database, count, recorded):
 
 def live_bench(emulator, proxy, database, quick):
     """The Live rows: added latency to a turn's first message, and the sessions one worker holds."""
-    latency = live_latency(emulator, proxy, 30 if quick else 300)
+    turns = 30 if quick else 300
+    load = os.getloadavg()[0]
+    latency = live_latency(emulator, proxy, turns)
+    recorded = ROUNDS * (turns // ROUNDS + 1)  # the latency rows' sessions through the proxy: its setups and turns
     # 500 twice: whether the worker's memory comes back to where it was, or grows with every 500.
     levels = (20, 50) if quick else (50, 200, 500, 500, 1000)
-    held = [live_held(emulator, proxy, database, count, ROUNDS + sum(levels[:number]))
+    held = [live_held(emulator, proxy, database, count, recorded + sum(levels[:number]))
             for number, count in enumerate(levels)]
     return {"latency": latency, "held": held,
             "ulimit": resource.getrlimit(resource.RLIMIT_NOFILE), "worker_ulimit": worker_open_files(proxy.worker),
-            "run": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"}
+            "run": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC", "load": (load, os.getloadavg()[0])}
 
 
 def main():
@@ -572,14 +578,17 @@ def live_section(args, live):
         "before each answer)",
         "",
         f"Run {live['run']} with `{command}`, on the machine above, the same one worker. The client is "
-        "`simple_websocket` on gevent, in the benchmark's process.",
+        "`simple_websocket` on gevent, in the benchmark's process. The machine's load average (1 min) was "
+        f"{live['load'][0]:.1f} as the Live rows began and {live['load'][1]:.1f} as they ended, on "
+        f"{os.cpu_count()} cores: other work on it moves these times.",
         "",
         "| time to | count | direct p50 ms | proxy p50 ms | added p50 ms | added p50 by round, ms | direct p95 ms "
         "| proxy p95 ms | added p95 ms |",
         "|---|---|---|---|---|---|---|---|---|",
         *[f"| {labels[row['what']]} | {row['count']} | {row['direct_p50']:.2f} | {row['proxy_p50']:.2f} | "
           f"**{row['added_p50']:.2f}** | {row['added_p50_rounds'][0]:.2f} to {row['added_p50_rounds'][1]:.2f} | "
-          f"{row['direct_p95']:.2f} | {row['proxy_p95']:.2f} | **{row['added_p95']:.2f}** |" for row in live["latency"]],
+          f"{row['direct_p95']:.2f} | {row['proxy_p95']:.2f} | **{row['added_p95']:.2f}** |"
+          for row in live["latency"]],
         "",
         f"{ROUNDS} rounds, direct to the emulator and through the proxy taking turns in each. The setup is timed "
         "from connecting (the upgrade included) to `setupComplete`, a session at a time, each closed at once. The "
@@ -589,8 +598,9 @@ def live_section(args, live):
         "",
         "| sessions opened at once | setupComplete | turn answered | failed | closed while idle "
         "| all opened and answered in, s | CPU meanwhile, s: worker / emulator / client "
-        "| worker CPU a session (setup and turn), ms | setupComplete p50 / p95 ms, direct | proxy | first message p50 / p95 ms, "
-        "direct | proxy | open at the emulator, held → closed | worker RSS idle → open (peak), MiB | per session, KiB "
+        "| worker CPU a session (setup and turn), ms | setupComplete p50 / p95 ms, direct | proxy "
+        "| first message p50 / p95 ms, direct | proxy | open at the emulator, held → closed "
+        "| worker RSS idle → open (peak), MiB | per session, KiB "
         "| worker CPU while they idle, % of a core | worker fds idle → open → closed | RSS after close, MiB "
         "| records (how they ended) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -621,7 +631,8 @@ def live_section(args, live):
         "the worker (the client's and Gemini's); per session is (RSS open − RSS idle) ÷ sessions set up; "
         f"{twice}"
         "the client, the worker and the emulator share the machine's cores, so the times under a rush are theirs "
-        f"together (the CPU column says who spent it). `ulimit -n` of the worker in this run: {soft} (hard {hard}). "
+        f"together (the CPU column says who spent it). `ulimit -n` in this run: the worker's {soft} (hard {hard}), "
+        f"the client's {live['ulimit'][0]}. "
         "Gunicorn's `worker_connections` (1000, `WORKER_CONNECTIONS`) is the most connections one gevent worker "
         "serves at once, and a Live session holds one for its whole life. `LIVE_SESSIONS_PER_CLIENT=0` here: with "
         "its default (10) an anonymous client's eleventh session is closed with 1013.",
