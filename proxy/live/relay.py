@@ -23,7 +23,9 @@ CLIENT, SERVER = "client", "server"  # whose key the session runs on: the client
 # How a session ended, as its record says (finish_reason).
 CLIENT_CLOSED, UPSTREAM_CLOSED, QUOTA, LIMIT, REFUSED, ERROR, SHUTDOWN = (
     "client_close", "upstream_close", "quota", "session_limit", "refused", "error", "shutdown")
-_POLL_SECONDS = 0.5  # how often a waiting leg looks whether the other has ended the session
+# A waiting leg is woken when the session ends (_end sets its socket's event); this is only a safety net,
+# long enough that a thousand idle sessions cost no CPU.
+_POLL_SECONDS = 30.0
 _KEY_REFUSALS = ("api key", "api_key", "permission", "unregistered callers")
 
 
@@ -321,3 +323,6 @@ def _close_quietly(sock, code, reason):
         sock.close(reason=code, message=reason or None)
     except (ConnectionClosed, OSError):
         pass
+    # simple-websocket wakes a waiting receive only when the peer answers the close: wake it now, so the
+    # leg waiting on this socket sees it closed and ends.
+    sock.event.set()
