@@ -17,7 +17,7 @@ from proxy.access.quotas import check_token_quota, count_usage
 from proxy.access.resources import ResourceOwners
 from proxy.access.security import init_security
 from proxy.analytics.cli import cli as ops_cli
-from proxy.analytics.batch_usage import POLL_SECONDS as BATCH_POLL_SECONDS, start_batch_poller
+from proxy.analytics.batch_usage import start_batch_poller
 from proxy.analytics.operations import start_periodic_prune
 from proxy.analytics.rollups import forget_late_records, start_periodic_rollups, watch_late_records
 from proxy.api import init_api
@@ -177,8 +177,8 @@ def start_background_jobs(app):
                              config["BODY_RETENTION_DAYS"])
     if config["ROLLUP_INTERVAL_SECONDS"]:
         start_periodic_rollups(app, config["ROLLUP_INTERVAL_SECONDS"])
-    if config.get("BATCH_USAGE_INTERVAL_SECONDS", BATCH_POLL_SECONDS):
-        start_batch_poller(app, config.get("BATCH_USAGE_INTERVAL_SECONDS", BATCH_POLL_SECONDS))
+    if config["BATCH_USAGE_INTERVAL_SECONDS"]:
+        start_batch_poller(app, config["BATCH_USAGE_INTERVAL_SECONDS"])
 
 
 if __name__ == "__main__":

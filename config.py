@@ -1,4 +1,5 @@
 """Settings read once from the environment (and `.env`), validated at start-up."""
+import math
 import os
 from urllib.parse import urlparse
 
@@ -127,17 +128,18 @@ def _rate_limit(env, name):
 
 
 def _prices(env, name):
-    """MODEL_PRICES=model=input/output,... in USD per million tokens, over the built-in table."""
+    """MODEL_PRICES=model=input/output[/cached],... in USD per million tokens, over the built-in table."""
     prices = {}
+    shape = "model=input/output or model=input/output/cached (USD per million tokens)"
     for item in _list(env, name):
-        model, _, pair = item.partition("=")
+        model, _, values = item.partition("=")
         try:
-            price_in, price_out = (float(x) for x in pair.split("/"))
+            numbers = tuple(float(x) for x in values.split("/"))
         except ValueError:
-            raise ConfigError(f"{name}: {item!r} is not model=input/output (USD per million tokens)") from None
-        if price_in < 0 or price_out < 0 or not model.strip():
-            raise ConfigError(f"{name}: {item!r} is not model=input/output (USD per million tokens)")
-        prices[model.strip()] = (price_in, price_out)
+            raise ConfigError(f"{name}: {item!r} is not {shape}") from None
+        if len(numbers) not in (2, 3) or any(not math.isfinite(x) or x < 0 for x in numbers) or not model.strip():
+            raise ConfigError(f"{name}: {item!r} is not {shape}")
+        prices[model.strip()] = numbers
     return prices
 
 
@@ -208,6 +210,9 @@ def load_settings(env=None):
         "CACHE_MAX_BODY_BYTES": _number(env, "CACHE_MAX_BODY_BYTES", 4 * 1024 * 1024, int, minimum=1024),
         # Analytics and retention (days; 0 keeps forever)
         "MODEL_PRICES": _prices(env, "MODEL_PRICES"),
+        # How often one worker of the host asks Gemini about the unfinished batches it knows (0: never;
+        # a client's own poll counts a finished batch too).
+        "BATCH_USAGE_INTERVAL_SECONDS": _number(env, "BATCH_USAGE_INTERVAL_SECONDS", 300.0, minimum=0),
         "RETENTION_DAYS": _number(env, "RETENTION_DAYS", 0, int, minimum=0),
         "BODY_RETENTION_DAYS": _number(env, "BODY_RETENTION_DAYS", 0, int, minimum=0),
         "RETENTION_INTERVAL_SECONDS": _number(env, "RETENTION_INTERVAL_SECONDS", 0, int, minimum=0),

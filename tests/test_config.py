@@ -50,3 +50,14 @@ def test_gunicorn_refuses_to_start_on_a_bad_setting(tmp_path):
     process = processes.start_gunicorn(str(tmp_path), RETRY_MAX_ATTEMPTS="lots", WEB_CONCURRENCY=1,
                                        DATABASE_URL=f"sqlite:///{tmp_path}/p.db")
     assert "RETRY_MAX_ATTEMPTS='lots' is not a valid int" in processes.refusal_of(process)
+
+
+def test_model_prices_take_a_cached_price_or_none():
+    prices = load_settings({"MODEL_PRICES": "a=1/2, b=1/2/0.25"})["MODEL_PRICES"]
+    assert prices == {"a": (1.0, 2.0), "b": (1.0, 2.0, 0.25)}
+
+
+@pytest.mark.parametrize("value", ["a=1", "a=1/2/3/4", "a=1/-2", "a=nan/1", "=1/2", "a=1/x"])
+def test_model_prices_that_are_not_prices_are_refused(value):
+    with pytest.raises(ConfigError, match="MODEL_PRICES"):
+        load_settings({"MODEL_PRICES": value})
