@@ -6,6 +6,7 @@ import json
 import signal
 import ssl
 import time
+from zlib import decompress
 
 import pytest
 import requests
@@ -264,6 +265,11 @@ def test_an_ephemeral_token_minted_through_the_proxy_opens_a_session_from_a_clie
     recorded = sessions(server, 1)
     minted_by = rows(server.database_url, "SELECT client_id FROM owned_resources WHERE kind = 'auth_tokens'")
     assert recorded[0][0] is not None and minted_by == [(recorded[0][0],)]
+    # A token is a credential: the database holds its digest and bodies with it redacted, never the token.
+    stored = rows(server.database_url, "SELECT name FROM owned_resources") + [
+        (decompress(body),) for (body,) in rows(server.database_url, "SELECT response_body FROM exchange_bodies "
+                                                                     "WHERE response_body IS NOT NULL")]
+    assert token.name not in str(stored) and "auth_tokens/[redacted]" in str(stored)
     # js-genai's form: the token in ?access_token=, straight to Gunicorn.
     second = requests.post(f"{server.url}/v1alpha/auth_tokens", json={"uses": 1}, headers={"X-API-KEY": CLIENT_A},
                            timeout=30).json()["name"]

@@ -9,7 +9,8 @@ from models import ApiClient, db
 
 from ..errors import AdminDisabled, InvalidRequest, NotFound, Unauthorized
 from ..requestctx import ADMIN, API, LIVE, NATIVE, current as current_state
-from ..wire import credentials, live as live_wire, native as native_wire, query as queries, routes, upload_urls
+from ..wire import credentials, live as live_wire, native as native_wire, query as queries, references, routes
+from ..wire import upload_urls
 from . import clients, upload_grants
 
 _AREAS = (("/gemini/", API), ("/gemini-proxy", API), *((f"/{prefix}{version}/", NATIVE)
@@ -121,7 +122,8 @@ def _live_caller(state, presented):
     token = state.live.token
     if token is None:
         return _caller(state, NATIVE, presented)
-    owner = current_app.extensions["resource_owners"].find([token[1]]).get(token[1])
+    name = references.token_resource(token[1])
+    owner = current_app.extensions["resource_owners"].find([name]).get(name)
     if owner is None or owner.client_id is None:
         return None
     return clients.find_by_id(owner.client_id)

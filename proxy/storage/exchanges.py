@@ -4,6 +4,7 @@ import logging
 
 from ..compression import compress
 from ..wire.headers import redacted
+from ..wire.references import TOKEN_TEXT
 from ..wire.routes import GENERATION_ACTIONS
 from ..wire.stream import iter_json_objects, summarize
 from .records import ExchangeBodyRecord, ExchangeRecord, MetricRecord
@@ -34,6 +35,8 @@ def _scrub(data, secrets):
     for secret in secrets:
         if secret and secret.encode() in data:
             data = data.replace(secret.encode(), b"[redacted]")
+    if b"auth_tokens/" in data:
+        data = TOKEN_TEXT.sub(b"auth_tokens/[redacted]", data)
     return data
 
 

@@ -13,6 +13,7 @@ from .routes import NAME, name_parts
 # Collections whose members live in one key's project.
 STATEFUL = frozenset({"files", "cachedContents", "batches", "operations", "fileSearchStores", "interactions",
                       "tunedModels", "generatedFiles", "auth_tokens"})
+TOKENS = "auth_tokens"  # the Live API's ephemeral tokens: credentials, so the proxy keeps only their digests
 SIGNATURES = "thoughtSignatures"  # not Google's: where the proxy keeps which key produced a thought signature
 MAX_WALK = 20_000  # JSON values looked at in one body or answer; the body is bounded already
 
@@ -109,6 +110,15 @@ def _resource_name(kind, text):
     return f"{kind}/{bare}"
 
 
+def token_resource(token):
+    """The name an ephemeral token (auth_tokens/...) is kept under as its client's resource: a digest."""
+    return TOKENS + "/" + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:48]
+
+
+# An ephemeral token wherever it is written (an answer minting one): kept out of stored bodies.
+TOKEN_TEXT = re.compile(rb"auth_tokens/[A-Za-z0-9_-]{8,}")
+
+
 def signature_digest(signature):
     """The name under which the proxy remembers which key produced a thought signature. A signature is
     proto3 JSON `bytes`: base64 in either alphabet, padded or not (Gemini sends the standard one, google-genai
@@ -172,6 +182,8 @@ def created(route, answer):
         return []
     names = []
     own = _stateful_name(answer.get("name"))
+    if own and own.startswith(TOKENS + "/"):
+        own = token_resource(own)  # a bearer credential: kept by its digest, never as it is
     if own:
         names.append(own)
     if route.collection == "interactions" and isinstance(answer.get("id"), str) and NAME.fullmatch(answer["id"]):
