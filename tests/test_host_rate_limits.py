@@ -2,15 +2,17 @@
 the default that uses it, and /health when the configured storage (Redis) stops answering."""
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 from limits import parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from proxy.access.limit_store import HostFileStorage
 from tests.processes import free_port
-from tests.test_access import call, issue
+from tests.test_access import GENERATE, NATIVE_BODY, NATIVE_PATH, call, issue
 
 
 class Clock:
@@ -148,3 +150,27 @@ def test_a_bad_storage_url_stops_start_up():
     with pytest.raises(ConfigError, match="RATE_LIMIT_STORAGE_URL"):
         load_settings({"RATE_LIMIT_STORAGE_URL": "postgres://db/limits"})
     assert load_settings({})["RATE_LIMIT_STORAGE_URL"] == ""
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("api", ["generate", "compat", "native"])
+def test_gunicorn_workers_without_redis_serve_exactly_the_limit(gunicorn, api):
+    """Two Gunicorn workers, no Redis, RATE_LIMIT=10/minute: of 30 requests at once, 10 are served and
+    20 refused with Retry-After, whichever worker takes each (the access log names the worker)."""
+    secret = "host-limit-client-key-0123456789"
+    server = gunicorn(RATE_LIMIT="10/minute", API_KEYS=secret, ACCESS_LOG="true",
+                      GUNICORN_CMD_ARGS="--access-logformat 'limit-test pid=%(p)s status=%(s)s'")
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        answers = list(pool.map(lambda _: over_http(server, api, secret), range(30)))
+    statuses = [answer.status_code for answer in answers]
+    assert statuses.count(200) == 10 and statuses.count(429) == 20, statuses
+    assert all(int(answer.headers["Retry-After"]) > 0 for answer in answers if answer.status_code == 429)
+    served_by = {line.split("pid=")[1].split()[0] for line in server.output().splitlines()
+                 if "limit-test pid=" in line}
+    assert len(served_by) == 2, f"one worker took every request: {served_by}"
+
+
+def over_http(server, api, secret):
+    path, body = {"generate": ("/gemini/generate", GENERATE), "compat": ("/gemini-proxy", {"prompt": "hello"}),
+                  "native": (NATIVE_PATH, NATIVE_BODY)}[api]
+    return requests.post(f"{server.url}{path}", json=body, headers={"X-API-KEY": secret}, timeout=60)
