@@ -11,6 +11,7 @@ from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from proxy.access.limit_store import HostFileStorage
+from tests import processes
 from tests.processes import free_port
 from tests.test_access import GENERATE, NATIVE_BODY, NATIVE_PATH, call, issue
 
@@ -173,4 +174,22 @@ def test_gunicorn_workers_without_redis_serve_exactly_the_limit(gunicorn, api):
 def over_http(server, api, secret):
     path, body = {"generate": ("/gemini/generate", GENERATE), "compat": ("/gemini-proxy", {"prompt": "hello"}),
                   "native": (NATIVE_PATH, NATIVE_BODY)}[api]
-    return requests.post(f"{server.url}{path}", json=body, headers={"X-API-KEY": secret}, timeout=60)
+    return requests.post(f"{server.url}{path}", json=body, headers={"X-API-KEY": secret} if secret else {}, timeout=60)
+
+
+@pytest.mark.e2e
+def test_gunicorn_keeps_serving_when_redis_goes_away_and_health_says_limits_are_per_worker(gunicorn, tmp_path):
+    redis = processes.start_redis(str(tmp_path))
+    try:
+        server = gunicorn(RATE_LIMIT="3/minute", RATE_LIMIT_STORAGE_URL=redis.url, WEB_CONCURRENCY=1)
+        assert [over_http(server, "generate", None).status_code for _ in range(2)] == [200, 200]
+        health = requests.get(f"{server.url}/health", timeout=10).json()
+        assert health["rate_limits"] == "instances" and "rate-limit" not in health.get("message", "")
+    finally:
+        redis.stop()
+    # Redis is gone: the worker counts alone (one place left in Redis is forgotten: 3 in its memory).
+    statuses = [over_http(server, "generate", None).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    health = requests.get(f"{server.url}/health", timeout=10).json()
+    assert health["rate_limits"] == "worker" and "counts rate limits alone" in health["message"]
+    assert "Rate limit storage unreachable - falling back to in-memory storage" in server.output()
