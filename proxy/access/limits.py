@@ -32,18 +32,17 @@ def storage_url(app):
 
 def sharing(app):
     """Who shares this worker's rate-limit counts: "host" (the file beside the database), "instances"
-    (Redis), or "worker" (memory://, or the storage is unreachable and this worker counts alone).
-
-    Flask-Limiter marks its storage dead (a private flag, its only sign) when a call to it fails,
-    counts in this worker's memory meanwhile, and tries the storage again every so often."""
-    limiter = app.extensions["rate_limiter"]
+    (Redis), or "worker" (memory://, or the storage is unreachable and this worker counts alone)."""
     url = app.config["RATELIMIT_STORAGE_URI"]
-    if url.startswith("memory://") or getattr(limiter, "_storage_dead", False):
+    if url.startswith("memory://") or storage_unreachable(app):
         return "worker"
     return "host" if url.startswith(f"{limit_store.SCHEME}://") else "instances"
 
 
 def storage_unreachable(app):
+    """Whether this worker counts in memory because its storage failed. Flask-Limiter marks the storage
+    dead (a private flag, its only sign) when a call to it fails, logs a warning, counts in memory
+    meanwhile, and tries the storage again, less and less often, on the requests that follow."""
     return getattr(app.extensions["rate_limiter"], "_storage_dead", False)
 
 
