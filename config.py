@@ -92,6 +92,14 @@ def _redis_url(env, name):
     return value
 
 
+def _rate_limit_storage(env, name):
+    value = env.get(name, "").strip()
+    if value and not value.startswith(("memory://", "sqlite:///", "redis", "valkey")):
+        raise ConfigError(f"{name} must be empty (a file beside the database), memory://, sqlite:///<file> "
+                          "or a redis:// URL")
+    return value
+
+
 def _log_level(env, name, default):
     value = _text(env, name, default).upper()
     if value not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -195,7 +203,8 @@ def load_settings(env=None):
         "CLIENT_CACHE_SECONDS": _number(env, "CLIENT_CACHE_SECONDS", 10.0, minimum=0.0),
         "ADMIN_API_KEY": _text(env, "ADMIN_API_KEY", ""),
         "RATE_LIMIT": _rate_limit(env, "RATE_LIMIT"),
-        "RATE_LIMIT_STORAGE_URL": _text(env, "RATE_LIMIT_STORAGE_URL", "memory://"),
+        # "" counts rate limits in a file beside the database (this host's workers); redis:// shares them.
+        "RATE_LIMIT_STORAGE_URL": _rate_limit_storage(env, "RATE_LIMIT_STORAGE_URL"),
         "DAILY_TOKEN_QUOTA": _number(env, "DAILY_TOKEN_QUOTA", 0, int, minimum=0),
         # "" keeps the quota ledger in a file beside the database (this instance's workers); redis:// shares it.
         "QUOTA_STORAGE_URL": _redis_url(env, "QUOTA_STORAGE_URL"),

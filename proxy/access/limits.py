@@ -4,6 +4,8 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
 from ..requestctx import current as current_state
+from ..storage.database import local_path
+from . import limit_store  # registers the sqlite:// scheme with `limits`
 
 
 def _rate_key():
@@ -22,8 +24,30 @@ def _exempt():
     return not current_state().recorded_area or request.method == "OPTIONS" or not _limit_for_caller()
 
 
+def storage_url(app):
+    """RATE_LIMIT_STORAGE_URL, or by default a SQLite file beside the database: every worker of the
+    host counts in it, so a limit holds for the host without Redis."""
+    return app.config["RATE_LIMIT_STORAGE_URL"] or f"{limit_store.SCHEME}:///{local_path(app, 'rate-limits')}"
+
+
+def sharing(app):
+    """Who shares this worker's rate-limit counts: "host" (the file beside the database), "instances"
+    (Redis), or "worker" (memory://, or the storage is unreachable and this worker counts alone)."""
+    url = app.config["RATELIMIT_STORAGE_URI"]
+    if url.startswith("memory://") or storage_unreachable(app):
+        return "worker"
+    return "host" if url.startswith(f"{limit_store.SCHEME}://") else "instances"
+
+
+def storage_unreachable(app):
+    """Whether this worker counts in memory because its storage failed. Flask-Limiter marks the storage
+    dead (a private flag, its only sign) when a call to it fails, logs a warning, counts in memory
+    meanwhile, and tries the storage again, less and less often, on the requests that follow."""
+    return getattr(app.extensions["rate_limiter"], "_storage_dead", False)
+
+
 def init_limits(app):
-    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config["RATE_LIMIT_STORAGE_URL"])
+    app.config.setdefault("RATELIMIT_STORAGE_URI", storage_url(app))
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     limiter = Limiter(
         key_func=_rate_key,

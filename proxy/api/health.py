@@ -5,6 +5,7 @@ from flask import current_app
 from flask_restx import Namespace, Resource, fields
 
 from .. import __version__
+from ..access import limits
 from ..access.auth import auth_mode
 from ..storage.database import db_reachable
 
@@ -39,6 +40,10 @@ health_model = ns.model("Health", {
                           example=["gemini-2.5-flash", "gemini-2.5-flash-lite"]),
     "cooldowns": fields.List(fields.Nested(cooldown_model), description="Key x model pairs resting now"),
     "auth": fields.String(description="open (no client keys: anyone may call) or keys", example="keys"),
+    "rate_limits": fields.String(description="Who shares the rate-limit counts: host (a file beside the "
+                                             "database: every worker here), instances (Redis), or worker "
+                                             "(memory://, or Redis is unreachable and this worker counts alone "
+                                             "until it answers)", example="host"),
     "message": fields.String(description="What needs the operator's attention, when anything does"),
 })
 
@@ -65,6 +70,7 @@ class Health(Resource):
             "api_keys": len(service.pool),
             "models": service.models,
             "auth": auth_mode() if reachable else "unknown",
+            "rate_limits": limits.sharing(current_app),
             "cooldowns": [
                 {"key_id": c.key_id, "model": c.model, "seconds_left": round(c.until - now, 1), "reason": c.reason}
                 for c in service.pool.cooldowns()
@@ -76,6 +82,9 @@ class Health(Resource):
         if spool["rejected"]:
             notes.append(f"The database refused {spool['rejected']} record(s) as invalid; they are kept in the "
                          "spool folder (rejected-*.jsonl).")
+        if limits.storage_unreachable(current_app):
+            notes.append("The rate-limit storage is unreachable: this worker counts rate limits alone, so they "
+                         "are per worker until it answers again.")
         if spool["held_in_memory"]:
             body["status"] = "degraded"
             notes.append(f"The spool's disk refuses records: {spool['held_in_memory']} are held in memory until "
