@@ -95,7 +95,7 @@ def test_a_new_file_raced_for_waits_for_wal_instead_of_failing(monkeypatch):
     """SQLite answers the loser of two connections switching a new file to WAL "locked" without waiting."""
     import sqlite3
 
-    from proxy.access import limit_store
+    from proxy.access import host_files
 
     class Connection:
         tries = 0
@@ -105,14 +105,14 @@ def test_a_new_file_raced_for_waits_for_wal_instead_of_failing(monkeypatch):
             if self.tries < 3:
                 raise sqlite3.OperationalError("database is locked")
 
-    monkeypatch.setattr(limit_store.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(host_files.time, "sleep", lambda seconds: None)
     connection = Connection()
-    limit_store._use_wal(connection)
+    host_files.use_wal(connection)
     assert connection.tries == 3
     locked = Connection()
     locked.tries = float("-inf")  # locked for ever: it gives up at its deadline and says why
     with pytest.raises(sqlite3.OperationalError, match="locked"):
-        limit_store._use_wal(locked, deadline=0.05)
+        host_files.use_wal(locked, deadline=0.05)
 
 
 def test_counters_clear_and_reset(url):

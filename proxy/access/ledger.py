@@ -3,10 +3,11 @@
 It is not the main database on purpose: the quota must hold while that one is locked or down,
 and its write lock is held for microseconds here, never behind a batch of records."""
 import os
-import sqlite3
 import threading
 import time
 from typing import NamedTuple, Optional
+
+from .host_files import open_shared
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS quota_usage (
@@ -18,7 +19,6 @@ CREATE TABLE IF NOT EXISTS quota_holds (
 CREATE INDEX IF NOT EXISTS quota_holds_client ON quota_holds (client_id, day);
 CREATE INDEX IF NOT EXISTS quota_holds_expires ON quota_holds (expires);
 """
-_BUSY_TIMEOUT = 5.0  # seconds; each transaction here is a handful of indexed statements
 _KEEP_DAYS = 2  # usage rows kept, so a request that began before midnight settles on its own day
 
 
@@ -52,11 +52,7 @@ class LocalLedger:
 
     def _connect(self):
         if self._connection is None or self._pid != os.getpid():  # never a connection from before a fork
-            connection = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, isolation_level=None,
-                                         check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.executescript(_SCHEMA)
+            connection = open_shared(self.path, _SCHEMA)
             self._connection, self._pid = connection, os.getpid()
         return self._connection
 

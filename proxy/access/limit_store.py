@@ -10,6 +10,8 @@ import time
 
 from limits.storage import MovingWindowSupport, Storage
 
+from .host_files import open_shared
+
 SCHEME = "sqlite"
 
 _SCHEMA = """
@@ -20,8 +22,6 @@ CREATE INDEX IF NOT EXISTS limit_hits_expires ON limit_hits (expires);
 CREATE TABLE IF NOT EXISTS limit_counters (
     key TEXT PRIMARY KEY, value INTEGER NOT NULL, expires REAL NOT NULL);
 """
-_BUSY_TIMEOUT = 5.0  # seconds; every transaction here is two or three indexed statements
-_WAL_PAUSE = 0.01  # seconds between tries to switch a new file to WAL
 _PRUNE_EVERY = 60.0  # seconds between sweeps of the rows of keys nobody hits any more
 
 
@@ -31,21 +31,6 @@ def path_of(uri):
     if not uri.startswith(prefix) or len(uri) == len(prefix):
         raise ValueError(f"{uri!r} is not a {prefix}<path> URI")
     return uri[len(prefix):]
-
-
-def _use_wal(connection, deadline=_BUSY_TIMEOUT, pause=_WAL_PAUSE):
-    """Put the file in WAL mode. Two workers opening a new file at once race for it, and SQLite answers
-    the loser "database is locked" at once, without waiting for its busy timeout: so wait here."""
-    waited = 0.0
-    while True:
-        try:
-            connection.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError:
-            if waited >= deadline:
-                raise
-            time.sleep(pause)
-            waited += pause
 
 
 class HostFileStorage(Storage, MovingWindowSupport):
@@ -69,11 +54,7 @@ class HostFileStorage(Storage, MovingWindowSupport):
             folder = os.path.dirname(self.path)
             if folder:
                 os.makedirs(folder, exist_ok=True)
-            connection = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, isolation_level=None,
-                                         check_same_thread=False)
-            _use_wal(connection)
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.executescript(_SCHEMA)
+            connection = open_shared(self.path, _SCHEMA)
             self._connection, self._pid = connection, os.getpid()
         return self._connection
 

@@ -3,16 +3,16 @@
 A worker's memory would let each worker open the limit again; the file is shared as the token-quota
 ledger is, and a session whose worker died is forgotten as soon as another worker looks (its pid is gone)."""
 import os
-import sqlite3
 import threading
 import time
+
+from .host_files import open_shared
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS live_sessions (
     id TEXT PRIMARY KEY, client_id INTEGER, pid INTEGER NOT NULL, started REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS live_sessions_client ON live_sessions (client_id);
 """
-_BUSY_TIMEOUT = 5.0  # seconds
 
 
 def _alive(pid):
@@ -35,13 +35,7 @@ class LiveSessions:
 
     def _connect(self):
         if self._connection is None or self._pid != os.getpid():
-            connection = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, isolation_level=None,
-                                         check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
-            # No sync per commit: a gevent worker blocks whole while SQLite syncs (3-12 ms here, twice a
-            # session), and counts of open sessions need not outlive the machine's power (its pids would not).
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.executescript(_SCHEMA)
+            connection = open_shared(self.path, _SCHEMA)
             self._connection, self._pid = connection, os.getpid()
         return self._connection
 
