@@ -109,7 +109,7 @@ def start_connect_proxy(tmp_dir, routes):
     argv = [PYTHON, os.path.join(ROOT, "tests", "connect_proxy.py"), str(port),
             *(f"{name}={target}" for name, target in routes.items())]
     process = Process("connect-proxy", argv, base_env(), tmp_dir, None, os.path.join(tmp_dir, f"connect-{port}.log"))
-    process.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    process.url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         try:
