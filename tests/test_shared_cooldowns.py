@@ -7,6 +7,7 @@ import socket
 import time
 
 import pytest
+import requests
 
 from proxy.upstream.cooldowns import FileRests, MemoryRests, RedisRests
 from proxy.upstream.keypool import KeyPool, fingerprint
@@ -230,7 +231,84 @@ def test_a_rest_one_worker_learns_spares_the_other_worker_the_call(gunicorn, emu
         assert [(c["key_id"], c["model"], c["reason"]) for c in health["cooldowns"]] == \
             [(fingerprint(KEYS[0]), MODEL, "quota")]
         assert 50 < health["cooldowns"][0]["seconds_left"] <= 60
+        status, fallbacks = call(connection, "GET", "/analytics/fallbacks")
+        assert status == 200
+        assert [(c["key_id"], c["model"]) for c in fallbacks["cooldowns_now"]] == [(fingerprint(KEYS[0]), MODEL)]
         connection.close()
+
+
+def resting_calls(emulator, mark):
+    reached = [r for r in emulator.received()[mark:] if ":generateContent" in r["target"]]
+    return len(reached), len([r for r in reached if r["headers"].get("x-goog-api-key") == KEYS[0]])
+
+
+def generate_on(server, n):
+    response = requests.post(f"{server.url}/gemini/generate", json={"prompt": {"text": f"q{n}"}}, timeout=60)
+    assert response.status_code == 200 and response.json()["model"] == MODEL
+    return response
+
+
+@pytest.mark.e2e
+def test_redis_spares_another_instance_the_call(gunicorn, emulator, redis_server, redis_prefix, tmp_path):
+    """Two instances with databases (and so host files) of their own: only Redis joins them."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    for name in client.scan_iter("gemini-proxy:cooldown:*"):
+        client.delete(name)
+    first, second = (gunicorn(GEMINI_API_KEY=",".join(KEYS[:2]), WEB_CONCURRENCY=1, QUOTA_STORAGE_URL=redis_server.url,
+                              DATABASE_URL=f"sqlite:///{tmp_path / f'instance{n}.db'}") for n in range(2))
+    emulator.fault(status=429, key=KEYS[0], model=MODEL, retry_delay="60s", times=None)
+    mark = len(emulator.received())
+    generate_on(first, 0)
+    time.sleep(1.1)  # the other instance reads the shared rests at most every COOLDOWN_REFRESH_SECONDS
+    for n in range(1, 11):
+        generate_on(second if n % 2 else first, n)
+    assert resting_calls(emulator, mark) == (12, 1)
+    assert 50 < client.pttl(f"gemini-proxy:cooldown:{fingerprint(KEYS[0])}:{MODEL}") <= 60_000
+    for server in (first, second):
+        health = requests.get(f"{server.url}/health", timeout=10).json()
+        assert [c["key_id"] for c in health["cooldowns"]] == [fingerprint(KEYS[0])]
+
+
+@pytest.mark.e2e
+def test_workers_share_through_the_host_file_while_redis_is_unreachable(gunicorn, emulator):
+    server = gunicorn(GEMINI_API_KEY=",".join(KEYS[:2]), WEB_CONCURRENCY=2,
+                      COOLDOWN_STORAGE_URL=f"redis://127.0.0.1:{closed_port()}/0")
+    emulator.fault(status=429, key=KEYS[0], model=MODEL, retry_delay="60s", times=None)
+    connections = worker_connections(server)
+    mark = len(emulator.received())
+    (learner, other) = connections.values()
+    assert call(learner, "POST", "/gemini/generate", {"prompt": {"text": "first"}})[0] == 200
+    time.sleep(1.1)
+    for n in range(5):
+        for connection in (other, learner):
+            assert call(connection, "POST", "/gemini/generate", {"prompt": {"text": f"q{n}"}})[0] == 200
+    assert resting_calls(emulator, mark) == (12, 1)
+    for connection in (learner, other):
+        assert [c["key_id"] for c in call(connection, "GET", "/health")[1]["cooldowns"]] == [fingerprint(KEYS[0])]
+        connection.close()
+    assert "cool-down storage (Redis) unreachable" in server.output()
+
+
+@pytest.mark.e2e
+def test_what_a_host_learnt_while_redis_was_down_reaches_redis_when_it_answers(tmp_path, redis_server, redis_prefix):
+    import redis
+
+    clock, redis_clock = Clock(time.time()), Clock()
+    down = RedisRests(f"redis://127.0.0.1:{closed_port()}/0", FileRests(str(tmp_path / "a.cooldowns")),
+                      clock=redis_clock, prefix=redis_prefix)
+    learner = KeyPool(KEYS[:2], clock=clock, refresh_seconds=0.0, store=down)
+    learner.rest(KEYS[0], MODEL, 60.0, "quota")
+    assert learner.sharing() == {"shared_by": "host", "reachable": False}
+    down.redis = redis.Redis.from_url(redis_server.url)  # Redis is back
+    redis_clock.now += 5.0  # and this worker tries it again
+    learner.candidates(MODEL)
+    assert learner.sharing() == {"shared_by": "instances", "reachable": True}
+    elsewhere = KeyPool(KEYS[:2], clock=clock, refresh_seconds=0.0,
+                        store=RedisRests(redis_server.url, FileRests(str(tmp_path / "b.cooldowns")),
+                                         prefix=redis_prefix))
+    assert elsewhere.candidates(MODEL) == [KEYS[1]]
 
 
 def test_a_host_file_that_cannot_be_opened_leaves_each_worker_its_own_rests(tmp_path, caplog):

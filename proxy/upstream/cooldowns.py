@@ -17,6 +17,7 @@ _BUSY_TIMEOUT = 5.0  # seconds; every transaction here is one or two indexed sta
 _WARN_EVERY_SECONDS = 60.0  # while Redis is down, one warning a minute rather than one a read
 _REDIS_TIMEOUT = 1.0  # seconds, per command: a dead Redis must not hold a request up for long
 _REDIS_PREFIX = "gemini-proxy:cooldown:"
+_REDIS_RETRY_SECONDS = 5.0  # while Redis is down, how often it is tried again: a dead host costs a timeout
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cooldowns (
@@ -117,16 +118,22 @@ class RedisRests:
         self._errors = (redis.RedisError, OSError)
         self._down_since = None  # clock time of the first failure in a row
         self._warned_at = None
+        self._failed_at = None  # clock time of the last failure; Redis is tried again _REDIS_RETRY_SECONDS after
 
     def put(self, cooldown, now):
         self.host.put(cooldown, now)
-        ttl_ms = int((cooldown.until - now) * 1000)
-        if ttl_ms <= 0:
+        if self._holding_off():
             return
-        value = json.dumps({"key_id": cooldown.key_id, "model": cooldown.model, "until": cooldown.until,
-                            "reason": cooldown.reason})
+        self._publish([cooldown], now)
+
+    def _publish(self, cooldowns, now):
         try:
-            self.redis.set(f"{self.prefix}{cooldown.key_id}:{cooldown.model}", value, px=ttl_ms)
+            for cooldown in cooldowns:
+                ttl_ms = int((cooldown.until - now) * 1000)
+                if ttl_ms > 0:
+                    value = json.dumps({"key_id": cooldown.key_id, "model": cooldown.model,
+                                        "until": cooldown.until, "reason": cooldown.reason})
+                    self.redis.set(f"{self.prefix}{cooldown.key_id}:{cooldown.model}", value, px=ttl_ms)
         except self._errors:
             self._failed("writing a rest")
             return
@@ -134,13 +141,16 @@ class RedisRests:
 
     def read(self, now):
         rests = {(c.key_id, c.model): c for c in self.host.read(now)}
+        if self._holding_off():
+            return list(rests.values())
         try:
             names = list(self.redis.scan_iter(match=self.prefix + "*", count=1000))
             values = self.redis.mget(names) if names else []
         except self._errors:
             self._failed("reading rests")
             return list(rests.values())
-        self._answered()
+        if self._answered():  # what this host learnt meanwhile, for the other instances
+            self._publish(rests.values(), now)
         for value in values:
             if value is None:  # expired between the scan and the read
                 continue
@@ -155,8 +165,13 @@ class RedisRests:
             return {"shared_by": "instances", "reachable": True}
         return {"shared_by": "host", "reachable": False}
 
+    def _holding_off(self):
+        """Whether Redis failed so lately that it is not worth a try yet."""
+        return self._failed_at is not None and 0 <= self.clock() - self._failed_at < _REDIS_RETRY_SECONDS
+
     def _failed(self, what):
         now = self.clock()
+        self._failed_at = now
         if self._down_since is None:
             self._down_since = now
         if self._warned_at is None or now - self._warned_at >= _WARN_EVERY_SECONDS:
@@ -165,9 +180,12 @@ class RedisRests:
                         "workers only meanwhile", what, exc_info=True)
 
     def _answered(self):
-        if self._down_since is not None:
+        """Note that Redis answered; True when it had been down."""
+        was_down = self._down_since is not None
+        if was_down:
             log.warning("cool-down storage (Redis) answers again: key cool-downs are shared by every instance")
-        self._down_since = self._warned_at = None
+        self._down_since = self._warned_at = self._failed_at = None
+        return was_down
 
 
 def make_store(url, host_path):
