@@ -322,3 +322,18 @@ def test_a_host_file_that_cannot_be_opened_leaves_each_worker_its_own_rests(tmp_
     assert [c.key_id for c in pool.cooldowns()] == [fingerprint(KEYS[0])]
     assert len(caplog.records) == 2  # one for the write, one for the reads: not one per attempt
     assert not (tmp_path / "missing-dir").exists()
+
+
+def test_the_cooldown_settings_default_to_the_quota_redis_and_a_second():
+    from config import ConfigError, load_settings
+
+    assert load_settings({})["COOLDOWN_STORAGE_URL"] == "" and load_settings({})["COOLDOWN_REFRESH_SECONDS"] == 1.0
+    quota = {"QUOTA_STORAGE_URL": "redis://quota:6379/0"}
+    assert load_settings(quota)["COOLDOWN_STORAGE_URL"] == "redis://quota:6379/0"
+    own = {**quota, "COOLDOWN_STORAGE_URL": "redis://cooldowns:6379/2", "COOLDOWN_REFRESH_SECONDS": "0"}
+    assert load_settings(own)["COOLDOWN_STORAGE_URL"] == "redis://cooldowns:6379/2"
+    assert load_settings(own)["COOLDOWN_REFRESH_SECONDS"] == 0.0
+    with pytest.raises(ConfigError, match="COOLDOWN_STORAGE_URL"):
+        load_settings({"COOLDOWN_STORAGE_URL": "memcached://somewhere"})
+    with pytest.raises(ConfigError, match="COOLDOWN_REFRESH_SECONDS"):
+        load_settings({"COOLDOWN_REFRESH_SECONDS": "-1"})
