@@ -48,6 +48,7 @@ from proxy.storage.writer import RecordWriter
 from proxy.upstream.gemini_sdk import GeminiSdk
 from proxy.upstream.chain import ModelChain
 from proxy.upstream.engine import Engine
+from proxy.upstream.cooldowns import make_store as cooldown_store
 from proxy.upstream.keypool import KeyPool
 from proxy.upstream.raw_http import HttpTransport
 from proxy.upstream.retry import RetryPolicy
@@ -110,7 +111,9 @@ def create_app(config=None):
     app.extensions["started_at"] = time.monotonic()
     # One engine for both APIs, over one key pool: a key resting after a 429 rests for every caller.
     engine = app.extensions["engine"] = Engine(
-        KeyPool(app.config["GEMINI_API_KEYS"], on_rest=count_cooldown),
+        KeyPool(app.config["GEMINI_API_KEYS"], on_rest=count_cooldown,
+                store=cooldown_store(app.config["COOLDOWN_STORAGE_URL"], local_path(app, "cooldowns")),
+                refresh_seconds=app.config["COOLDOWN_REFRESH_SECONDS"]),
         chain,
         RetryPolicy.from_config(app.config),
         deadline=app.config["REQUEST_DEADLINE_SECONDS"],

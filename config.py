@@ -208,6 +208,10 @@ def load_settings(env=None):
         "DAILY_TOKEN_QUOTA": _number(env, "DAILY_TOKEN_QUOTA", 0, int, minimum=0),
         # "" keeps the quota ledger in a file beside the database (this instance's workers); redis:// shares it.
         "QUOTA_STORAGE_URL": _redis_url(env, "QUOTA_STORAGE_URL"),
+        # Key x model cool-downs: "" shares them through a file beside the database (this host's workers);
+        # redis:// shares them with every instance. Empty, it is QUOTA_STORAGE_URL's Redis, if any.
+        "COOLDOWN_STORAGE_URL": _redis_url(env, "COOLDOWN_STORAGE_URL") or _redis_url(env, "QUOTA_STORAGE_URL"),
+        "COOLDOWN_REFRESH_SECONDS": _number(env, "COOLDOWN_REFRESH_SECONDS", 1.0, minimum=0.0, maximum=60.0),
         "QUOTA_HOLD_SECONDS": _number(env, "QUOTA_HOLD_SECONDS", 300.0, minimum=1),
         "CORS_ORIGINS": _list(env, "CORS_ORIGINS"),
         # Response cache

@@ -1,14 +1,20 @@
 """The pool of server keys, with a cool-down per key x model after a quota error."""
 import hashlib
 import itertools
+import logging
+import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from .cooldowns import CoolDown, MemoryRests
+
+log = logging.getLogger(__name__)
+
 # Gemini's daily quotas reset at midnight Pacific time.
 _QUOTA_DAY_ZONE = ZoneInfo("America/Los_Angeles")
+_WARN_EVERY_SECONDS = 60.0
 
 
 def fingerprint(key):
@@ -22,23 +28,24 @@ def seconds_until_daily_reset(now):
     return (midnight - local).total_seconds()
 
 
-@dataclass(frozen=True)
-class CoolDown:
-    key_id: str
-    model: str
-    until: float  # clock time
-    reason: str
-
-
 class KeyPool:
-    """Hands out keys round-robin, skipping any key resting for the model asked for."""
+    """Hands out keys round-robin, skipping any key resting for the model asked for.
 
-    def __init__(self, keys, clock=time.time, on_rest=None):
+    The rests live in `store` (this worker's memory unless a shared one is given). A shared store is read
+    at most once per `refresh_seconds` of the clock, and written through at once when a rest is learnt:
+    a rest one worker learns spares the others the call within that time."""
+
+    def __init__(self, keys, clock=time.time, on_rest=None, store=None, refresh_seconds=1.0):
         self.keys = list(dict.fromkeys(keys))
         self.clock = clock
         self.on_rest = on_rest  # told (model, reason) whenever a pair is put to rest
+        self.store = store if store is not None else MemoryRests()
+        self.refresh_seconds = refresh_seconds
         self._ids = {key: fingerprint(key) for key in self.keys}
-        self._resting = {}  # (key, model) -> CoolDown
+        self._own = {}  # (key id, model) -> CoolDown: what this worker learnt, kept should the store refuse it
+        self._known = {}  # (key id, model) -> CoolDown: the store's, as last read
+        self._read_at = None
+        self._warned_at = {}  # message -> clock time it was last logged
         self._turn = itertools.count()
         self._lock = threading.Lock()
 
@@ -59,13 +66,19 @@ class KeyPool:
         now = self.clock()
         start = next(self._turn) % len(self.keys)
         ordered = self.keys[start:] + self.keys[:start]
-        with self._lock:
-            return [key for key in ordered if not self._is_resting(key, model, now)]
+        resting = self._resting(now)
+        return [key for key in ordered if (self._ids[key], model) not in resting]
 
     def rest(self, key, model, seconds, reason):
-        until = self.clock() + max(0.0, seconds)
+        now = self.clock()
+        cooldown = CoolDown(self.key_id(key), model, now + max(0.0, seconds), reason)
         with self._lock:
-            self._resting[(key, model)] = CoolDown(self.key_id(key), model, until, reason)
+            self._own[(cooldown.key_id, model)] = cooldown
+            self._known[(cooldown.key_id, model)] = cooldown
+        try:
+            self.store.put(cooldown, now)
+        except sqlite3.Error:  # the host's file refuses: this worker still honours the rest
+            self._warn("could not share a cool-down: this worker keeps it to itself")
         if self.on_rest is not None:
             self.on_rest(model, reason)
 
@@ -80,24 +93,50 @@ class KeyPool:
     def seconds_until_available(self, model):
         """How long until some key can serve `model` again (0 if one can now)."""
         now = self.clock()
-        with self._lock:
-            waits = []
-            for key in self.keys:
-                rest = self._resting.get((key, model))
-                waits.append(max(0.0, rest.until - now) if rest else 0.0)
+        resting = self._resting(now)
+        waits = []
+        for key in self.keys:
+            rest = resting.get((self._ids[key], model))
+            waits.append(rest.until - now if rest else 0.0)
         return min(waits, default=0.0)
 
     def cooldowns(self):
-        """The cool-downs in force now, for health and analytics."""
-        now = self.clock()
-        with self._lock:
-            return [c for c in self._resting.values() if c.until > now]
+        """The cool-downs of this pool's keys in force now, for health and analytics."""
+        mine = set(self._ids.values())  # instances sharing Redis may hold other keys
+        return [c for c in self._resting(self.clock()).values() if c.key_id in mine]
 
-    def _is_resting(self, key, model, now):
-        rest = self._resting.get((key, model))
-        if rest is None:
-            return False
-        if rest.until <= now:
-            del self._resting[(key, model)]
-            return False
-        return True
+    def sharing(self):
+        """Who shares these cool-downs: worker, host or instances, and whether the shared store answers."""
+        return self.store.status()
+
+    def _resting(self, now):
+        """(key id, model) -> CoolDown for the rests in force at `now`: the store's, read again when the copy
+        is older than refresh_seconds, and this worker's own."""
+        with self._lock:
+            fresh = self._read_at is not None and 0 <= now - self._read_at < self.refresh_seconds
+        if not fresh:
+            try:
+                read = {(c.key_id, c.model): c for c in self.store.read(now)}
+            except sqlite3.Error:
+                self._warn("could not read the shared cool-downs: this worker knows its own only")
+                read = None
+            with self._lock:
+                if read is not None:
+                    self._known = read
+                self._read_at = now
+        with self._lock:
+            for pair in [pair for pair, c in self._own.items() if c.until <= now]:
+                del self._own[pair]
+            resting = {pair: c for pair, c in self._known.items() if c.until > now}
+            for pair, mine in self._own.items():
+                if pair not in resting or mine.until > resting[pair].until:
+                    resting[pair] = mine
+            return resting
+
+    def _warn(self, message):
+        """Log `message` at most once a minute: a store that refuses fails every attempt."""
+        now = self.clock()
+        last = self._warned_at.get(message)
+        if last is None or not 0 <= now - last < _WARN_EVERY_SECONDS:
+            self._warned_at[message] = now
+            log.warning(message, exc_info=True)
