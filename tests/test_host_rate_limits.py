@@ -95,7 +95,7 @@ def test_a_new_file_raced_for_waits_for_wal_instead_of_failing(monkeypatch):
     """SQLite answers the loser of two connections switching a new file to WAL "locked" without waiting."""
     import sqlite3
 
-    from proxy.access import host_files
+    from proxy.storage import host_files
 
     class Connection:
         tries = 0

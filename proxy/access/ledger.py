@@ -7,7 +7,7 @@ import threading
 import time
 from typing import NamedTuple, Optional
 
-from .host_files import open_shared
+from ..storage.host_files import open_shared
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS quota_usage (

@@ -10,7 +10,7 @@ import time
 
 from limits.storage import MovingWindowSupport, Storage
 
-from .host_files import open_shared
+from ..storage.host_files import open_shared
 
 SCHEME = "sqlite"
 

@@ -6,7 +6,7 @@ import os
 import threading
 import time
 
-from .host_files import open_shared
+from ..storage.host_files import open_shared
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS live_sessions (

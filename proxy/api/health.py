@@ -44,6 +44,8 @@ health_model = ns.model("Health", {
                                              "database: every worker here), instances (Redis), or worker "
                                              "(memory://, or Redis is unreachable and this worker counts alone "
                                              "until it answers)", example="host"),
+    "cooldown_sharing": fields.String(description="Who shares the key x model cool-downs: host (a file beside "
+                                                  "the database), instances (Redis), or worker", example="host"),
     "message": fields.String(description="What needs the operator's attention, when anything does"),
 })
 
@@ -71,6 +73,7 @@ class Health(Resource):
             "models": service.models,
             "auth": auth_mode() if reachable else "unknown",
             "rate_limits": limits.sharing(current_app),
+            "cooldown_sharing": service.pool.sharing()["shared_by"],
             "cooldowns": [
                 {"key_id": c.key_id, "model": c.model, "seconds_left": round(c.until - now, 1), "reason": c.reason}
                 for c in service.pool.cooldowns()
@@ -85,6 +88,9 @@ class Health(Resource):
         if limits.storage_unreachable(current_app):
             notes.append("The rate-limit storage is unreachable: this worker counts rate limits alone, so they "
                          "are per worker until it answers again.")
+        if not service.pool.sharing()["reachable"]:
+            notes.append("Redis (COOLDOWN_STORAGE_URL) is not answering: key cool-downs are shared by this host's "
+                         "workers only until it does.")
         if spool["held_in_memory"]:
             body["status"] = "degraded"
             notes.append(f"The spool's disk refuses records: {spool['held_in_memory']} are held in memory until "

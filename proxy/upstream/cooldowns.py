@@ -6,14 +6,14 @@ so tests move it without sleeping; a rest is kept until its `until`, and forgott
 import json
 import logging
 import os
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 
+from ..storage.host_files import open_shared
+
 log = logging.getLogger(__name__)
 
-_BUSY_TIMEOUT = 5.0  # seconds; every transaction here is one or two indexed statements
 _WARN_EVERY_SECONDS = 60.0  # while Redis is down, one warning a minute rather than one a read
 _REDIS_TIMEOUT = 1.0  # seconds, per command: a dead Redis must not hold a request up for long
 _REDIS_PREFIX = "gemini-proxy:cooldown:"
@@ -58,8 +58,8 @@ class MemoryRests:
 
 
 class FileRests:
-    """The rests every worker of this host shares: a small SQLite file beside the database, in WAL mode,
-    written in short transactions (the pattern of proxy/access/ledger.py's LocalLedger)."""
+    """The rests every worker of this host shares: a small SQLite file beside the database, opened as the
+    host's other shared files are (storage.host_files), written in short transactions."""
 
     shared = True
 
@@ -70,11 +70,7 @@ class FileRests:
 
     def _connect(self):
         if self._connection is None or self._pid != os.getpid():  # never a connection from before a fork
-            connection = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, isolation_level=None,
-                                         check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.executescript(_SCHEMA)
+            connection = open_shared(self.path, _SCHEMA)
             self._connection, self._pid = connection, os.getpid()
         return self._connection
 
