@@ -70,7 +70,7 @@ def test_old_entries_are_pruned(url, tmp_path):
         assert storage.acquire_entry(key, 10, 60)
     clock.now += 120  # past every window, and past the sweep's interval
     assert storage.acquire_entry("d", 10, 60)
-    rows = storage._connect().execute("SELECT key FROM limit_hits").fetchall()
+    rows = storage._read(lambda connection, now: connection.execute("SELECT key FROM limit_hits").fetchall())
     assert rows == [("d",)]
 
 

@@ -2,12 +2,10 @@
 
 It is not the main database on purpose: the quota must hold while that one is locked or down,
 and its write lock is held for microseconds here, never behind a batch of records."""
-import os
-import threading
 import time
 from typing import NamedTuple, Optional
 
-from ..storage.host_files import open_shared
+from ..storage.host_files import SharedFile
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS quota_usage (
@@ -47,26 +45,10 @@ class LocalLedger:
 
     def __init__(self, path, clock=time.time):
         self.path, self.clock = path, clock
-        self._lock = threading.Lock()  # one connection per process; a transaction is not shared
-        self._connection, self._pid = None, None
-
-    def _connect(self):
-        if self._connection is None or self._pid != os.getpid():  # never a connection from before a fork
-            connection = open_shared(self.path, _SCHEMA)
-            self._connection, self._pid = connection, os.getpid()
-        return self._connection
+        self._file = SharedFile(path, _SCHEMA)
 
     def _transaction(self, work):
-        with self._lock:
-            connection = self._connect()
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                result = work(connection)
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
-            return result
+        return self._file.transaction(work)
 
     def reserve(self, client_id, day, estimate, quota, hold_seconds):
         now = self.clock()

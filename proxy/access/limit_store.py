@@ -3,14 +3,12 @@
 Flask-Limiter finds it by its scheme: RATE_LIMIT_STORAGE_URL=sqlite:///<path> (four slashes for an
 absolute path, as SQLAlchemy has it). Each hit is one short BEGIN IMMEDIATE transaction in WAL mode,
 so two workers never both take the last place in a window; its rows leave once their window has."""
-import os
 import sqlite3
-import threading
 import time
 
 from limits.storage import MovingWindowSupport, Storage
 
-from ..storage.host_files import open_shared
+from ..storage.host_files import SharedFile
 
 SCHEME = "sqlite"
 
@@ -40,8 +38,7 @@ class HostFileStorage(Storage, MovingWindowSupport):
 
     def __init__(self, uri=None, wrap_exceptions=False, clock=time.time, **options):
         self.path, self.clock = path_of(uri), clock
-        self._lock = threading.Lock()  # one connection per process; a transaction is not shared
-        self._connection, self._pid = None, None
+        self._file = SharedFile(self.path, _SCHEMA, make_folder=True)
         self._pruned_at = float("-inf")
         super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
 
@@ -49,30 +46,11 @@ class HostFileStorage(Storage, MovingWindowSupport):
     def base_exceptions(self):
         return sqlite3.Error
 
-    def _connect(self):
-        if self._connection is None or self._pid != os.getpid():  # never a connection from before a fork
-            folder = os.path.dirname(self.path)
-            if folder:
-                os.makedirs(folder, exist_ok=True)
-            connection = open_shared(self.path, _SCHEMA)
-            self._connection, self._pid = connection, os.getpid()
-        return self._connection
-
     def _transaction(self, work):
-        with self._lock:
-            connection = self._connect()
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                result = work(connection, self.clock())
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
-            return result
+        return self._file.transaction(lambda connection: work(connection, self.clock()))
 
     def _read(self, work):
-        with self._lock:
-            return work(self._connect(), self.clock())
+        return self._file.read(lambda connection: work(connection, self.clock()))
 
     def _prune(self, connection, now):
         if now - self._pruned_at >= _PRUNE_EVERY:

@@ -3,10 +3,10 @@
 A worker's memory would let each worker open the limit again; the file is shared as the token-quota
 ledger is, and a session whose worker died is forgotten as soon as another worker looks (its pid is gone)."""
 import os
-import threading
 import time
 
-from ..storage.host_files import open_shared
+from ..storage.host_files import SharedFile
+from ..storage.spool import alive
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS live_sessions (
@@ -15,41 +15,15 @@ CREATE INDEX IF NOT EXISTS live_sessions_client ON live_sessions (client_id);
 """
 
 
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class LiveSessions:
     """Opens a session for a client when it has fewer than its limit open, and closes it."""
 
     def __init__(self, path, clock=time.time):
         self.path, self.clock = path, clock
-        self._lock = threading.Lock()
-        self._connection, self._pid = None, None
-
-    def _connect(self):
-        if self._connection is None or self._pid != os.getpid():
-            connection = open_shared(self.path, _SCHEMA)
-            self._connection, self._pid = connection, os.getpid()
-        return self._connection
+        self._file = SharedFile(path, _SCHEMA)
 
     def _transaction(self, work):
-        with self._lock:
-            connection = self._connect()
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                result = work(connection)
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
-            return result
+        return self._file.transaction(work)
 
     def open(self, session_id, client_id, limit):
         """Whether the session may open: the client has fewer than `limit` open (0: no limit)."""
@@ -59,7 +33,7 @@ class LiveSessions:
                 pids = {pid for (pid,) in connection.execute(
                     "SELECT DISTINCT pid FROM live_sessions WHERE client_id IS ?", (client_id,))}
                 for pid in pids - {os.getpid()}:
-                    if not _alive(pid):
+                    if not alive(pid):
                         connection.execute("DELETE FROM live_sessions WHERE pid = ?", (pid,))
                 (count,) = connection.execute("SELECT count(*) FROM live_sessions WHERE client_id IS ?",
                                               (client_id,)).fetchone()

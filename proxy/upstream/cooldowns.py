@@ -5,12 +5,11 @@ A store holds fingerprints only, never a key. Stores take the time from their ca
 so tests move it without sleeping; a rest is kept until its `until`, and forgotten after."""
 import json
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
 
-from ..storage.host_files import open_shared
+from ..storage.host_files import SharedFile
 
 log = logging.getLogger(__name__)
 
@@ -65,34 +64,21 @@ class FileRests:
 
     def __init__(self, path):
         self.path = path
-        self._lock = threading.Lock()  # one connection per process; a transaction is not shared
-        self._connection, self._pid = None, None
-
-    def _connect(self):
-        if self._connection is None or self._pid != os.getpid():  # never a connection from before a fork
-            connection = open_shared(self.path, _SCHEMA)
-            self._connection, self._pid = connection, os.getpid()
-        return self._connection
+        self._file = SharedFile(path, _SCHEMA)
 
     def put(self, cooldown, now):
-        with self._lock:
-            connection = self._connect()
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                connection.execute("DELETE FROM cooldowns WHERE until <= ?", (now,))
-                connection.execute(
-                    "INSERT INTO cooldowns (key_id, model, until, reason) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (key_id, model) DO UPDATE SET until = excluded.until, reason = excluded.reason",
-                    (cooldown.key_id, cooldown.model, cooldown.until, cooldown.reason))
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
+        def work(connection):
+            connection.execute("DELETE FROM cooldowns WHERE until <= ?", (now,))
+            connection.execute(
+                "INSERT INTO cooldowns (key_id, model, until, reason) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (key_id, model) DO UPDATE SET until = excluded.until, reason = excluded.reason",
+                (cooldown.key_id, cooldown.model, cooldown.until, cooldown.reason))
+
+        self._file.transaction(work)
 
     def read(self, now):
-        with self._lock:
-            found = self._connect().execute("SELECT key_id, model, until, reason FROM cooldowns WHERE until > ?",
-                                            (now,)).fetchall()
+        found = self._file.read(lambda connection: connection.execute(
+            "SELECT key_id, model, until, reason FROM cooldowns WHERE until > ?", (now,)).fetchall())
         return [CoolDown(*row) for row in found]
 
     def status(self):
