@@ -1,5 +1,5 @@
 """`python -m proxy.maintenance rollup|retention`: one run of a heavy periodic job, in a process of its
-own, started by a worker (proxy.periodic.run_apart) with the worker's settings."""
+own, started by a worker (proxy.periodic.run_apart) with the worker's settings, once per deployment."""
 import json
 import logging
 import os
@@ -9,7 +9,10 @@ from flask import Flask
 
 from .logsetup import configure_logging
 from .periodic import SETTINGS_VARIABLE
+from models import db
+
 from .storage.database import init_database
+from .storage.deployment_lock import deployment_lock
 
 log = logging.getLogger("proxy.maintenance")
 
@@ -39,7 +42,12 @@ def main(argv):
     app.config.update(settings)
     init_database(app)
     with app.app_context():
-        result = JOBS[argv[1]](settings)
+        # The worker's host lock let one process per host here; this lets one per deployment run the job.
+        with deployment_lock(db.engine, argv[1]) as mine:
+            if not mine:
+                log.debug("%s: another instance runs it this round", argv[1])
+                return
+            result = JOBS[argv[1]](settings)
     if result:
         log.info("%s: %s", argv[1], result)
 

@@ -1,5 +1,7 @@
 """Background jobs a worker runs on an interval: retention, rollups, the spool's replay; the heavy ones
-in a process of their own when the worker serves requests on a gevent loop."""
+in a process of their own when the worker serves requests on a gevent loop. Those that must run once
+per deployment pass two gates: the host's flock (so a host's workers do not all ask the database), then
+the deployment's lock in the database (storage.deployment_lock)."""
 import fcntl
 import json
 import logging
@@ -12,6 +14,7 @@ from contextlib import contextmanager
 from models import db
 
 from .storage.database import local_path
+from .storage.deployment_lock import deployment_lock
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +62,23 @@ def one_per_host(app, name):
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
+@contextmanager
+def one_per_deployment(app, name):
+    """True inside when this worker holds both the host's lock `<name>.lock` and the deployment's lock
+    `name`; False when another worker, of this host or any instance on the same database, holds one."""
+    with one_per_host(app, f"{name}.lock") as mine:
+        if not mine:
+            yield False
+            return
+        with deployment_lock(db.engine, name) as held:
+            yield held
+
+
 def run_apart(app, job):
     """Run `python -m proxy.maintenance <job>` with this worker's settings and wait for it; the loop
     serves requests meanwhile (gevent's subprocess). One such process at a time per host: while another
-    worker's runs, this round is skipped. The process logs its own result."""
+    worker's runs, this round is skipped. The process takes the deployment's lock itself (so it stays
+    held while the process runs, even if this worker dies) and logs its own result."""
     with open(local_path(app, "maintenance.lock"), "ab") as lock:
         try:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

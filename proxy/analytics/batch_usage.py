@@ -14,7 +14,7 @@ from flask import current_app
 from sqlalchemy import func, select, update
 
 from models import OwnedResource, db, utcnow
-from ..periodic import one_per_host, run_every
+from ..periodic import one_per_deployment, run_every
 from ..storage.records import RequestRecord
 from ..wire.stream import iter_json_objects
 from ..wire.usage import Usage
@@ -233,9 +233,9 @@ def poll_once(app, limit=POLL_LIMIT):
 
 
 def start_batch_poller(app, interval, stop=None):
-    """Poll every `interval` seconds, one worker per host at a time."""
+    """Poll every `interval` seconds, one worker of the deployment at a time."""
     def job(stop):
-        with one_per_host(app, "batch-usage.lock") as mine:
+        with one_per_deployment(app, "batch-usage") as mine:
             counted = poll_once(app) if mine else 0
         return f"counted the usage of {counted} batch(es)" if counted else None
 

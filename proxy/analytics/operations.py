@@ -10,7 +10,7 @@ from sqlalchemy import delete, select
 from models import Exchange, ExchangeBody, Metric, RequestLog, db
 
 from ..cache.answers import fold_body
-from ..periodic import run_apart, run_every
+from ..periodic import one_per_deployment, run_apart, run_every
 from ..storage.sqlite_turns import serving_on_gevent
 from .facts import ONE_HOUR, floor_hour, hour_text
 from .rollups import forget
@@ -114,12 +114,13 @@ def prune_once(days, body_days):
 
 
 def start_periodic_prune(app, interval, days, body_days, stop=None):
-    """Prune every `interval` seconds in the background until `stop` is set; every worker may run it,
-    and it is idempotent."""
+    """Prune every `interval` seconds in the background until `stop` is set; one worker of the
+    deployment at a time (it is idempotent, but a second would only add load)."""
     def job(_stop):
         if serving_on_gevent():
             return run_apart(app, "retention")
-        return prune_once(days, body_days)
+        with one_per_deployment(app, "retention") as mine:
+            return prune_once(days, body_days) if mine else None
 
     return run_every(app, "retention", interval, job, stop)
 

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from models import Attempt, HourlyAttempts, HourlyHistogram, HourlyRollup, RequestLog, RolledHour, db
 
-from ..periodic import run_apart, run_every
+from ..periodic import one_per_deployment, run_apart, run_every
 from ..storage.sqlite_turns import serving_on_gevent
 from .facts import (DIMENSIONS, MEASURES, ONE_HOUR, bucket_of, floor_hour, hour_expression, hour_text, raw_facts,
                     scopes_of)
@@ -190,11 +190,12 @@ def roll_up_once(pause=None):
 
 
 def start_periodic_rollups(app, interval, stop=None):
-    """Roll up settled hours every `interval` seconds in the background until `stop` is set; every
-    worker may run it: hours another worker claimed are skipped."""
+    """Roll up settled hours every `interval` seconds in the background until `stop` is set; one worker
+    of the deployment at a time (and hours another claimed are skipped all the same)."""
     def job(stop):
         if serving_on_gevent():
             return run_apart(app, "rollup") if missing_hours(_utcnow()) else None
-        return roll_up_once(pause=lambda: stop.wait(0.01))
+        with one_per_deployment(app, "rollup") as mine:
+            return roll_up_once(pause=lambda: stop.wait(0.01)) if mine else None
 
     return run_every(app, "rollups", interval, job, stop)
