@@ -104,7 +104,7 @@ def create_app(config=None):
     app.extensions["ended_uploads"] = EndedUploads(local_path(app, "uploads-ended"), app.config["UPLOAD_URL_SECONDS"])
     app.extensions["quotas"] = QuotaHolds.from_app(app)
     app.extensions["resource_owners"] = ResourceOwners()
-    app.extensions["live_sessions"] = LiveSessions(local_path(app, "live-sessions"))
+    app.extensions["live_sessions"] = LiveSessions.from_app(app)  # Redis's when QUOTA_STORAGE_URL names one
     app.extensions["key_cache"] = KeyCache(local_path(app, "clients-changed"), app.config["CLIENT_CACHE_SECONDS"])
     with app.app_context():  # even with API_KEYS empty: the clients of keys taken out of it stop
         sync_env_keys(app.config["API_KEYS"])

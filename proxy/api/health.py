@@ -46,6 +46,10 @@ health_model = ns.model("Health", {
                                              "until it answers)", example="host"),
     "cooldown_sharing": fields.String(description="Who shares the key x model cool-downs: host (a file beside "
                                                   "the database), instances (Redis), or worker", example="host"),
+    "live_sessions_sharing": fields.String(description="Who shares the count of a client's open Live sessions "
+                                                       "(LIVE_SESSIONS_PER_CLIENT): host (a file beside the "
+                                                       "database: every worker here; also while Redis is not "
+                                                       "answering), or instances (Redis)", example="host"),
     "message": fields.String(description="What needs the operator's attention, when anything does"),
 })
 
@@ -62,6 +66,7 @@ class Health(Resource):
         service = current_app.extensions["gemini"]
         reachable = db_reachable()
         now = service.pool.clock()
+        live_sessions = current_app.extensions["live_sessions"].sharing()
         body = {
             "status": "ok" if len(service.pool) else "degraded",
             "version": __version__,
@@ -74,6 +79,7 @@ class Health(Resource):
             "auth": auth_mode() if reachable else "unknown",
             "rate_limits": limits.sharing(current_app),
             "cooldown_sharing": service.pool.sharing()["shared_by"],
+            "live_sessions_sharing": live_sessions["shared_by"],
             "cooldowns": [
                 {"key_id": c.key_id, "model": c.model, "seconds_left": round(c.until - now, 1), "reason": c.reason}
                 for c in service.pool.cooldowns()
@@ -91,6 +97,9 @@ class Health(Resource):
         if not service.pool.sharing()["reachable"]:
             notes.append("Redis (COOLDOWN_STORAGE_URL) is not answering: key cool-downs are shared by this host's "
                          "workers only until it does.")
+        if not live_sessions["reachable"]:
+            notes.append("Redis (QUOTA_STORAGE_URL) is not answering: the Live session limit counts this host's "
+                         "sessions only until it does.")
         if spool["held_in_memory"]:
             body["status"] = "degraded"
             notes.append(f"The spool's disk refuses records: {spool['held_in_memory']} are held in memory until "
