@@ -68,9 +68,8 @@ class LiveSessions:
     """The sessions of this worker's clients: in Redis when one is configured and answers, else in the
     host's file. A session is closed where it was opened."""
 
-    def __init__(self, host, shared=None, clock=time.monotonic, heartbeat=None):
-        self.host, self.shared, self.clock = host, shared, clock
-        self.heartbeat = HEARTBEAT_SECONDS if heartbeat is None else heartbeat
+    def __init__(self, host, shared=None, clock=time.monotonic, heartbeat=HEARTBEAT_SECONDS):
+        self.host, self.shared, self.clock, self.heartbeat = host, shared, clock, heartbeat
         self._mine = {}  # session id -> (its client, the store that counts it)
         self._lock = threading.Lock()  # a close never races a heartbeat that would count it again
         self._failed_at = None  # clock time of Redis's last failure; it is tried again _RETRY_SECONDS after
