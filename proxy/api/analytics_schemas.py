@@ -203,7 +203,7 @@ forecast_model = ns.model("Forecast", {
                                                "with usage, at most `days`)"),
     "seasonality": fields.String(description="weekly when there are at least 14 days of history, else none",
                                  enum=["weekly", "none"]),
-    "weekly_index": fields.List(fields.Float, description="Monday-first weekday factors (average 1); null "
+    "weekly_index": nullable(fields.List)(fields.Float, description="Monday-first weekday factors (average 1); null "
                                                           "without weekly seasonality"),
     "total": fields.Nested(forecast_pair, description="Every request's usage, fitted as one series"),
     "clients": fields.List(fields.Nested(forecast_client), description="Per client, by id"),
