@@ -1,7 +1,7 @@
 """The forecast's model: a least-squares trend on daily totals, times a weekly index, with its intervals.
 
 Daily totals y_0..y_{n-1} (complete UTC days, oldest first) are divided by a weekly index s_w (the mean
-ratio of each weekday's total to a first trend line, normalised to average 1), and a straight line
+ratio of each weekday's total to the trend line, normalised to average 1), and a straight line
 level(t) = mean + slope * (t - t_bar) is fitted to what is left by least squares. A day t is then expected
 to bring s_w(t) * level(t). The residuals' standard deviation sigma (in deseasonalised units, with the
 parameters' degrees of freedom taken off) gives the interval: a sum over future (parts of) days has the
@@ -78,19 +78,24 @@ def _line(values):
     return mean, slope, t_bar, sxx
 
 
-def weekly_index(daily, weekday0):
-    """Each weekday's mean ratio of its totals to the trend line, normalised to average 1 (Monday first)."""
-    mean, slope, t_bar, _ = _line(daily)
-    ratios = [[] for _ in range(7)]
-    for t, value in enumerate(daily):
-        trend = mean + slope * (t - t_bar)
-        if trend > 0:
-            ratios[(weekday0 + t) % 7].append(value / trend)
-    means = [sum(r) / len(r) if r else 1.0 for r in ratios]
-    scale = sum(means) / 7
-    if scale <= 0 or min(means) <= 0:
-        return _FLAT  # a weekday that never has traffic cannot scale a trend; treat as no pattern
-    return tuple(m / scale for m in means)
+def weekly_index(daily, weekday0, rounds=3):
+    """Each weekday's mean ratio of its totals to the trend line, normalised to average 1 (Monday first).
+    The line is fitted again to the totals divided by the index so far, a few rounds: a first line through
+    raw totals leans toward whichever weekdays the history starts and ends on."""
+    index = _FLAT
+    for _ in range(rounds):
+        mean, slope, t_bar, _ = _line([v / index[(weekday0 + t) % 7] for t, v in enumerate(daily)])
+        ratios = [[] for _ in range(7)]
+        for t, value in enumerate(daily):
+            trend = mean + slope * (t - t_bar)
+            if trend > 0:
+                ratios[(weekday0 + t) % 7].append(value / trend)
+        means = [sum(r) / len(r) if r else 1.0 for r in ratios]
+        scale = sum(means) / 7
+        if scale <= 0 or min(means) <= 0:
+            return _FLAT  # a weekday that never has traffic cannot scale a trend; treat as no pattern
+        index = tuple(m / scale for m in means)
+    return index
 
 
 def fit(daily, weekday0, weekly=True):
