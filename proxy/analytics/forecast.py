@@ -40,9 +40,10 @@ def hourly_usage(start, end, prices):
     source = facts(window, plan(window), billed=True)
     served = or_(source.c.cache_status.is_(None), source.c.cache_status != "HIT")
     series = defaultdict(lambda: defaultdict(lambda: [0, 0.0]))
+    hours = {}  # each hour's text parsed once: it recurs for every client, model and batch flag
     for row in totals(source, source.c.hour, source.c.client_id, source.c.model_used, source.c.batch,
                       where=[served]):
-        hour = datetime.strptime(row["hour"][:19], "%Y-%m-%d %H:%M:%S")
+        hour = hours.get(row["hour"]) or hours.setdefault(row["hour"], datetime.fromisoformat(row["hour"][:19]))
         tokens, cost = row["total_tokens"] or 0, cost_of(row, prices)
         for key in ("all", row["client_id"]):
             cell = series[key][hour]
