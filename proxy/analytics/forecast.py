@@ -57,8 +57,8 @@ class Series:
 
     def __init__(self, hours, today, history_start, now):
         self.hours, self.today, self.now = hours, today, now
-        used_days = sorted(h.replace(hour=0) for h in hours if history_start <= h < today)
-        self.first = used_days[0] if used_days else today  # history starts at the first day with usage
+        # The history starts at the first day with usage: a new client's empty days are no trend.
+        self.first = min((h.replace(hour=0) for h in hours if history_start <= h < today), default=today)
         self.days = (today - self.first).days
         profile = [0.0] * 24
         for hour, (tokens, _) in hours.items():
