@@ -15,11 +15,18 @@ cli = Blueprint("ops", __name__, cli_group="ops")
 @click.option("--rows", type=click.IntRange(min=1), default=1_000_000, show_default=True)
 @click.option("--days", type=click.IntRange(min=1, max=400), default=30, show_default=True)
 @click.option("--seed", "seed_value", type=int, default=42, show_default=True, help="Random seed")
-def seed_command(rows, days, seed_value):
-    """Fill the database with realistic synthetic request history (for benchmarks)."""
+@click.option("--trend", type=click.FloatRange(min=-0.5, max=0.5), default=0.0, show_default=True,
+              help="Daily growth of traffic, as a share of the last day's (0.02: 2% a day)")
+@click.option("--weekly", is_flag=True, help="Busy working days and quiet weekends")
+@click.option("--clients", type=click.IntRange(min=0, max=100), default=0, show_default=True,
+              help="Share the traffic among this many clients, synthetic-1 the busiest")
+def seed_command(rows, days, seed_value, trend, weekly, clients):
+    """Fill the database with realistic synthetic request history (for benchmarks; with --trend, --weekly
+    and --clients, a known pattern to check /analytics/forecast against)."""
     started = time.perf_counter()
     inserted = synthetic.seed(rows, days, seed_value,
-                              progress=lambda n: click.echo(f"  {n:,} rows", err=True) if n % 200_000 == 0 else None)
+                              progress=lambda n: click.echo(f"  {n:,} rows", err=True) if n % 200_000 == 0 else None,
+                              trend=trend, weekly=weekly, clients=clients)
     click.echo(f"Inserted {inserted:,} requests over {days} days in {time.perf_counter() - started:.1f} s.")
     started = time.perf_counter()
     hours = rollups.roll_up()

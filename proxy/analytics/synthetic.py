@@ -1,10 +1,13 @@
-"""Realistic synthetic history for benchmarks: diurnal traffic, a model mix, failures, retries."""
+"""Realistic synthetic history for benchmarks: diurnal traffic, a model mix, failures, retries; optionally a
+known trend, weekly pattern and clients, so a forecast can be checked against the truth (Pattern.expected)."""
+import hashlib
 import math
 import random
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from models import Attempt, Metric, RequestLog, db
+from models import ApiClient, Attempt, Metric, RequestLog, db
 
 from .facts import ONE_HOUR, hour_text
 from .rollups import forget
@@ -15,6 +18,62 @@ _ROUTES = [("/gemini/generate", 0.45), ("/v1beta/models/{model}:generateContent"
 _FAILURES = [(502, "UPSTREAM_ERROR", 0.008), (429, "QUOTA_EXHAUSTED", 0.006), (400, "INVALID_REQUEST", 0.006),
              (504, "DEADLINE_EXCEEDED", 0.002)]
 _BATCH = 20_000
+# Monday first: busy working days, quiet weekends (the --weekly pattern).
+WEEKLY = (1.10, 1.15, 1.10, 1.05, 1.00, 0.40, 0.30)
+_SUCCESS = 1 - sum(share for _, _, share in _FAILURES)  # only answered requests carry tokens
+# Means of the token draws below (lognormal: exp(mu + sigma^2 / 2)), less the half token int() drops.
+_MEAN_PROMPT, _MEAN_COMPLETION = math.exp(5.5 + 0.5) - 0.5, math.exp(5.0 + 0.32) - 0.5
+
+
+def _diurnal(hour):
+    """Busier in the working day (UTC 08-18) than at night: the chance a drawn moment is kept."""
+    return 0.35 + 0.65 * (0.5 + 0.5 * math.sin((hour - 7) / 24 * 2 * math.pi))
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """The traffic's intensity: diurnal, times the weekly pattern, times a level growing linearly by `trend`
+    (a share of the last day's level) per day, equal to 1 at `end`."""
+
+    end: datetime
+    days: int
+    trend: float = 0.0
+    weekly: bool = False
+
+    def level(self, moment):
+        return max(0.05, 1 + self.trend * (moment - self.end) / timedelta(days=1))
+
+    def weight(self, moment):
+        week = WEEKLY[moment.weekday()] if self.weekly else 1.0
+        return _diurnal(moment.hour) * week * self.level(moment)
+
+    @property
+    def peak(self):
+        return (max(WEEKLY) if self.weekly else 1.0) * max(self.level(self.end),
+                                                            self.level(self.end - timedelta(days=self.days)))
+
+    def _integral(self, start, end):
+        """The intensity integrated over [start, end) in hours, hour by hour (constant within an hour but
+        for the level, taken at each piece's middle)."""
+        total, moment = 0.0, start
+        while moment < end:
+            stop = min(moment.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1), end)
+            total += self.weight(moment + (stop - moment) / 2) * ((stop - moment) / timedelta(hours=1))
+            moment = stop
+        return total
+
+    def expected(self, rows, start, end, prices=None):
+        """The expected requests, tokens and (with a PriceTable) cost of `rows` seeded with this pattern,
+        falling in [start, end), which may lie past `end` (the pattern goes on)."""
+        share = self._integral(start, end) / self._integral(self.end - timedelta(days=self.days), self.end)
+        requests = rows * share
+        result = {"requests": requests, "tokens": requests * _SUCCESS * (_MEAN_PROMPT + _MEAN_COMPLETION)}
+        if prices is not None:
+            per_request = sum(weight * (_MEAN_PROMPT * prices.rates(model).input
+                                        + _MEAN_COMPLETION * prices.rates(model).output) / 1_000_000
+                              for model, weight in _MODELS)
+            result["cost_usd"] = requests * _SUCCESS * per_request
+        return result
 
 
 def _pick(rng, weighted):
@@ -26,14 +85,13 @@ def _pick(rng, weighted):
     return weighted[-1][0]
 
 
-def _rows(rng, count, end, days):
-    span = days * 86400
+def _rows(rng, count, pattern, clients=()):
+    span, peak = pattern.days * 86400, pattern.peak
     for number in range(count):
-        # Busier in the working day (UTC 08-18) than at night.
-        while True:
+        while True:  # rejection sampling: a moment is kept with a chance in proportion to the intensity
             offset = rng.random() * span
-            moment = end - timedelta(seconds=offset)
-            if rng.random() < 0.35 + 0.65 * (0.5 + 0.5 * math.sin((moment.hour - 7) / 24 * 2 * math.pi)):
+            moment = pattern.end - timedelta(seconds=offset)
+            if rng.random() < pattern.weight(moment) / peak:
                 break
         model = _pick(rng, _MODELS)
         route = _pick(rng, _ROUTES)
@@ -55,17 +113,38 @@ def _rows(rng, count, end, days):
                "streamed": "stream" in route, "prompt_tokens": prompt if status == 200 else None,
                "completion_tokens": completion if status == 200 else None,
                "total_tokens": prompt + completion if status == 200 else None,
-               "token_source": "usage_metadata", "finish_reason": "STOP" if status == 200 else None}
+               "token_source": "usage_metadata", "finish_reason": "STOP" if status == 200 else None,
+               "client_id": _pick(rng, clients) if clients else None}
 
 
-def seed(count, days=30, seed_value=42, end=None, progress=None):
-    """Insert `count` requests spread over the last `days` days, with attempts and metrics."""
+def synthetic_clients(count):
+    """`count` clients named synthetic-1.. (made if missing), weighted 1/n so the first is the busiest; their
+    key hashes are of no key anyone holds."""
+    found = []
+    for number in range(1, count + 1):
+        name = f"synthetic-{number}"
+        client = db.session.execute(db.select(ApiClient).where(ApiClient.name == name)).scalars().first()
+        if client is None:
+            client = ApiClient(name=name, key_hash=hashlib.sha256(f"synthetic:{uuid.uuid4()}".encode()).hexdigest(),
+                               key_prefix="synthetic", source="cli")
+            db.session.add(client)
+            db.session.flush()
+        found.append(client.id)
+    weights = [1 / n for n in range(1, count + 1)]
+    return [(client_id, weight / sum(weights)) for client_id, weight in zip(found, weights)]
+
+
+def seed(count, days=30, seed_value=42, end=None, progress=None, trend=0.0, weekly=False, clients=0):
+    """Insert `count` requests spread over the last `days` days, with attempts and metrics; with `trend`,
+    `weekly` and `clients`, in a known Pattern shared among that many synthetic clients."""
     rng = random.Random(seed_value)
     end = end or datetime.now(timezone.utc).replace(tzinfo=None)
+    pattern = Pattern(end, days, trend, weekly)
+    shares = synthetic_clients(clients) if clients else ()
     connection = db.session.connection()
     inserted, batch = 0, []
     next_id = (db.session.query(db.func.max(RequestLog.id)).scalar() or 0) + 1
-    for row in _rows(rng, count, end, days):
+    for row in _rows(rng, count, pattern, shares):
         row["id"] = next_id
         next_id += 1
         batch.append(row)

@@ -4,12 +4,13 @@ from functools import wraps
 from flask import current_app, request
 from flask_restx import Resource
 
-from ..analytics import anomalies, reports, requestlog
+from ..analytics import anomalies, forecast, reports, requestlog
 from ..analytics.pricing import PriceTable
 from ..analytics.window import MAX_CLIENT_ID, int_arg, parse_window
 from ..errors import InvalidRequest, NotFound
 from .analytics_schemas import (
-    anomalies_model, costs_model, detail_model, errors_model, fallbacks_model, ns, page_model, performance_model,
+    anomalies_model, costs_model, detail_model, errors_model, fallbacks_model, forecast_model, ns, page_model,
+    performance_model,
     summary_model, usage_model,
 )
 from .schemas import document_errors
@@ -140,6 +141,24 @@ class Anomalies(Resource):
     def get(self):
         """Hours whose volume, error rate, latency or tokens stand far outside the trailing 24 hours."""
         return anomalies.anomalies(_window())
+
+
+@ns.route("/forecast")
+class Forecast(Resource):
+    @takes({"days": {"description": f"Trailing complete UTC days to fit, 1 to {forecast.MAX_DAYS}",
+                     "type": "integer", "minimum": 1, "maximum": forecast.MAX_DAYS,
+                     "default": forecast.DEFAULT_DAYS}})
+    @ns.marshal_with(forecast_model, description="Projected tokens and cost, and when budgets and quotas run out")
+    @document_errors(ns, 400, 401, 403)
+    def get(self):
+        """Tokens and cost projected to the end of the UTC day and month, per client and in total, with 95%
+        intervals; when each budget and daily token quota runs out.
+
+        A least-squares trend on the trailing days' totals, times a weekly index once there are 14 days of
+        history; the rest of today follows the trailing hourly profile.
+        """
+        days = int_arg(request.args, "days", 1, forecast.MAX_DAYS, default=forecast.DEFAULT_DAYS)
+        return forecast.forecast(_prices(), days, current_app.config["DAILY_TOKEN_QUOTA"])
 
 
 @ns.route("/requests")

@@ -154,3 +154,57 @@ detail_model = ns.inherit("RequestDetail", brief_model, {
                                         description="The native pass-through's exchange; null for the "
                                                     "proxy's own APIs"),
 })
+forecast_tokens = ns.model("ForecastTokens", {
+    "so_far": fields.Integer(description="Used since the period began", example=120000),
+    "expected": fields.Integer(description="Projected total at the period's end", example=310000),
+    "low": fields.Integer(description="Low end of the 95% interval", example=280000),
+    "high": fields.Integer(description="High end of the 95% interval", example=340000),
+})
+forecast_cost = ns.model("ForecastCost", {
+    "so_far": fields.Float(description="Spent since the period began", example=0.84),
+    "expected": fields.Float(description="Projected total at the period's end", example=2.17),
+    "low": fields.Float(description="Low end of the 95% interval", example=1.96),
+    "high": fields.Float(description="High end of the 95% interval", example=2.38),
+})
+forecast_figure = ns.model("ForecastFigure", {
+    "tokens": fields.Nested(forecast_tokens, description="Tokens (total_tokens of Gemini's work)"),
+    "cost_usd": fields.Nested(forecast_cost, description="Cost from the price table"),
+    "ends_at": fields.String(description="The period's end (UTC midnight)", example="2026-12-04T00:00:00+00:00"),
+})
+forecast_pair = ns.model("ForecastPeriods", {
+    "day": fields.Nested(forecast_figure, description="To the end of the UTC day"),
+    "month": fields.Nested(forecast_figure, description="To the end of the UTC month"),
+})
+forecast_budget = ns.model("ForecastBudget", {
+    "usd": fields.Float(description="The client's budget", example=25.0),
+    "period": fields.String(description="day or month", enum=["day", "month"]),
+    "spent_usd": fields.Float(description="Spent this period so far"),
+    "runs_out_at": NString(description="When spend is expected to reach the budget; null if not this period"),
+})
+forecast_quota = ns.model("ForecastQuota", {
+    "daily_tokens": fields.Integer(description="The client's daily token quota (its own or DAILY_TOKEN_QUOTA)"),
+    "used": fields.Integer(description="Tokens used today (UTC)"),
+    "runs_out_at": NString(description="When today's tokens are expected to reach the quota; null if not today"),
+})
+forecast_client = ns.inherit("ForecastClient", forecast_pair, {
+    "client_id": fields.Integer(description="Client id"),
+    "name": fields.String(description="Client name"),
+    "history_days": fields.Integer(description="Complete days of this client's history the fit used"),
+    "seasonality": fields.String(description="weekly or none, for this client", enum=["weekly", "none"]),
+    "budget": nullable(fields.Nested)(forecast_budget, allow_null=True,
+                                      description="The client's budget; null when it has none"),
+    "quota": nullable(fields.Nested)(forecast_quota, allow_null=True,
+                                     description="The client's daily token quota; null when unlimited"),
+})
+forecast_model = ns.model("Forecast", {
+    "generated_at": fields.String(description="When the forecast was made (UTC)"),
+    "days": fields.Integer(description="Trailing complete days asked for"),
+    "history_days": fields.Integer(description="Complete days with history the fit used (from the first day "
+                                               "with usage, at most `days`)"),
+    "seasonality": fields.String(description="weekly when there are at least 14 days of history, else none",
+                                 enum=["weekly", "none"]),
+    "weekly_index": nullable(fields.List)(fields.Float, description="Monday-first weekday factors (average 1); null "
+                                                          "without weekly seasonality"),
+    "total": fields.Nested(forecast_pair, description="Every request's usage, fitted as one series"),
+    "clients": fields.List(fields.Nested(forecast_client), description="Per client, by id"),
+})
