@@ -22,7 +22,7 @@ class Instance:
     def __init__(self, name, folder, port, settings):
         self.name, self.folder, self.port, self.settings = name, folder, port, dict(settings)
         self.url = f"http://127.0.0.1:{port}"
-        self.workers = int(self.settings.get("WEB_CONCURRENCY", 2))
+        self.workers = int(self.settings.pop("WEB_CONCURRENCY", 2))
         self.process, self.logs = None, []
         os.makedirs(folder, exist_ok=True)
         for entry in CODE:
