@@ -93,6 +93,16 @@ def generate_calls(emulator, mark):
             if ":generateContent" in entry["target"]]
 
 
+def test_each_instance_says_it_shares_with_the_other_and_keeps_its_host_files_apart(cluster):
+    for instance in cluster.instances:
+        health = requests.get(f"{instance.url}/health", timeout=10).json()
+        assert health["status"] == "ok" and health["database"] == {"reachable": True}, health
+        assert (health["rate_limits"], health["cooldown_sharing"]) == ("instances", "instances")
+        assert os.path.isdir(os.path.join(instance.instance_path, "spool"))
+    paths = {os.path.realpath(instance.instance_path) for instance in cluster.instances}
+    assert len(paths) == 2 and os.path.join(processes.ROOT, "instance") not in paths
+
+
 def test_a_rate_limit_holds_across_both_instances(cluster, emulator):
     _, key = new_client(cluster, "rate-limited", rate_limit="10/minute")
     ids = [uuid.uuid4().hex for _ in range(30)]
@@ -163,10 +173,14 @@ def test_a_revoked_client_is_refused_by_the_other_instance_within_the_cache_time
     # Both workers of both instances now know the key as good (nginx and Gunicorn spread the requests).
     for n in range(8):
         assert generate(cluster.instances[n % 2], key, f"before {n}").status_code == 200
+    second_marker = os.path.join(second.instance_path, "clients-changed")
+    before = os.stat(second_marker).st_size if os.path.exists(second_marker) else None
     revoked = requests.post(f"{first.url}/admin/clients/{client_id}/revoke", headers={"X-API-KEY": ADMIN_KEY},
                             timeout=30)
     assert revoked.status_code == 200, revoked.text
     revoked_at = time.monotonic()
+    # The other host's marker did not move: what it learns, it learns from PostgreSQL.
+    assert (os.stat(second_marker).st_size if os.path.exists(second_marker) else None) == before
     # On its own host, at once: every worker checks the host's marker file.
     assert [generate(first, key, f"after {n}").status_code for n in range(6)] == [401] * 6
     # The other host trusts what it knew for CLIENT_CACHE_SECONDS at most, then asks PostgreSQL.
