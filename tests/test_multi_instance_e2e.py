@@ -248,6 +248,38 @@ def test_a_cool_down_learnt_on_one_instance_spares_the_other_the_call(cluster, e
         assert [(c["key_id"], c["model"]) for c in health["cooldowns"]] == [(fingerprint(SERVER_KEYS[0]), MODEL)]
 
 
+def test_a_file_begun_on_one_instance_is_finished_and_read_on_the_other_by_its_client_only(cluster, emulator):
+    first, second = cluster.instances
+    _, owner = new_client(cluster, "uploader")
+    _, stranger = new_client(cluster, "onlooker")
+    content = b"tides " * 2000
+    mark = len(emulator.received())
+    started = requests.post(f"{first.url}/upload/v1beta/files", json={"file": {"display_name": "notes"}}, headers={
+        "x-goog-api-key": owner, "X-Goog-Upload-Protocol": "resumable", "X-Goog-Upload-Command": "start",
+        "X-Goog-Upload-Header-Content-Length": str(len(content)), "X-Goog-Upload-Header-Content-Type": "text/plain"},
+        timeout=30)
+    assert started.status_code == 200, started.text
+    upload_url = started.headers["X-Goog-Upload-URL"]
+    assert upload_url.startswith(f"{first.url}/upload/")
+    # Its bytes through the other instance, as a load balancer may send them.
+    finished = requests.post(upload_url.replace(first.url, second.url, 1), data=content, timeout=30, headers={
+        "x-goog-api-key": owner, "X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": "0"})
+    assert finished.status_code == 200, finished.text
+    name = finished.json()["file"]["name"]
+    assert finished.json()["file"]["sizeBytes"] == str(len(content))
+
+    for server in (first, second):
+        read = native(server, owner, f"/v1beta/{name}", method="GET")
+        assert read.status_code == 200 and read.json()["name"] == name, read.text
+    used = {e["headers"].get("x-goog-api-key") for e in emulator.received()[mark:]}
+    assert len(used) == 1  # one server key for its start, its bytes and every read
+
+    mark = len(emulator.received())
+    refused = [native(server, stranger, f"/v1beta/{name}", method="GET") for server in (first, second)]
+    assert [answer.status_code for answer in refused] == [404, 404]
+    assert emulator.received()[mark:] == []
+
+
 def test_records_are_written_once_and_none_lost_when_an_instance_is_killed_mid_load(cluster, emulator):
     victim, survivor = cluster.instances
     _, key = new_client(cluster, "records")
