@@ -246,6 +246,10 @@ def test_a_cool_down_learnt_on_one_instance_spares_the_other_the_call(cluster, e
     for server in (first, second):
         health = requests.get(f"{server.url}/health", timeout=10).json()
         assert [(c["key_id"], c["model"]) for c in health["cooldowns"]] == [(fingerprint(SERVER_KEYS[0]), MODEL)]
+        fallbacks = requests.get(f"{server.url}/analytics/fallbacks", headers={"X-API-KEY": ADMIN_KEY}, timeout=10)
+        assert fallbacks.status_code == 200, fallbacks.text
+        assert [(c["key_id"], c["model"]) for c in fallbacks.json()["cooldowns_now"]] == \
+            [(fingerprint(SERVER_KEYS[0]), MODEL)]
 
 
 def test_a_file_begun_on_one_instance_is_finished_and_read_on_the_other_by_its_client_only(cluster, emulator):
