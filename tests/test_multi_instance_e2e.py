@@ -170,7 +170,7 @@ def test_the_response_cache_answers_on_one_instance_what_the_other_asked(cluster
 def test_a_revoked_client_is_refused_by_the_other_instance_within_the_cache_time(cluster, emulator):
     first, second = cluster.instances
     client_id, key = new_client(first, "revoked")
-    # Both workers of both instances now know the key as good (nginx and Gunicorn spread the requests).
+    # Both instances now hold the key as good, in the workers that served these.
     for n in range(8):
         assert generate(cluster.instances[n % 2], key, f"before {n}").status_code == 200
     second_marker = os.path.join(second.instance_path, "clients-changed")
