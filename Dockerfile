@@ -15,7 +15,10 @@ COPY proxy ./proxy
 # SQLite file, its WAL and the spool live on the volume, so records survive the container. SPOOL_DIR
 # is set because a DATABASE_URL for PostgreSQL would otherwise put the spool in /app/instance, which
 # the proxy user may not create and a new container would not have.
-RUN useradd --system --home /app proxy && mkdir -p /data && chown proxy /data
+# /app/instance is where the host's own files go with a networked database (the client-change marker,
+# the cool-down and quota fallbacks, Live sessions, the periodic jobs' locks): the proxy user could not
+# make it in /app, and each of them would fail or fall back to one worker's memory.
+RUN useradd --system --home /app proxy && mkdir -p /data /app/instance && chown proxy /data /app/instance
 USER proxy
 VOLUME ["/data"]
 EXPOSE 8000

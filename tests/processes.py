@@ -158,22 +158,26 @@ def start_redis(tmp_dir):
 
 
 def start_nginx(tmp_dir, upstream_port, tls=None):
-    """Debian's nginx in front of a Gunicorn port, serving the repo's own site file (deploy/), with only
-    its listen port and upstream address changed (scripts/test installs nginx); with `tls`, a
-    (certificate chain, key) pair of PEM files, it terminates TLS as the site's comment says."""
+    """Debian's nginx in front of a Gunicorn port (or a list of them: an upstream server each), serving the
+    repo's own site file (deploy/), with only its listen port and upstream addresses changed (scripts/test
+    installs nginx); with `tls`, a (certificate chain, key) pair of PEM files, it terminates TLS as the
+    site's comment says."""
     binary = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
     if binary is None:
         raise RuntimeError("nginx is not installed: apt-get install nginx (scripts/test does)")
     port = free_port()
     with open(os.path.join(ROOT, "deploy", "nginx-gemini-proxy.conf")) as handle:
         site = handle.read()
-    site = site.replace("server 127.0.0.1:8000;", f"server 127.0.0.1:{upstream_port};")
+    upstream_ports = upstream_port if isinstance(upstream_port, (list, tuple)) else [upstream_port]
+    site = site.replace("server 127.0.0.1:8000;",
+                        "\n    ".join(f"server 127.0.0.1:{port};" for port in upstream_ports))
     if tls:
         site = site.replace("listen 80;", f"listen 127.0.0.1:{port} ssl;\n    ssl_certificate {tls[0]};\n"
                                           f"    ssl_certificate_key {tls[1]};")
     else:
         site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
-    assert str(upstream_port) in site and str(port) in site, "the site file's listen or upstream line changed"
+    assert all(f"127.0.0.1:{up};" in site for up in upstream_ports) and str(port) in site, \
+        "the site file's listen or upstream line changed"
     temp = os.path.join(tmp_dir, "nginx-temp")
     os.makedirs(temp, exist_ok=True)
     config = os.path.join(tmp_dir, "nginx.conf")
