@@ -27,7 +27,7 @@ def _forget_rollups():
 
 
 def upgrade():
-    op.add_column("request_log", sa.Column("cost_usd", sa.Float(), nullable=True))
+    op.add_column("request_log", sa.Column("cost_usd", sa.Double(), nullable=True))
     op.add_column("request_log", sa.Column("price_source", sa.String(length=40), nullable=True))
     op.add_column("request_log", sa.Column("price_rates", sa.Text(), nullable=True))
     _forget_rollups()
@@ -35,7 +35,7 @@ def upgrade():
         op.add_column("hourly_rollups", sa.Column(name, sa.Integer(), server_default="0", nullable=False))
     op.add_column("hourly_rollups", sa.Column("batch", sa.Boolean(), server_default=sa.false(), nullable=False))
     op.add_column("hourly_rollups", sa.Column("costed", sa.Boolean(), server_default=sa.true(), nullable=False))
-    op.add_column("hourly_rollups", sa.Column("cost_usd", sa.Float(), server_default="0", nullable=False))
+    op.add_column("hourly_rollups", sa.Column("cost_usd", sa.Double(), server_default="0", nullable=False))
 
 
 def downgrade():
