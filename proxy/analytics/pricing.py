@@ -52,6 +52,10 @@ _DEFAULTS = {
     # 2.0: retired for new work; kept so that old rows and operators still on them are costed (2025 prices).
     "gemini-2.0-flash": dict(input=0.10, output=0.40, cached=0.025),
     "gemini-2.0-flash-lite": dict(input=0.075, output=0.30),
+    # Live (text tokens; audio is priced higher and not told apart here): $0.50 / $2.00 as getmaxim.ai lists
+    # gemini-live-2.5-flash-preview-native-audio-09-2025; unverified on Google's page.
+    "gemini-live-2.5-flash": dict(input=0.50, output=2.00),
+    "gemini-2.5-flash-native-audio": dict(input=0.50, output=2.00),
     # Embeddings: input only. Embedding 2's text input at $0.20 in both transcriptions.
     "gemini-embedding-2": dict(input=0.20, output=0.0),
     "gemini-embedding-001": dict(input=0.15, output=0.0),
