@@ -280,6 +280,16 @@ WINDOW = {"from": "2026-05-04T00:00:00Z", "to": "2026-05-05T00:00:00Z"}
 
 
 def test_rolled_up_hours_report_the_costs_their_rows_do(app, client):
+    rolled_up_costs_agree(app, client)
+
+
+@pytest.mark.e2e
+def test_rolled_up_costs_agree_on_postgresql(make_app, postgres):
+    app = make_app(SQLALCHEMY_DATABASE_URI=postgres.url)
+    rolled_up_costs_agree(app, app.test_client())
+
+
+def rolled_up_costs_agree(app, client):
     """Stored costs (thoughts, cached, tool use, a batch, a tier, a long prompt) and an old row without one."""
     records = app.extensions["records"]
     kinds = [dict(prompt=1000, candidates=100, thoughts=40, cached=300),
@@ -300,8 +310,9 @@ def test_rolled_up_hours_report_the_costs_their_rows_do(app, client):
                                   thoughts_tokens=5, total_tokens=115))
         db.session.commit()
     prices = PriceTable()
-    stored_costs = [row[0] for row in rows(app.config["SQLALCHEMY_DATABASE_URI"],
-                                           "SELECT cost_usd FROM request_log WHERE cost_usd IS NOT NULL")]
+    with app.app_context():
+        stored_costs = db.session.execute(db.select(RequestLog.cost_usd).where(
+            RequestLog.cost_usd.isnot(None))).scalars().all()
     assert len(stored_costs) == 4
     old = prices.cost("gemini-2.5-pro", Usage(prompt=100, candidates=10, thoughts=5))
     expected = sum(stored_costs) + old
