@@ -235,6 +235,7 @@ def test_the_csv_export_has_every_kind(app, client, rich_usage):
     [row] = list(csv.DictReader(io.StringIO(result.stdout)))
     assert (row["cached_tokens"], row["thoughts_tokens"], row["tool_use_prompt_tokens"], row["service_tier"],
             row["batch"]) == ("4", "11", "3", "standard", "False")
+    assert float(row["cost_usd"]) > 0 and row["price_source"] == "default:2026-12-03"
 
 
 # The reports --------------------------------------------------------------------------------------------
