@@ -48,4 +48,5 @@ def cost_record(app, record):
     hit = record.cache_status == "HIT"
     record.cost_usd = 0.0 if hit else quote.cost_usd
     record.price_source = CACHE_HIT if hit else quote.source
-    record.price_rates = quote.rates_json if usage and record.model_used else None
+    counted = (record.prompt_tokens, record.completion_tokens, record.total_tokens, record.thoughts_tokens)
+    record.price_rates = quote.rates_json if record.model_used and any(counted) else None

@@ -1,7 +1,8 @@
 """What tokens cost: a built-in table of Gemini's current models, which MODEL_PRICES overrides field by field."""
 import json
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
+from functools import cached_property
 from datetime import datetime
 from typing import Optional
 
@@ -64,6 +65,7 @@ _DEFAULTS = {
 # Prices the page announces ahead: (from when, UTC; the fields that change).
 _SCHEDULED = {"gemini-3.8-flash": [(datetime(2027, 1, 1), dict(input=1.50, output=7.50, cached=0.15))]}
 
+_FAMILIES_MAX = 1000  # model names whose family a table remembers
 PRICE_FIELDS = ("input", "output", "cached", "long_input", "long_output", "long_cached", "batch", "flex",
                 "priority")
 
@@ -143,9 +145,11 @@ class Price:
 
     def describe(self):
         """The fields as a mapping (JSON-ready), without long-context ones the model has not."""
-        return {name: value for name, value in asdict(self).items() if value is not None}
+        return {name: getattr(self, name) for name in PRICE_FIELDS if getattr(self, name) is not None}
 
-    def to_json(self):
+    @cached_property
+    def json(self):
+        """describe() as JSON, made once per price: every record stores it."""
         return json.dumps(self.describe(), separators=(",", ":"), sort_keys=True)
 
 
@@ -173,7 +177,7 @@ class Quote:
 
     @property
     def rates_json(self):
-        return self.price.to_json()
+        return self.price.json
 
 
 class PriceTable:
@@ -188,6 +192,7 @@ class PriceTable:
             except PriceError as exc:
                 raise PriceError(f"MODEL_PRICES: {model}: {exc}") from None
             self.overridden.add(model)
+        self._families = {}
         self.scheduled = {model: changes for model, changes in _SCHEDULED.items() if model not in self.overridden}
 
     def family(self, model):
@@ -197,7 +202,12 @@ class PriceTable:
             return None
         if model in self.prices:
             return model
-        return max((name for name in self.prices if model.startswith(name)), key=len, default=None)
+        if model not in self._families:
+            if len(self._families) >= _FAMILIES_MAX:  # names come from clients: the memo stays bounded
+                self._families.clear()
+            self._families[model] = max((name for name in self.prices if model.startswith(name)), key=len,
+                                        default=None)
+        return self._families[model]
 
     def rates(self, model, at=None):
         """The model's Price (at `at`, a naive UTC datetime, for prices announced ahead); an unknown model
