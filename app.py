@@ -18,6 +18,7 @@ from proxy.access.resources import ResourceOwners
 from proxy.access.security import init_security
 from proxy.analytics.cli import cli as ops_cli
 from proxy.analytics.batch_usage import start_batch_poller
+from proxy.analytics.costing import install as install_costing
 from proxy.analytics.operations import start_periodic_prune
 from proxy.analytics.rollups import forget_late_records, start_periodic_rollups, watch_late_records
 from proxy.api import init_api
@@ -98,6 +99,7 @@ def create_app(config=None):
                            app.config["SPOOL_REPLAY_SECONDS"])
     app.extensions["records"] = records
     # Who watches a finished record: storage writes records and knows nothing of the features above it.
+    install_costing(app)  # first: its cost is set on the record before the others see it
     records.watch_finished(observe)  # Prometheus
     records.watch_finished(partial(count_usage, app))  # the token quota's hold settles at the real usage
     records.watch_written(forget_late_records)  # an hour rolled up already is rolled up again

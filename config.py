@@ -135,19 +135,61 @@ def _rate_limit(env, name):
     return value
 
 
+# MODEL_PRICES' fields: USD per million tokens, or a share of the list price (batch, flex, priority).
+_PRICE_KEYS = ("input", "output", "cached", "long_input", "long_output", "long_cached", "batch", "flex",
+               "priority")
+_PRICES_SHAPE = ("model=input/output[/cached][;long=input/output[/cached]][;batch=share][;flex=share]"
+                 "[;priority=share] (USD per million tokens; any field also as field=value, e.g. "
+                 "gemini-2.5-pro=priority=2)")
+
+
+def _price_numbers(text, counts=(1,)):
+    try:
+        numbers = tuple(float(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"{text.strip()!r} is not a number") from None
+    if len(numbers) not in counts:
+        raise ValueError(f"{text.strip()!r} should be {' or '.join(str(n) for n in counts)} number(s)")
+    if any(not math.isfinite(x) or x < 0 for x in numbers):
+        raise ValueError(f"{text.strip()!r} must be finite and 0 or more")
+    return numbers
+
+
+def _price_entry(spec):
+    """One model's fields from `input/output[/cached];key=value;...`; ValueError saying why it is not."""
+    entry = {}
+    for position, part in enumerate(p.strip() for p in spec.split(";")):
+        key, equals, value = (text.strip() for text in part.partition("="))
+        if not equals and position == 0:
+            entry.update(zip(("input", "output", "cached"), _price_numbers(part, (2, 3))))
+        elif key == "long":
+            entry["long"] = _price_numbers(value, (2, 3))
+        elif key in entry:
+            raise ValueError(f"{key} is given twice")
+        elif key in _PRICE_KEYS:
+            entry[key] = _price_numbers(value)[0]
+        else:
+            raise ValueError(f"{part!r} is not a price field")
+    if not entry:
+        raise ValueError("no price is given")
+    return entry
+
+
 def _prices(env, name):
-    """MODEL_PRICES=model=input/output[/cached],... in USD per million tokens, over the built-in table."""
+    """MODEL_PRICES: per model, the prices over the built-in table (proxy/analytics/pricing.py), comma-
+    separated. Whether a model the table lacks has both an input and an output price is checked when the
+    app is built, against that table."""
     prices = {}
-    shape = "model=input/output or model=input/output/cached (USD per million tokens)"
     for item in _list(env, name):
-        model, _, values = item.partition("=")
+        model, _, spec = (text.strip() for text in item.partition("="))
         try:
-            numbers = tuple(float(x) for x in values.split("/"))
-        except ValueError:
-            raise ConfigError(f"{name}: {item!r} is not {shape}") from None
-        if len(numbers) not in (2, 3) or any(not math.isfinite(x) or x < 0 for x in numbers) or not model.strip():
-            raise ConfigError(f"{name}: {item!r} is not {shape}")
-        prices[model.strip()] = numbers
+            if not model or len(model) > 100:
+                raise ValueError("the model's name must be 1 to 100 characters")
+            if model in prices:
+                raise ValueError(f"{model} is given twice")
+            prices[model] = _price_entry(spec)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {item!r}: {exc}; each entry is {_PRICES_SHAPE}") from None
     return prices
 
 

@@ -3,7 +3,7 @@ from datetime import datetime, timezone
 from typing import Optional
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, false
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, false, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -110,6 +110,11 @@ class RequestLog(db.Model):
     tool_use_prompt_tokens: Mapped[Optional[int]]  # billed at the input price
     service_tier: Mapped[Optional[str]] = mapped_column(String(20))  # standard | flex | priority, when said
     batch: Mapped[bool] = mapped_column(default=False, server_default=false())  # a batch's usage: half price
+    # Its cost when written, and the price used (migration 0005); NULL in rows written before costs were
+    # stored, which reports cost at read time at today's prices.
+    cost_usd: Mapped[Optional[float]]
+    price_source: Mapped[Optional[str]] = mapped_column(String(40))  # default:<table date> | MODEL_PRICES | ...
+    price_rates: Mapped[Optional[str]] = mapped_column(Text)  # the model's Price as JSON
 
     metric: Mapped[Optional[Metric]] = relationship()
     exchange: Mapped[Optional["Exchange"]] = relationship(back_populates="request", cascade="all, delete-orphan")
@@ -253,6 +258,15 @@ class HourlyRollup(db.Model):
     ttfb_count: Mapped[int]
     retried: Mapped[int]
     retries: Mapped[int]
+    # Costs (migration 0005): the billed kinds beyond prompt and completion, whether the rows are a batch's,
+    # and the sum of their stored costs; costed is false for rows written before costs were stored (their
+    # cost is computed at read time from these sums).
+    cached_tokens: Mapped[int] = mapped_column(default=0, server_default="0")
+    thoughts_tokens: Mapped[int] = mapped_column(default=0, server_default="0")
+    tool_use_prompt_tokens: Mapped[int] = mapped_column(default=0, server_default="0")
+    batch: Mapped[bool] = mapped_column(default=False, server_default=false())
+    costed: Mapped[bool] = mapped_column(default=True, server_default=true())
+    cost_usd: Mapped[float] = mapped_column(default=0.0, server_default="0")
 
     __table_args__ = (Index("ix_hourly_rollups_hour", "hour"),)
 

@@ -169,6 +169,10 @@ def test_a_batch_polled_by_its_client_is_counted_once_for_that_client_at_half_pr
     [flash] = [m for m in costs["by_model"] if m["model"] == MODEL]
     assert flash["batch_requests"] == 1
     assert flash["cost_usd"] == pytest.approx((prompt * 0.30 + completion * 2.50) / 1e6 / 2, abs=1e-6)
+    # Costed once, as it was recorded, at the batch's share.
+    [(cost, source)] = rows(gateway_app.config["SQLALCHEMY_DATABASE_URI"],
+                            "SELECT cost_usd, price_source FROM request_log WHERE route = 'batches.usage'")
+    assert (cost, source) == (pytest.approx((prompt * 0.30 + completion * 2.50) / 1e6 / 2), "default:2026-12-03")
 
 
 def test_another_client_cannot_read_the_batch_nor_have_it_counted(gateway_app, emulator):

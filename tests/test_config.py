@@ -54,7 +54,7 @@ def test_gunicorn_refuses_to_start_on_a_bad_setting(tmp_path):
 
 def test_model_prices_take_a_cached_price_or_none():
     prices = load_settings({"MODEL_PRICES": "a=1/2, b=1/2/0.25"})["MODEL_PRICES"]
-    assert prices == {"a": (1.0, 2.0), "b": (1.0, 2.0, 0.25)}
+    assert prices == {"a": {"input": 1.0, "output": 2.0}, "b": {"input": 1.0, "output": 2.0, "cached": 0.25}}
 
 
 @pytest.mark.parametrize("value", ["a=1", "a=1/2/3/4", "a=1/-2", "a=nan/1", "=1/2", "a=1/x"])

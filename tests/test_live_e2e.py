@@ -152,6 +152,8 @@ def test_text_turns_a_tool_call_and_audio_through_google_genais_live_client(serv
     assert client_id is not None and [r[0] for r in recorded] == [client_id, client_id]
     assert [(r[1], r[2], r[3]) for r in recorded] == [(LIVE_MODEL, 101, "client_close")] * 2
     assert all(r[7] and r[7] > 0 for r in recorded)  # the turns' usageMetadata summed
+    costs = rows(server.database_url, "SELECT cost_usd, price_source FROM request_log WHERE route LIKE '/ws/%'")
+    assert all(cost > 0 and source == "default:2026-12-03" for cost, source in costs)  # costed as recorded
     carried = sorted(rows(server.database_url, "SELECT turns, media_in_bytes, close_code, stream_format, key_source "
                                         "FROM exchanges WHERE action = 'BidiGenerateContent'"),
                      key=lambda row: row[1])  # by media: two workers' records come in either order

@@ -94,7 +94,9 @@ def test_a_database_made_by_the_last_version_before_alembic_is_stamped_and_keeps
     kept = table_rows(url)
     app = make_app(SQLALCHEMY_DATABASE_URI=url)
     assert version_of(url) == migrations.HEAD
-    assert table_rows(url) == kept
+    # Migration 0005 forgets the hours rolled up without the token kinds costs read: they are rolled up again.
+    assert kept.pop("rolled_hours") and rows(url, "SELECT COUNT(*) FROM rolled_hours") == [(0,)]
+    assert {table: found for table, found in table_rows(url).items() if table != "rolled_hours"} == kept
     # Nothing was added: the baseline is exactly what that version made.
     assert schema_of(url) == made_fresh(tmp_path, make_app)
     with app.app_context():

@@ -112,11 +112,11 @@ def test_each_kind_is_billed_at_its_price():
     assert prices.cost("m", usage, batch=True) == pytest.approx(dollars / 2)
 
 
-def test_a_model_without_a_cached_price_has_a_quarter_of_its_input_price():
+def test_a_model_without_a_cached_price_has_a_tenth_of_its_input_price():
     prices = PriceTable({"m": (2.0, 8.0)})  # MODEL_PRICES' documented shape
-    assert prices.rates("m").cached == 0.5
+    assert prices.rates("m").cached == pytest.approx(0.2)  # Google: cached tokens at a 90% discount
     assert prices.price("m") == (2.0, 8.0)
-    assert prices.cost("m", Usage(prompt=1000, cached=1000)) == pytest.approx(1000 * 0.5 / 1e6)
+    assert prices.cost("m", Usage(prompt=1000, cached=1000)) == pytest.approx(1000 * 0.2 / 1e6)
     assert prices.cost("nobody-knows", Usage(prompt=10**6)) == 0.0
 
 
@@ -235,6 +235,7 @@ def test_the_csv_export_has_every_kind(app, client, rich_usage):
     [row] = list(csv.DictReader(io.StringIO(result.stdout)))
     assert (row["cached_tokens"], row["thoughts_tokens"], row["tool_use_prompt_tokens"], row["service_tier"],
             row["batch"]) == ("4", "11", "3", "standard", "False")
+    assert float(row["cost_usd"]) > 0 and row["price_source"] == "default:2026-12-03"
 
 
 # The reports --------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, false, func, literal, null, or_, select, union_all
+from sqlalchemy import and_, case, false, func, literal, null, or_, select, true, union_all
 from sqlalchemy.orm import aliased
 
 from models import Attempt, HourlyAttempts, HourlyHistogram, HourlyRollup, RequestLog, RolledHour, db
@@ -19,10 +19,12 @@ _LOG_GROWTH = math.log(_GROWTH)
 DIMENSIONS = ("hour", "route", "model_used", "status_code", "error_code", "client_id", "cache_status", "first_model")
 MEASURES = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "latency_sum", "upstream_sum",
             "upstream_count", "overhead_sum", "ttfb_sum", "ttfb_count", "retried", "retries")
-# What costs read beside those: the billed token kinds, and whether a row is a batch's (half price). The
-# rollups do not hold them yet: rolled hours read them as 0 and not batch, until HourlyRollup has them.
-BILLED = ("cached_tokens", "thoughts_tokens", "tool_use_prompt_tokens")
+# What costs read beside those: the billed token kinds, the stored costs' sum, and two flags: whether the
+# rows are a batch's (half price) and whether they were costed when written (costed false: rows written
+# before costs were stored, costed at read time from their tokens). The rollups keep them as well.
+BILLED = ("cached_tokens", "thoughts_tokens", "tool_use_prompt_tokens", "cost_usd")
 BATCH = "batch"
+COSTED = "costed"
 
 
 def bucket_of(value):
@@ -135,13 +137,13 @@ def raw_facts(conditions, first_model=False, billed=False):
 
 def _billed_columns():
     kinds = [func.coalesce(getattr(RequestLog, name), 0).label(name) for name in BILLED]
-    return (*kinds, RequestLog.batch.label(BATCH))
+    costed = case((RequestLog.cost_usd.isnot(None), true()), else_=false())
+    return (*kinds, RequestLog.batch.label(BATCH), costed.label(COSTED))
 
 
 def _rolled_billed_columns():
-    """The rollups' billed kinds where HourlyRollup has them; otherwise none were counted (0, not batch)."""
-    kinds = [getattr(HourlyRollup, name, literal(0)).label(name) for name in BILLED]
-    return (*kinds, getattr(HourlyRollup, BATCH, false()).label(BATCH))
+    return (*[getattr(HourlyRollup, name).label(name) for name in BILLED], HourlyRollup.batch.label(BATCH),
+            HourlyRollup.costed.label(COSTED))
 
 
 def facts(window, plan_, first_model=False, billed=False):

@@ -9,7 +9,7 @@ from sqlalchemy import or_, select
 from models import ApiClient, db
 
 from . import forecast_fit
-from .facts import ONE_HOUR, facts, plan, totals
+from .facts import COSTED, ONE_HOUR, facts, plan, totals
 from .pricing import usage_of
 from .window import Window
 
@@ -19,9 +19,11 @@ DEFAULT_DAYS = 28
 
 
 def cost_of(row, prices):
-    """USD of one row of sums: the one place the forecast prices usage, at the reports' price table (switch it
-    to the stored request_log.cost_usd when records carry their cost)."""
-    return prices.cost(row["model_used"], usage_of(row), bool(row.get("batch")))
+    """USD of one row of sums, as the reports count it: the costs stored with its records, or today's prices
+    for records written before costs were stored."""
+    if row.get(COSTED):
+        return row.get("cost_usd") or 0.0
+    return prices.cost(row["model_used"], usage_of(row), bool(row.get("batch")), long_context=False)
 
 
 def _stamp(moment):
@@ -42,7 +44,7 @@ def hourly_usage(start, end, prices):
     series = defaultdict(lambda: defaultdict(lambda: [0, 0.0]))
     hours = {}  # each hour's text parsed once: it recurs for every client, model and batch flag
     for row in totals(source, source.c.hour, source.c.client_id, source.c.model_used, source.c.batch,
-                      where=[served]):
+                      source.c.costed, where=[served]):
         hour = hours.get(row["hour"]) or hours.setdefault(row["hour"], datetime.fromisoformat(row["hour"][:19]))
         tokens, cost = row["total_tokens"] or 0, cost_of(row, prices)
         for key in ("all", row["client_id"]):

@@ -20,7 +20,7 @@ CSV_COLUMNS = ["request_id", "created_at", "route", "method", "client_id", "mode
                "status_code", "error_code", "latency_ms", "ttfb_ms", "upstream_latency_ms", "attempt_count",
                "prompt_tokens", "completion_tokens", "total_tokens", "token_source", "finish_reason", "temperature",
                "max_output_tokens", "streamed", "cache_status", "cached_tokens", "thoughts_tokens",
-               "tool_use_prompt_tokens", "service_tier", "batch"]
+               "tool_use_prompt_tokens", "service_tier", "batch", "cost_usd", "price_source"]
 
 
 def _utcnow():

@@ -1,14 +1,15 @@
 """The reports: aggregates over the request log within a window, read through rollups where they exist."""
+import json
 from collections import defaultdict
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 
 from models import ApiClient, RequestLog, db
 
-from .facts import (PERCENTILES, attempt_facts, day_of, facts, histogram_percentiles, histograms_by_hour,
-                    hour_expression, nearest_rank, percentiles, plan, scope_of, totals)
-from .pricing import usage_of
+from .facts import (BATCH, COSTED, PERCENTILES, attempt_facts, day_of, facts, histogram_percentiles,
+                    histograms_by_hour, hour_expression, nearest_rank, percentiles, plan, scope_of, totals)
+from .pricing import SOURCE, usage_of
 from .requestlog import brief
 
 _ERROR = RequestLog.status_code >= 400
@@ -17,25 +18,37 @@ _ERROR = RequestLog.status_code >= 400
 _KINDS = ("prompt_tokens", "completion_tokens", "cached_tokens", "thoughts_tokens", "tool_use_prompt_tokens")
 
 
+def _row_cost(row, prices, stored=True, priced_as=None):
+    """A row of sums' cost: the costs stored with its records, or for records written before costs were
+    stored (costed false), their tokens at today's prices (no long-context prices: these are sums). With
+    stored=False or priced_as, always at today's prices (what a cache hit saved, what another model costs)."""
+    if stored and priced_as is None and row.get(COSTED):
+        return row.get("cost_usd") or 0.0
+    return prices.cost(priced_as or row["model_used"], usage_of(row), bool(row.get(BATCH)), long_context=False)
+
+
 def _by_model(rows, hits, prices, priced_as=None):
-    """{model: its requests, token kinds and cost} over Gemini's work (hits=False) or the cache's answers;
-    the cost at `priced_as`'s prices when given (what the chain's cheapest model would have cost)."""
-    result = defaultdict(lambda: dict.fromkeys(("requests", "batch_requests", *_KINDS, "cost"), 0))
+    """{model: its requests, token kinds and cost} over Gemini's work (hits=False) or the cache's answers
+    (their cost: what Gemini would have billed); the cost at `priced_as`'s prices when given (what the
+    chain's cheapest model would have cost)."""
+    result = defaultdict(lambda: dict.fromkeys(("requests", "batch_requests", "costed_at_read_time", *_KINDS,
+                                                "cost"), 0))
     for row in rows:
         if (row["cache_status"] == "HIT") != hits:
             continue
         entry = result[row["model_used"]]
         entry["requests"] += row["requests"] or 0
-        entry["batch_requests"] += (row["requests"] or 0) if row.get("batch") else 0
+        entry["batch_requests"] += (row["requests"] or 0) if row.get(BATCH) else 0
+        entry["costed_at_read_time"] += 0 if row.get(COSTED) else (row["requests"] or 0)
         for name in _KINDS:
             entry[name] += row.get(name) or 0
-        entry["cost"] += prices.cost(priced_as or row["model_used"], usage_of(row), bool(row.get("batch")))
+        entry["cost"] += _row_cost(row, prices, stored=not hits, priced_as=priced_as)
     return result
 
 
 def _model_rows(window, plan_):
     source = facts(window, plan_, billed=True)
-    return totals(source, source.c.model_used, source.c.cache_status, source.c.batch)
+    return totals(source, source.c.model_used, source.c.cache_status, source.c.batch, source.c.costed)
 
 
 def cache_savings(rows, prices):
@@ -95,11 +108,12 @@ def usage(window, group_by, prices):
     key = _group_key(source, group_by).label("key")
     groups = defaultdict(lambda: {"requests": 0, "errors": 0, "prompt_tokens": 0, "completion_tokens": 0,
                                   "total_tokens": 0, "cost_usd": 0.0})
-    for row in totals(source, key, source.c.model_used, source.c.batch):
+    for row in totals(source, key, source.c.model_used, source.c.cache_status, source.c.batch, source.c.costed):
         group = groups[row["key"]]
         for name in ("requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens"):
             group[name] += row[name] or 0
-        group["cost_usd"] += prices.cost(row["model_used"], usage_of(row), bool(row["batch"]))
+        if row["cache_status"] != "HIT":  # Gemini billed nothing for the cache's answers
+            group["cost_usd"] += _row_cost(row, prices)
     if group_by in ("hour", "day"):
         keys = list(buckets(window, group_by))
     else:
@@ -237,12 +251,44 @@ def fallbacks(window, pool, chain):
     }
 
 
+def _rates(text):
+    try:
+        rates = json.loads(text)
+    except ValueError:
+        return None
+    return rates if isinstance(rates, dict) else None
+
+
+def prices_used(window, prices):
+    """{model: [{source, per_million, requests, cost_usd, at_read_time}]}: each price the window's costs used,
+    read from the request log's rows (rows retention has removed are in the rollups' sums, not here). Rows
+    written before costs were stored are at today's price, at_read_time true; the cache's answers cost none."""
+    billed = or_(RequestLog.cache_status.is_(None), RequestLog.cache_status != "HIT")
+    priced = or_(RequestLog.price_rates.isnot(None), RequestLog.cost_usd.is_(None))
+    query = (select(RequestLog.model_used, RequestLog.price_source, RequestLog.price_rates, func.count(),
+                    func.sum(RequestLog.cost_usd))
+             .where(*window.conditions(), billed, priced, RequestLog.model_used.isnot(None))
+             .group_by(RequestLog.model_used, RequestLog.price_source, RequestLog.price_rates))
+    used = defaultdict(list)
+    for model, source, rates, requests, cost in db.session.execute(query):
+        if rates is None:  # written before costs were stored
+            used[model].append({"source": prices.source(model), "per_million": prices.rates(model).describe(),
+                                "requests": requests, "cost_usd": None, "at_read_time": True})
+        else:
+            used[model].append({"source": source, "per_million": _rates(rates), "requests": requests,
+                                "cost_usd": round(cost or 0.0, 6), "at_read_time": False})
+    for entries in used.values():
+        entries.sort(key=lambda e: (e["at_read_time"], -e["requests"], e["source"] or ""))
+    return used
+
+
 def costs(window, prices, chain):
     rows = _model_rows(window, plan(window))
     per_model = _by_model(rows, hits=False, prices=prices)
     cheapest = prices.cheapest(chain)
     at_cheapest_of = _by_model(rows, hits=False, prices=prices, priced_as=cheapest) if cheapest else {}
     models, actual_total, cheapest_total = [], 0.0, 0.0
+    used = prices_used(window, prices)
     for model, entry in sorted(per_model.items(), key=lambda r: str(r[0])):
         actual = entry["cost"]
         at_cheapest = at_cheapest_of[model]["cost"] if cheapest and model in chain else actual
@@ -252,10 +298,14 @@ def costs(window, prices, chain):
                        "batch_requests": entry["batch_requests"],
                        **{name: entry[name] for name in _KINDS}, "cost_usd": round(actual, 6),
                        "price_per_million": {"input": rates.input, "output": rates.output, "cached": rates.cached},
+                       "price_now": {"source": prices.source(model), **rates.describe()},
+                       "prices_used": used.get(model, []),
+                       "costed_at_read_time": entry["costed_at_read_time"],
                        "priced": prices.known(model), "cost_at_cheapest_usd": round(at_cheapest, 6)})
     daily = usage(window, "day", prices)["groups"]
     return {
         "window": window.describe(),
+        "price_table": {"source": SOURCE, "overridden": sorted(prices.overridden)},
         "total_cost_usd": round(actual_total, 6),
         "by_model": models,
         "by_day": [{"day": row["key"], "cost_usd": row["cost_usd"]} for row in daily],

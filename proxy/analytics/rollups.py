@@ -11,8 +11,8 @@ from models import Attempt, HourlyAttempts, HourlyHistogram, HourlyRollup, Reque
 
 from ..periodic import one_per_deployment, run_apart, run_every
 from ..storage.sqlite_turns import serving_on_gevent
-from .facts import (DIMENSIONS, MEASURES, ONE_HOUR, bucket_of, floor_hour, hour_expression, hour_text, raw_facts,
-                    scopes_of)
+from .facts import (BATCH, BILLED, COSTED, DIMENSIONS, MEASURES, ONE_HOUR, bucket_of, floor_hour, hour_expression,
+                    hour_text, raw_facts, scopes_of)
 
 # No request runs this long, so an hour that ended this long ago has all of its records. A record that
 # still arrives later (a spool replay, a backfill) makes the hour be rolled up again.
@@ -148,10 +148,12 @@ def _one_snapshot():
 
 def _aggregate(range_):
     """[(rollup table, its rows)] for the request-log rows in `range_`."""
-    facts = raw_facts(range_, first_model=True).subquery()
-    dims = [facts.c[name] for name in DIMENSIONS]
+    facts = raw_facts(range_, first_model=True, billed=True).subquery()
+    # Costs keep apart what they price apart: a batch's rows, and rows stored without a cost.
+    dims = [facts.c[name] for name in (*DIMENSIONS, BATCH, COSTED)]
     rollups = [dict(row) for row in db.session.execute(
-        select(*dims, *[func.sum(facts.c[name]).label(name) for name in MEASURES]).group_by(*dims)).mappings()]
+        select(*dims, *[func.sum(facts.c[name]).label(name) for name in MEASURES + BILLED])
+        .group_by(*dims)).mappings()]
     attempt_dims = [hour_expression(), RequestLog.route, RequestLog.model_used, RequestLog.status_code,
                     RequestLog.client_id, Attempt.outcome, Attempt.status_code]
     attempt_columns = ("hour", "route", "model_used", "status_code", "client_id", "outcome", "attempt_status",

@@ -5,7 +5,7 @@ from flask import current_app, request
 from flask_restx import Resource
 
 from ..analytics import anomalies, forecast, reports, requestlog
-from ..analytics.pricing import PriceTable
+from ..analytics.costing import price_table
 from ..analytics.window import MAX_CLIENT_ID, int_arg, parse_window
 from ..errors import InvalidRequest, NotFound
 from .analytics_schemas import (
@@ -57,7 +57,7 @@ def _window():
 
 
 def _prices():
-    return PriceTable(current_app.config["MODEL_PRICES"])
+    return price_table(current_app)
 
 
 def _service():
@@ -129,7 +129,8 @@ class Costs(Resource):
     @ns.marshal_with(costs_model, description="Cost per model and day, and savings")
     @document_errors(ns, 400, 401, 403)
     def get(self):
-        """Estimated cost per model and per day, and what the cheapest chain model would have saved."""
+        """Cost per model and per day as stored with each request, the prices used, and what the cheapest
+        chain model would have saved."""
         return reports.costs(_window(), _prices(), _service().models)
 
 

@@ -32,7 +32,8 @@ summary_model = ns.model("Summary", {
     "completion_tokens": fields.Integer(description="Completion tokens", example=160000),
     "total_tokens": fields.Integer(description="All tokens", example=212000),
     "latency_ms": fields.Nested(percentiles_model, description="Latency: mean and nearest-rank percentiles"),
-    "cost_usd": fields.Float(description="Estimated cost from the price table", example=0.41),
+    "cost_usd": fields.Float(description="Cost: each request's, stored when it was recorded (rows recorded "
+                                         "before costs were stored: at today's prices)", example=0.41),
     "cache": fields.Nested(ns.model("CacheSavings", {
         "lookups": fields.Integer(description="Requests that consulted the response cache"),
         "hits": fields.Integer(description="Answered from it"),
@@ -47,7 +48,8 @@ usage_row = ns.model("UsageRow", {
     "prompt_tokens": fields.Integer(description="Prompt tokens"),
     "completion_tokens": fields.Integer(description="Completion tokens"),
     "total_tokens": fields.Integer(description="All tokens"),
-    "cost_usd": fields.Float(description="Estimated cost"),
+    "cost_usd": fields.Float(description="Cost of Gemini's work (the cache's answers cost nothing), as stored "
+                                         "with each request"),
 })
 usage_model = ns.model("Usage", {
     "window": fields.Nested(window_model, description="The window"),
@@ -102,10 +104,22 @@ fallbacks_model = ns.model("Fallbacks", {
     "cooldowns_now": fields.List(fields.Raw, description="Key x model pairs resting now (this worker)"),
     "model_chain": fields.List(fields.String, description="The operator's chain"),
 })
+price_table_model = ns.model("PriceTableInUse", {
+    "source": fields.String(description="The built-in table's source and date", example="default:2026-12-03"),
+    "overridden": fields.List(fields.String, description="Models MODEL_PRICES prices"),
+})
 costs_model = ns.model("Costs", {
     "window": fields.Nested(window_model, description="The window"),
-    "total_cost_usd": fields.Float(description="Estimated cost"),
-    "by_model": fields.List(fields.Raw, description="Per model: tokens, price, cost, cost at the cheapest model"),
+    "price_table": fields.Nested(price_table_model, description="The prices in force now"),
+    "total_cost_usd": fields.Float(description="Cost: the sum of the costs stored with each request"),
+    "by_model": fields.List(fields.Raw, description=(
+        "Per model: requests, batch_requests, tokens by kind, cost_usd; price_now {source, input, output, "
+        "cached, long_input/long_output/long_cached when priced above 200k prompt tokens, batch, flex, "
+        "priority: USD per million tokens, and shares of the list price}; prices_used [{source, per_million, "
+        "requests, cost_usd, at_read_time}]: each price its costs were computed at (source default:<date>, "
+        "MODEL_PRICES, unpriced), read from the request log's rows; costed_at_read_time: requests recorded "
+        "before costs were stored, costed at today's price; price_per_million {input, output, cached} (today's); "
+        "priced; cost_at_cheapest_usd")),
     "by_day": fields.List(fields.Raw, description="[{day, cost_usd}], no holes"),
     "cheapest_fallback_model": NString(description="The cheapest priced model of the chain"),
     "savings_if_cheapest_usd": fields.Float(description="What serving chain models' traffic by it would save"),

@@ -114,6 +114,11 @@ class RequestRecord:
     tool_use_prompt_tokens: Optional[int] = None
     service_tier: Optional[str] = None
     batch: Optional[bool] = None  # a batch's usage (billed at half price); None: the column's default
+    # Its cost, computed once as the record is finished (by an observer: storage knows no prices), and the
+    # price it used: its source (default:<table date>, MODEL_PRICES, ...) and rates (JSON).
+    cost_usd: Optional[float] = None
+    price_source: Optional[str] = None
+    price_rates: Optional[str] = None
     attempts: list[AttemptRow] = field(default_factory=list)
     metric: Optional[MetricRecord] = None
     exchange: Optional[ExchangeRecord] = None

@@ -51,6 +51,14 @@ def _apart(prompt, completion, thoughts, total):
     return None not in (prompt, total) and prompt + completion + thoughts == total != prompt + completion
 
 
+def _unnamed(values):
+    """Tokens a total counts beyond the prompt, candidates and tool-use prompt (None: none, or no total)."""
+    if values["total"] is None:
+        return None
+    rest = values["total"] - sum(values[name] or 0 for name in ("prompt", "candidates", "tool_use_prompt"))
+    return rest if rest > 0 else None
+
+
 def _add(a, b):
     if a is None:
         return b
@@ -103,6 +111,10 @@ class Usage:
         if metadata is None:
             return cls()
         values = {name: count(getattr(metadata, attribute, None)) for name, attribute in _SDK.items()}
+        if not hasattr(metadata, _SDK["thoughts"]):
+            # A version without the field (google-ai-generativelanguage 0.6) still counts the thoughts in the
+            # total: they are what the total holds beyond the kinds it names, and are billed as output.
+            values["thoughts"] = _unnamed(values)
         return cls(**values, service_tier=_tier(getattr(metadata, "service_tier", None)))
 
     def __bool__(self):
