@@ -8,6 +8,8 @@ from flask import Flask
 
 from config import ConfigError, load_settings
 from proxy.access.auth import authenticate
+from proxy.access.budget_alerts import BudgetAlerts
+from proxy.access.budgets import BudgetLedgers, check_budget, count_spend
 from proxy.access.cli import cli as keys_cli
 from proxy.access.env_keys import sync_env_keys
 from proxy.access.holds import QuotaHolds
@@ -17,6 +19,7 @@ from proxy.access.quotas import check_token_quota, count_usage
 from proxy.access.resources import ResourceOwners
 from proxy.access.security import init_security
 from proxy.analytics.cli import cli as ops_cli
+from proxy.analytics.pricing import PriceTable
 from proxy.analytics.batch_usage import start_batch_poller
 from proxy.analytics.operations import start_periodic_prune
 from proxy.analytics.rollups import forget_late_records, start_periodic_rollups, watch_late_records
@@ -100,9 +103,14 @@ def create_app(config=None):
     # Who watches a finished record: storage writes records and knows nothing of the features above it.
     records.watch_finished(observe)  # Prometheus
     records.watch_finished(partial(count_usage, app))  # the token quota's hold settles at the real usage
+    records.watch_finished(partial(count_spend, app))  # and the budgets' at the real cost
     records.watch_written(forget_late_records)  # an hour rolled up already is rolled up again
     app.extensions["ended_uploads"] = EndedUploads(local_path(app, "uploads-ended"), app.config["UPLOAD_URL_SECONDS"])
     app.extensions["quotas"] = QuotaHolds.from_app(app)
+    # Budgets price requests with analytics' table: handed to access here, as features do not import each other.
+    app.extensions["prices"] = PriceTable(app.config["MODEL_PRICES"])
+    app.extensions["budgets"] = BudgetLedgers.from_app(app)
+    app.extensions["budget_alerts"] = BudgetAlerts.from_app(app)
     app.extensions["resource_owners"] = ResourceOwners()
     app.extensions["live_sessions"] = LiveSessions(local_path(app, "live-sessions"))
     app.extensions["key_cache"] = KeyCache(local_path(app, "clients-changed"), app.config["CLIENT_CACHE_SECONDS"])
@@ -144,6 +152,7 @@ def create_app(config=None):
     app.before_request(refuse_unread_body)
     init_limits(app)
     app.before_request(check_token_quota)
+    app.before_request(check_budget)
     app.before_request(note_admitted)  # what a worker that dies mid-request leaves its survivors to record
     app.before_request(release_connection)
     app.before_request(track_in_flight)

@@ -34,7 +34,7 @@ def recorded_today(client_id, day_start):
     return db.session.execute(query).scalar_one()
 
 
-def _is_generation(state):
+def is_generation(state):
     """Whether this request can spend output tokens: the /gemini APIs' POSTs, and the native generation
     calls."""
     if request.method != "POST":
@@ -75,7 +75,7 @@ def check_token_quota():
             except SQLAlchemyError:  # the ledger holds the quota meanwhile
                 db.session.rollback()
                 quotas.warn("recorded usage unread (the database did not answer): the quota ledger holds it")
-        reservation = quotas.reserve(client.id, day, state.request_id, _estimate() if _is_generation(state) else 0,
+        reservation = quotas.reserve(client.id, day, state.request_id, _estimate() if is_generation(state) else 0,
                                      quota)
     except sqlite3.Error:
         quotas.warn("token quota unchecked: the quota ledger did not answer")
