@@ -119,3 +119,40 @@ def test_a_key_without_a_budget_holds_nothing(make_app):
     client_id, secret = issue(app)
     assert call(app.test_client(), "generate", secret).status_code == 200
     assert spent(app, client_id) == 0
+
+
+def test_a_client_reads_its_own_usage(make_app):
+    app = make_app(MODEL_PRICES=PRICES, DAILY_TOKEN_QUOTA=100_000)
+    client_id, secret = issue(app, budget_usd=100_000.0, budget_period="day")
+    client = app.test_client()
+    assert call(client, "generate", secret).status_code == 200
+    usage = client.get("/gemini/usage", headers={"X-API-KEY": secret})
+    assert usage.status_code == 200, usage.json
+    body = usage.json
+    assert body["client_id"] == client_id and body["today"]["requests"] >= 1 and body["today"]["tokens"] > 0
+    assert body["period"]["period"] == "day" and body["period"]["cost_usd"] == body["today"]["cost_usd"] > 0
+    assert body["budget"]["usd"] == 100_000.0 and 0 < body["budget"]["spent_usd"] < 200
+    assert body["budget"]["remaining_usd"] == pytest.approx(100_000.0 - body["budget"]["spent_usd"])
+    assert body["budget"]["resets_at"].endswith("T00:00:00+00:00")
+    assert body["quota"]["daily_tokens"] == 100_000 and body["quota"]["remaining"] < 100_000
+
+
+def test_usage_is_read_even_when_the_budget_is_spent(make_app):
+    app = make_app(MODEL_PRICES=PRICES)
+    _, secret = issue(app, budget_usd=0.0, budget_period="month")
+    client = app.test_client()
+    assert call(client, "generate", secret).status_code == 429
+    usage = client.get("/gemini/usage", headers={"X-API-KEY": secret})
+    assert usage.status_code == 200 and usage.json["budget"]["remaining_usd"] == 0
+
+
+def test_usage_needs_a_key(make_app):
+    app = make_app()
+    assert app.test_client().get("/gemini/usage").json["error"]["code"] == "UNAUTHORIZED"
+
+
+def test_usage_is_documented(make_app):
+    spec = make_app().test_client().get("/swagger.json").json
+    operation = spec["paths"]["/gemini/usage"]["get"]
+    assert {"200", "401", "429"} <= set(operation["responses"])
+    assert "Usage" in spec["definitions"] and "UsageBudget" in spec["definitions"]

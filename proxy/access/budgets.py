@@ -20,7 +20,7 @@ from ..wire.usage import Usage
 from .estimate import BYTES_PER_TOKEN, UNBOUNDED, refers_to_unseen, requested_output
 from .holds import QuotaHolds
 from .ledger import LocalLedger
-from .quotas import is_generation
+from .quotas import UNMETERED_PATHS, is_generation
 
 DAY, MONTH = "day", "month"
 PERIODS = (DAY, MONTH)
@@ -165,7 +165,7 @@ def check_budget():
     """before_request: hold this request's estimated cost against every budget that applies, or refuse it
     (429 BUDGET_EXCEEDED, Retry-After at the period's end) when one is spent; count_spend settles it."""
     state = current_state()
-    if not state.recorded_area or request.method == "OPTIONS":
+    if not state.recorded_area or request.method == "OPTIONS" or request.path in UNMETERED_PATHS:
         return
     app = current_app._get_current_object()
     applied = budgets_of(state.client, app.config)
