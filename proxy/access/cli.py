@@ -39,6 +39,8 @@ def _from_text(name, text):
             return float(text)
         except ValueError:
             raise terms.BadTerm(name, f"{text[:40]!r} is not a number of USD") from None
+    if name == "models":
+        return [item.strip() for item in text.split(",") if item.strip()]
     if name == "daily_token_quota":
         if not text.strip().isdigit():
             raise terms.BadTerm(name, f"{text[:40]!r} is not a whole number of tokens")

@@ -37,9 +37,7 @@ def budget_period(value):
 
 
 def models(value):
-    """A list of model names (a comma-separated text from the CLI); duplicates dropped, order kept."""
-    if isinstance(value, str):
-        value = [item.strip() for item in value.split(",") if item.strip()]
+    """A list of model names; duplicates dropped, order kept."""
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise BadTerm("models", "must be a list of model names")
     if not value:
