@@ -9,7 +9,7 @@ from flask import Flask
 from config import ConfigError, load_settings
 from proxy.access.auth import authenticate
 from proxy.access.budget_alerts import BudgetAlerts
-from proxy.access.budgets import BudgetLedgers, check_budget, count_spend
+from proxy.access.budgets import BudgetLedgers, budget_status, check_budget, count_spend
 from proxy.access.cli import cli as keys_cli
 from proxy.access.env_keys import sync_env_keys
 from proxy.access.holds import QuotaHolds
@@ -111,6 +111,7 @@ def create_app(config=None):
     app.extensions["prices"] = PriceTable(app.config["MODEL_PRICES"])
     app.extensions["budgets"] = BudgetLedgers.from_app(app)
     app.extensions["budget_alerts"] = BudgetAlerts.from_app(app)
+    app.extensions["budget_status"] = partial(budget_status, app)  # the Prometheus gauge reads it at scrape time
     app.extensions["resource_owners"] = ResourceOwners()
     app.extensions["live_sessions"] = LiveSessions(local_path(app, "live-sessions"))
     app.extensions["key_cache"] = KeyCache(local_path(app, "clients-changed"), app.config["CLIENT_CACHE_SECONDS"])

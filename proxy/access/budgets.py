@@ -11,6 +11,10 @@ from collections import OrderedDict
 from datetime import datetime, timedelta, timezone
 
 from flask import current_app, request
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from models import ApiClient, db
 
 from ..errors import BudgetExceeded
 from ..requestctx import API, current as current_state
@@ -235,7 +239,7 @@ def spend_now(app, client, usage, model, now=None):
     if not applied:
         return None
     now = now or utcnow()
-    cost = to_micro(app.extensions["prices"].cost(model, usage))
+    cost = to_micro(app.extensions["prices"].cost((model or "").removeprefix("models/"), usage))
     ledgers, left = app.extensions["budgets"], None
     for scope, period, budget in applied:
         holds = ledgers.holds[period]
@@ -263,3 +267,20 @@ def check_alerts(app, applied, now):
         except sqlite3.Error:
             continue
         alerts.check(scope, period, period_key(period, now), spent / MICRO, budget / MICRO)
+
+
+def budget_status(app, now=None):
+    """(scope, period, spent USD, budget USD) of every budget: the operator's and each active key's."""
+    now, ledgers, rows = now or utcnow(), app.extensions["budgets"], []
+    if app.config["OPERATOR_BUDGET_USD"]:
+        rows.append(("operator", MONTH, ledgers.spent(OPERATOR, MONTH, now) / MICRO, app.config["OPERATOR_BUDGET_USD"]))
+    try:
+        budgeted = db.session.execute(select(ApiClient.id, ApiClient.budget_usd, ApiClient.budget_period).where(
+            ApiClient.budget_usd.is_not(None), ApiClient.budget_period.is_not(None),
+            ApiClient.revoked_at.is_(None))).all()
+    except SQLAlchemyError:
+        db.session.rollback()
+        return rows
+    for client_id, budget_usd, period in budgeted:
+        rows.append((f"client:{client_id}", period, ledgers.spent(client_id, period, now) / MICRO, budget_usd))
+    return rows
