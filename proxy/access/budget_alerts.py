@@ -149,7 +149,8 @@ class BudgetAlerts:
 
     def _alert(self, scope, period, period_key, threshold, spent_usd, budget_usd):
         who = self.names(scope)
-        message = (f"budget alert: {who} has spent {spent_usd:.4f} USD of its {period}ly budget of "
+        adjective = {"day": "daily", "month": "monthly"}.get(period, period)
+        message = (f"budget alert: {who} has spent {spent_usd:.4f} USD of its {adjective} budget of "
                    f"{budget_usd:.2f} USD ({spent_usd / budget_usd:.0%}, past {threshold:.0%}) in the period "
                    f"from {period_key}")
         log.warning("%s", message)

@@ -25,9 +25,11 @@ from .estimate import BYTES_PER_TOKEN, UNBOUNDED, refers_to_unseen, requested_ou
 from .holds import QuotaHolds
 from .ledger import LocalLedger
 from .quotas import UNMETERED_PATHS, is_generation
+from .spend import recorded
 
 DAY, MONTH = "day", "month"
 PERIODS = (DAY, MONTH)
+ADJECTIVES = {DAY: "daily", MONTH: "monthly"}
 OPERATOR = 0  # the operator's budget in the month ledger: no client has id 0
 MICRO = 1_000_000  # micro-dollars a dollar: the ledgers count integers
 _HOLD_MAX = 2 ** 52  # micro-dollars one request holds at most: exact in Redis's Lua numbers
@@ -85,6 +87,21 @@ class BudgetLedgers:
             self._applied.popitem(last=False)
         self._applied[request_id] = granted
         return None
+
+    def floor(self, applied, now, prices, warn):
+        """Spend is at least what the database recorded this period (the ledger may be new, or other
+        instances may share the database): read once a second per budget and worker, as quotas do."""
+        for scope, period, _ in applied:
+            holds, key = self.holds[period], period_key(period, now)
+            if not holds.due_for_floor(scope, key):
+                continue
+            try:
+                cost = recorded(None if scope == OPERATOR else scope, period_start(period, now), prices)["cost_usd"]
+            except SQLAlchemyError:  # the ledger holds the budget meanwhile
+                db.session.rollback()
+                warn("recorded spend unread (the database did not answer): the budget ledger holds it")
+                continue
+            holds.floor(scope, key, to_micro(cost))
 
     def settle(self, request_id, spent):
         """The request's real cost (micro-dollars) replaces its holds; the budgets it counted against."""
@@ -176,8 +193,10 @@ def check_budget():
     if not applied:
         return
     estimate = _generation_estimate(state, app)
+    ledgers = app.extensions["budgets"]
     try:
-        refused = app.extensions["budgets"].reserve(state.request_id, applied, estimate, state.started_at)
+        ledgers.floor(applied, state.started_at, app.extensions["prices"], app.extensions["quotas"].warn)
+        refused = ledgers.reserve(state.request_id, applied, estimate, state.started_at)
     except sqlite3.Error:
         app.extensions["quotas"].warn("budget unchecked: the budget ledger did not answer")
         return
@@ -186,7 +205,7 @@ def check_budget():
 
 
 def _refusal(scope, period, budget, reservation, now):
-    whose = "The operator's monthly budget" if scope == OPERATOR else f"This key's {period}ly budget"
+    whose = "The operator's monthly budget" if scope == OPERATOR else f"This key's {ADJECTIVES[period]} budget"
     limit = f"{budget / MICRO:.2f} USD"
     if reservation.used >= budget:
         ends = period_end(period, now)

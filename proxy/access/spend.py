@@ -1,0 +1,31 @@
+"""What the database has recorded a client (or everyone) spending since a moment: tokens, requests, cost."""
+from sqlalchemy import func, select
+
+from models import RequestLog, db
+
+from ..wire.usage import Usage
+
+_HIT = "HIT"  # answers from the cache cost Gemini nothing: counted as requests, not as tokens or cost
+
+
+def recorded(client_id, since, prices):
+    """{tokens, requests, cost_usd} the database has recorded for the client (None: every request) since
+    `since` (naive UTC). The cost is priced here by model; once records store theirs (request_log.cost_usd),
+    sum that instead."""
+    spent = (RequestLog.cache_status.is_(None)) | (RequestLog.cache_status != _HIT)
+    whose = [RequestLog.client_id == client_id] if client_id is not None else []
+    rows = db.session.execute(
+        select(RequestLog.model_used, RequestLog.batch, func.count(),
+               *(func.coalesce(func.sum(column), 0) for column in (
+                   RequestLog.total_tokens, RequestLog.prompt_tokens, RequestLog.completion_tokens,
+                   RequestLog.cached_tokens, RequestLog.thoughts_tokens, RequestLog.tool_use_prompt_tokens)))
+        .where(*whose, RequestLog.created_at >= since, spent)
+        .group_by(RequestLog.model_used, RequestLog.batch)).all()
+    (requests,) = db.session.execute(select(func.count()).select_from(RequestLog).where(
+        *whose, RequestLog.created_at >= since)).one()
+    tokens, cost = 0, 0.0
+    for model, batch, _, total, prompt, completion, cached, thoughts, tool_use in rows:
+        tokens += total
+        cost += prices.cost(model, Usage(prompt=prompt, candidates=completion, cached=cached, thoughts=thoughts,
+                                         tool_use_prompt=tool_use), bool(batch))
+    return {"tokens": int(tokens), "requests": int(requests), "cost_usd": round(cost, 6)}
