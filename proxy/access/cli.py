@@ -42,7 +42,7 @@ def _from_text(name, text):
     if name == "models":
         return [item.strip() for item in text.split(",") if item.strip()]
     if name == "daily_token_quota":
-        if not text.strip().isdigit():
+        if not (text.strip().isascii() and text.strip().isdigit()):  # "²" is a digit to isdigit(), not to int()
             raise terms.BadTerm(name, f"{text[:40]!r} is not a whole number of tokens")
         return int(text)
     return text

@@ -14,7 +14,7 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-_COLUMNS = (("budget_usd", sa.Float()), ("budget_period", sa.String(length=5)), ("models", sa.JSON()),
+_COLUMNS = (("budget_usd", sa.Double()), ("budget_period", sa.String(length=5)), ("models", sa.JSON()),
             ("expires_at", sa.DateTime()))
 
 
