@@ -102,3 +102,37 @@ def test_a_live_setup_naming_a_model_outside_the_keys_allowlist_is_refused(gunic
     ws.send(json.dumps({"setup": {"model": f"models/{LIVE_MODEL}"}}))
     code, reason = closed(ws)
     assert code == 1008 and reason.startswith("MODEL_NOT_ALLOWED_FOR_KEY")
+
+
+def test_redis_holds_the_budget_and_its_alerts_across_instances(make_app, redis_server, tmp_path, caplog):
+    """Two instances with databases (and local ledgers) of their own: only Redis joins their spend."""
+    import logging
+
+    import redis
+
+    from proxy.access import clients
+    from tests.test_access import call
+
+    store = redis.Redis.from_url(redis_server.url)
+    for key in store.scan_iter("gemini-proxy:budget*"):
+        store.delete(key)
+    prices = {m: (1_000_000.0, 1_000_000.0) for m in MODELS}
+    instances = [make_app(MODEL_PRICES=prices, QUOTA_STORAGE_URL=redis_server.url,
+                          SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / f'instance-{n}.db'}") for n in range(2)]
+    secrets = []
+    for app in instances:
+        with app.app_context():
+            client, secret = clients.create("shared", budget_usd=100.0, budget_period="day")
+            assert client.id == 1  # the same client in each instance's database
+            secrets.append(secret)
+    answers = []
+    with caplog.at_level(logging.WARNING, "proxy.access.budget_alerts"):
+        for n in range(20):
+            answers.append(call(instances[n % 2].test_client(), "generate", secrets[n % 2]))
+            if answers[-1].status_code == 429:
+                break
+    assert answers[-1].status_code == 429 and answers[-1].json["error"]["code"] == "BUDGET_EXCEEDED"
+    served = [a for a in answers if a.status_code == 200]
+    assert len(served) >= 2 and {n % 2 for n in range(len(served))} == {0, 1}  # both instances spent it
+    assert sum("budget alert" in r.getMessage() for r in caplog.records) == 2
+    assert list(store.scan_iter("gemini-proxy:budget-day:*")) and list(store.scan_iter("gemini-proxy:budget-alert:*"))

@@ -103,6 +103,9 @@ class BudgetLedgers:
                 continue
             holds.floor(scope, key, to_micro(cost))
 
+    def holding(self, request_id):
+        return request_id in self._applied
+
     def settle(self, request_id, spent):
         """The request's real cost (micro-dollars) replaces its holds; the budgets it counted against."""
         applied = self._applied.pop(request_id, None) or []
@@ -240,7 +243,7 @@ def count_spend(app, record):
     """An observer of each finished request's record (registered in the app factory): its real cost settles
     the holds it made, and may pass an alert's threshold. A request that held nothing is not counted."""
     ledgers = app.extensions.get("budgets")
-    if ledgers is None:
+    if ledgers is None or not ledgers.holding(record.request_id):  # most requests: no budget applies
         return
     try:
         applied = ledgers.settle(record.request_id, to_micro(record_cost(app.extensions["prices"], record)))
