@@ -156,3 +156,17 @@ def test_usage_is_documented(make_app):
     operation = spec["paths"]["/gemini/usage"]["get"]
     assert {"200", "401", "429"} <= set(operation["responses"])
     assert "Usage" in spec["definitions"] and "UsageBudget" in spec["definitions"]
+
+
+def test_ledgers_hold_what_is_left_and_settle_repeated_request_ids_one_by_one(make_app):
+    app = make_app()
+    ledgers, now = app.extensions["budgets"], budgets.utcnow()
+    applied = [(7, "day", 100)]
+    assert ledgers.reserve("same-id", applied, 60, now) is None
+    assert ledgers.reserve("same-id", applied, 60, now) is None  # holds the 40 left, not 60
+    refused = ledgers.reserve("other", applied, 10, now)
+    assert refused is not None and refused[3].held == 100  # nothing left while both are in flight
+    assert ledgers.settle("same-id", 30) == applied
+    assert ledgers.settle("same-id", 30) == applied
+    assert ledgers.settle("same-id", 30) == []  # nothing more held under that id
+    assert ledgers.spent(7, "day", now) == 60

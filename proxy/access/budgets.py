@@ -7,6 +7,7 @@ request's cost, and every worker (with Redis, every instance) sees the same spen
 import math
 import os
 import sqlite3
+import time
 from collections import OrderedDict
 from datetime import datetime, timedelta, timezone
 
@@ -35,6 +36,7 @@ MICRO = 1_000_000  # micro-dollars a dollar: the ledgers count integers
 _HOLD_MAX = 2 ** 52  # micro-dollars one request holds at most: exact in Redis's Lua numbers
 _HELD_RETRY_SECONDS = 1  # a budget held by requests in flight frees up as soon as they finish
 _PARSED_MAX_BYTES = 256 * 1024  # as quotas: a larger body is not parsed again for its output cap
+_OPERATOR_FLOOR_SECONDS = 60.0
 _APPLIED_MAX = 4096  # requests awaiting settlement remembered; older ones' holds expire in the ledger
 
 
@@ -70,7 +72,8 @@ class BudgetLedgers:
 
     def __init__(self, day, month):
         self.holds = {DAY: day, MONTH: month}
-        self._applied = OrderedDict()  # request id -> the budgets it holds against, until it settles
+        self._applied = OrderedDict()  # request id -> [the budgets it holds against], until it settles
+        self._operator_floored_at = -_OPERATOR_FLOOR_SECONDS
 
     def reserve(self, request_id, applied, estimate, now):
         """Hold `estimate` micro-dollars in every budget of `applied`, or none: (scope, period, budget,
@@ -85,7 +88,7 @@ class BudgetLedgers:
             granted.append((scope, period, budget))
         if len(self._applied) >= _APPLIED_MAX:
             self._applied.popitem(last=False)
-        self._applied[request_id] = granted
+        self._applied.setdefault(request_id, []).append(granted)  # client-chosen request ids may repeat
         return None
 
     def floor(self, applied, now, prices, warn):
@@ -93,7 +96,7 @@ class BudgetLedgers:
         instances may share the database): read once a second per budget and worker, as quotas do."""
         for scope, period, _ in applied:
             holds, key = self.holds[period], period_key(period, now)
-            if not holds.due_for_floor(scope, key):
+            if not holds.due_for_floor(scope, key) or (scope == OPERATOR and not self._operator_floor_due()):
                 continue
             try:
                 cost = recorded(None if scope == OPERATOR else scope, period_start(period, now), prices)["cost_usd"]
@@ -103,12 +106,25 @@ class BudgetLedgers:
                 continue
             holds.floor(scope, key, to_micro(cost))
 
+    def _operator_floor_due(self):
+        """The operator's floor sums a month of every client's records: once a minute, not once a second."""
+        now = time.monotonic()
+        if now - self._operator_floored_at < _OPERATOR_FLOOR_SECONDS:
+            return False
+        self._operator_floored_at = now
+        return True
+
     def holding(self, request_id):
         return request_id in self._applied
 
     def settle(self, request_id, spent):
         """The request's real cost (micro-dollars) replaces its holds; the budgets it counted against."""
-        applied = self._applied.pop(request_id, None) or []
+        pending = self._applied.get(request_id)
+        if not pending:
+            return []
+        applied = pending.pop(0)
+        if not pending:
+            del self._applied[request_id]
         for scope, period, _ in applied:
             self.holds[period].settle(scope, request_id, spent)
         return applied
