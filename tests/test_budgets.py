@@ -170,3 +170,27 @@ def test_ledgers_hold_what_is_left_and_settle_repeated_request_ids_one_by_one(ma
     assert ledgers.settle("same-id", 30) == applied
     assert ledgers.settle("same-id", 30) == []  # nothing more held under that id
     assert ledgers.spent(7, "day", now) == 60
+
+
+@pytest.mark.parametrize("settings", [
+    {"OPERATOR_BUDGET_USD": "nan"}, {"OPERATOR_BUDGET_USD": "-1"}, {"OPERATOR_BUDGET_USD": "1e12"},
+    {"OPERATOR_BUDGET_USD": "lots"}, {"BUDGET_ALERT_THRESHOLDS": "0.8,x"}, {"BUDGET_ALERT_THRESHOLDS": "0,1"},
+    {"BUDGET_ALERT_THRESHOLDS": "inf"}, {"ALERT_WEBHOOK_URL": "ftp://example.com/hook"},
+    {"ALERT_WEBHOOK_TIMEOUT_SECONDS": "0"},
+])
+def test_bad_budget_settings_stop_the_start_naming_the_setting(settings):
+    from config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match=next(iter(settings))):
+        load_settings(settings)
+
+
+def test_budget_settings_defaults_and_values():
+    from config import load_settings
+
+    defaults = load_settings({})
+    assert defaults["OPERATOR_BUDGET_USD"] == 0 and defaults["BUDGET_ALERT_THRESHOLDS"] == [0.8, 1.0]
+    assert defaults["ALERT_WEBHOOK_URL"] == ""
+    given = load_settings({"OPERATOR_BUDGET_USD": "250", "BUDGET_ALERT_THRESHOLDS": "1.0, 0.5,0.9",
+                           "ALERT_WEBHOOK_URL": "https://hooks.example.com/budget"})
+    assert given["OPERATOR_BUDGET_USD"] == 250.0 and given["BUDGET_ALERT_THRESHOLDS"] == [0.5, 0.9, 1.0]
