@@ -8,6 +8,8 @@ from flask import Flask
 
 from config import ConfigError, load_settings
 from proxy.access.auth import authenticate
+from proxy.access.budget_alerts import BudgetAlerts
+from proxy.access.budgets import BudgetLedgers, budget_status, check_budget, count_spend
 from proxy.access.cli import cli as keys_cli
 from proxy.access.env_keys import sync_env_keys
 from proxy.access.holds import QuotaHolds
@@ -18,7 +20,7 @@ from proxy.access.resources import ResourceOwners
 from proxy.access.security import init_security
 from proxy.analytics.cli import cli as ops_cli
 from proxy.analytics.batch_usage import start_batch_poller
-from proxy.analytics.costing import install as install_costing
+from proxy.analytics.costing import install as install_costing, price_table
 from proxy.analytics.operations import start_periodic_prune
 from proxy.analytics.rollups import forget_late_records, start_periodic_rollups, watch_late_records
 from proxy.api import init_api
@@ -102,9 +104,15 @@ def create_app(config=None):
     install_costing(app)  # first: its cost is set on the record before the others see it
     records.watch_finished(observe)  # Prometheus
     records.watch_finished(partial(count_usage, app))  # the token quota's hold settles at the real usage
+    records.watch_finished(partial(count_spend, app))  # and the budgets' at the real cost
     records.watch_written(forget_late_records)  # an hour rolled up already is rolled up again
     app.extensions["ended_uploads"] = EndedUploads(local_path(app, "uploads-ended"), app.config["UPLOAD_URL_SECONDS"])
     app.extensions["quotas"] = QuotaHolds.from_app(app)
+    # Budgets price requests with analytics' table: handed to access here, as features do not import each other.
+    app.extensions["price_table"] = price_table
+    app.extensions["budgets"] = BudgetLedgers.from_app(app)
+    app.extensions["budget_alerts"] = BudgetAlerts.from_app(app)
+    app.extensions["budget_status"] = partial(budget_status, app)  # the Prometheus gauge reads it at scrape time
     app.extensions["resource_owners"] = ResourceOwners()
     app.extensions["live_sessions"] = LiveSessions.from_app(app)  # Redis's when QUOTA_STORAGE_URL names one
     app.extensions["key_cache"] = KeyCache(local_path(app, "clients-changed"), app.config["CLIENT_CACHE_SECONDS"])
@@ -146,6 +154,7 @@ def create_app(config=None):
     app.before_request(refuse_unread_body)
     init_limits(app)
     app.before_request(check_token_quota)
+    app.before_request(check_budget)
     app.before_request(note_admitted)  # what a worker that dies mid-request leaves its survivors to record
     app.before_request(release_connection)
     app.before_request(track_in_flight)

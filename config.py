@@ -193,6 +193,32 @@ def _prices(env, name):
     return prices
 
 
+BUDGET_USD_MAX = 1_000_000_000  # USD: a budget in micro-dollars stays exact in Redis's Lua numbers (2**53)
+
+
+def _budget(env, name):
+    """A budget in USD: 0 (none) up to BUDGET_USD_MAX; NaN and infinities are refused, not compared."""
+    value = _number(env, name, 0.0, minimum=0.0, maximum=BUDGET_USD_MAX)
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number of USD")
+    return value
+
+
+def _thresholds(env, name, default):
+    """Shares of a budget (0.8 is 80%) past which an alert goes out, ascending, each above 0 and at most 10."""
+    try:
+        shares = sorted({float(item) for item in _list(env, name, default)})
+    except ValueError:
+        raise ConfigError(f"{name} must be comma-separated shares of a budget, such as 0.8,1.0") from None
+    if not shares or any(not math.isfinite(x) or not 0 < x <= 10 for x in shares):
+        raise ConfigError(f"{name} must be comma-separated shares of a budget above 0 and at most 10, such as 0.8,1.0")
+    return shares
+
+
+def _optional_url(env, name):
+    return _url(env, name, "") if _text(env, name, "") else ""
+
+
 def load_settings(env=None):
     """Return the Flask config mapping for `env` (default: the process environment)."""
     if env is None:
@@ -255,6 +281,12 @@ def load_settings(env=None):
         "COOLDOWN_STORAGE_URL": _redis_url(env, "COOLDOWN_STORAGE_URL") or _redis_url(env, "QUOTA_STORAGE_URL"),
         "COOLDOWN_REFRESH_SECONDS": _number(env, "COOLDOWN_REFRESH_SECONDS", 1.0, minimum=0.0, maximum=60.0),
         "QUOTA_HOLD_SECONDS": _number(env, "QUOTA_HOLD_SECONDS", 300.0, minimum=1),
+        # Budgets in USD (client budgets are set per key); 0: no operator-wide monthly budget
+        "OPERATOR_BUDGET_USD": _budget(env, "OPERATOR_BUDGET_USD"),
+        "BUDGET_ALERT_THRESHOLDS": _thresholds(env, "BUDGET_ALERT_THRESHOLDS", "0.8,1.0"),
+        "ALERT_WEBHOOK_URL": _optional_url(env, "ALERT_WEBHOOK_URL"),
+        "ALERT_WEBHOOK_TIMEOUT_SECONDS": _number(env, "ALERT_WEBHOOK_TIMEOUT_SECONDS", 5.0, minimum=0.1, maximum=60),
+        "ALERT_WEBHOOK_ATTEMPTS": _number(env, "ALERT_WEBHOOK_ATTEMPTS", 3, int, minimum=1, maximum=10),
         "CORS_ORIGINS": _list(env, "CORS_ORIGINS"),
         # Response cache
         "CACHE_ENABLED": _flag(env, "CACHE_ENABLED", False),

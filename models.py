@@ -3,7 +3,7 @@ from datetime import datetime, timezone
 from typing import Optional
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, false, true
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, false, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -57,6 +57,11 @@ class ApiClient(db.Model):
     # revoked | rotated: an operator refused the client's API_KEYS key; every start keeps it refused
     # until an operator restores it (None: API_KEYS alone decides).
     env_key_refused: Mapped[Optional[str]] = mapped_column(String(10))
+    # Spend and scope (migration 0005): USD per budget_period (day | month, UTC); None: no budget.
+    budget_usd: Mapped[Optional[float]]
+    budget_period: Mapped[Optional[str]] = mapped_column(String(5))
+    models: Mapped[Optional[list]] = mapped_column(JSON)  # the models it may name; None: every one offered
+    expires_at: Mapped[Optional[datetime]]  # naive UTC; from then on the key is refused
 
     @property
     def active(self):

@@ -147,3 +147,28 @@ class ResourcesApart(ProxyError):
     """A call names resources that live in different keys' projects: no one key can serve it."""
 
     status, code = 409, "RESOURCES_ON_DIFFERENT_KEYS"
+
+
+class KeyExpired(Unauthorized):
+    """The client key's expiry date has passed (an operator can set a new one)."""
+
+    code = "KEY_EXPIRED"
+    stated_reason = True  # on the pass-through too (api.errors.google_body)
+
+
+class ModelNotAllowedForKey(ModelNotAllowed):
+    """The model is offered here, but not to this client key (its own allowlist)."""
+
+    status, code = 403, "MODEL_NOT_ALLOWED_FOR_KEY"
+    stated_reason = True
+
+
+class BudgetExceeded(ProxyError):
+    """The client's (or the operator's) budget in USD is spent for this period; Retry-After: its end."""
+
+    status, code = 429, "BUDGET_EXCEEDED"
+    stated_reason = True
+
+    def __init__(self, message, *, retry_after, **kwargs):
+        super().__init__(message, **kwargs)
+        self.headers["Retry-After"] = str(max(1, int(retry_after + 0.999)))

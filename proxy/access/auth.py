@@ -7,7 +7,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models import ApiClient, db
 
-from ..errors import AdminDisabled, InvalidRequest, NotFound, Unauthorized
+from ..errors import AdminDisabled, InvalidRequest, KeyExpired, NotFound, Unauthorized
 from ..requestctx import ADMIN, API, LIVE, NATIVE, current as current_state
 from ..wire import credentials, live as live_wire, native as native_wire, query as queries, references, routes
 from ..wire import upload_urls
@@ -82,6 +82,8 @@ def authenticate():
         client = _caller(state, area, presented)
     if _is_upload_chunk(native):
         return _admit_upload_chunk(state, native, incoming, client)
+    if client is not None and client.expired(state.started_at):
+        raise KeyExpired(f"This API key expired at {client.expires_at:%Y-%m-%dT%H:%M:%SZ}.")
     state.client = client
     if client is None and keys_required():
         raise Unauthorized(_KEY_REFUSED if _presents_any(presented) else _KEY_REQUIRED)

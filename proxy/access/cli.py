@@ -5,7 +5,7 @@ from flask import Blueprint, current_app
 from config import valid_rate_limit
 from models import INTEGER_MAX
 
-from . import clients
+from . import clients, terms
 
 cli = Blueprint("keys", __name__, cli_group="keys")
 
@@ -20,8 +20,51 @@ def _state(client):
 
 def _show(client):
     source = "API_KEYS" if client.from_api_keys else client.source
+    budget = f"{client.budget_usd:g}/{client.budget_period}" if client.budget_usd is not None else "-"
+    expires = f"{client.expires_at:%Y-%m-%dT%H:%M}Z" if client.expires_at else "-"
     return (f"{client.id:>4}  {client.name:<24} {client.key_prefix}…  {source:<8} {_state(client):<24} "
-            f"limit={client.rate_limit or '-'} quota={client.daily_token_quota if client.daily_token_quota is not None else '-'}")
+            f"limit={client.rate_limit or '-'} quota={client.daily_token_quota if client.daily_token_quota is not None else '-'} "
+            f"budget={budget} models={','.join(client.models) if client.models else '-'} expires={expires}")
+
+
+_CLEAR = "none"  # `keys update --budget-usd none` clears a term
+
+
+def _from_text(name, text):
+    """A term given on the command line, as the admin API's JSON would give it."""
+    if text.strip().lower() == _CLEAR:
+        return None
+    if name == "budget_usd":
+        try:
+            return float(text)
+        except ValueError:
+            raise terms.BadTerm(name, f"{text[:40]!r} is not a number of USD") from None
+    if name == "models":
+        return [item.strip() for item in text.split(",") if item.strip()]
+    if name == "daily_token_quota":
+        if not (text.strip().isascii() and text.strip().isdigit()):  # "²" is a digit to isdigit(), not to int()
+            raise terms.BadTerm(name, f"{text[:40]!r} is not a whole number of tokens")
+        return int(text)
+    return text
+
+
+def _terms(options, current_period=None):
+    """The terms the options give (those left out are not changed), checked as the admin API checks them."""
+    given = {name: _from_text(name, value) for name, value in options.items() if value is not None}
+    try:
+        return terms.parse(given, current_period)
+    except terms.BadTerm as exc:
+        raise click.BadParameter(exc.message, param_hint=f"--{exc.field.replace('_', '-')}") from None
+
+
+def _term_options(command):
+    for option in reversed((
+            click.option("--budget-usd", help="USD the key may spend per budget period (e.g. 25)"),
+            click.option("--budget-period", help="day or month (UTC); month when --budget-usd comes alone"),
+            click.option("--models", help="The only models it may use, comma-separated"),
+            click.option("--expires-at", help="ISO 8601 date or date-time (UTC) from which the key is refused"))):
+        command = option(command)
+    return command
 
 
 @cli.cli.command("create")
@@ -29,12 +72,29 @@ def _show(client):
 @click.option("--rate-limit", help="Override of RATE_LIMIT, e.g. 10/minute;1000/day")
 @click.option("--token-quota", type=click.IntRange(min=0, max=INTEGER_MAX),
               help="Tokens a day (UTC); 0 for unlimited")
-def create_command(name, rate_limit, token_quota):
+@_term_options
+def create_command(name, rate_limit, token_quota, **options):
     """Issue a key for NAME; the secret is printed once."""
     if rate_limit and not valid_rate_limit(rate_limit):
         raise click.BadParameter(f"{rate_limit!r} is not a limit such as 10/minute;1000/day")
-    client, secret = clients.create(name, rate_limit, token_quota)
+    given = _terms(options)
+    client, secret = clients.create(name, rate_limit, token_quota, **given)
     click.echo(f"Created client {client.id} ({client.name}). Its key, shown only now:\n{secret}")
+
+
+@cli.cli.command("update")
+@click.argument("client")
+@click.option("--rate-limit", help="Override of RATE_LIMIT, e.g. 10/minute;1000/day (none: the default)")
+@click.option("--token-quota", "daily_token_quota", help="Tokens a day (UTC); 0 unlimited (none: the default)")
+@_term_options
+def update_command(client, **options):
+    """Change the terms of CLIENT (an id or a name); `none` clears one (--budget-usd none: no budget)."""
+    try:
+        found = clients.resolve(client)
+        updated = clients.update(found.id, **_terms(options, found.budget_period))
+    except clients.ClientNotFound as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Updated client {updated.id} ({updated.name}): {_show(updated).strip()}")
 
 
 @cli.cli.command("list")

@@ -4,6 +4,7 @@ import hmac
 import logging
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Optional
 
 from flask import current_app
@@ -43,6 +44,19 @@ class Caller:
     name: str
     rate_limit: Optional[str]
     daily_token_quota: Optional[int]
+    budget_usd: Optional[float] = None
+    budget_period: Optional[str] = None  # day | month
+    models: Optional[tuple] = None  # its own allowlist; None: every model the entrance offers
+    expires_at: Optional[datetime] = None  # naive UTC
+
+    @classmethod
+    def of(cls, client):
+        return cls(client.id, client.name, client.rate_limit, client.daily_token_quota, client.budget_usd,
+                   client.budget_period, tuple(client.models) if client.models is not None else None,
+                   client.expires_at)
+
+    def expired(self, now):
+        return self.expires_at is not None and now >= self.expires_at
 
 
 def _cache():
@@ -69,7 +83,7 @@ def find_active(key):
     if client is None or not hmac.compare_digest(client.key_hash, digest) or not client.active:
         caller = None
     else:
-        caller = Caller(client.id, client.name, client.rate_limit, client.daily_token_quota)
+        caller = Caller.of(client)
     cache.store(digest, caller)
     return caller
 
@@ -84,7 +98,7 @@ def find_by_id(client_id):
         return None
     if client is None or not client.active:
         return None
-    return Caller(client.id, client.name, client.rate_limit, client.daily_token_quota)
+    return Caller.of(client)
 
 
 def any_issued():
@@ -108,14 +122,30 @@ def changed():
     _cache().changed()
 
 
-def create(name, rate_limit=None, daily_token_quota=None, source="cli"):
-    """Return (client, secret); the secret exists only in this return value."""
+# What an operator may set on a key beside its name (access.terms checks each before it gets here).
+TERMS = ("rate_limit", "daily_token_quota", "budget_usd", "budget_period", "models", "expires_at")
+
+
+def create(name, rate_limit=None, daily_token_quota=None, source="cli", **terms):
+    """Return (client, secret); the secret exists only in this return value. `terms`: budget_usd,
+    budget_period, models, expires_at."""
     secret = new_secret()
     client = ApiClient(name=name, key_hash=hash_key(secret), key_prefix=secret[:10], source=source,
-                       rate_limit=rate_limit or None, daily_token_quota=daily_token_quota)
+                       rate_limit=rate_limit or None, daily_token_quota=daily_token_quota, **terms)
     db.session.add(client)
     changed()
     return client, secret
+
+
+def update(ref, **terms):
+    """Change a key's terms (only those given; None clears one); it applies from the next request."""
+    client = resolve(ref)
+    for name, value in terms.items():
+        if name not in TERMS:
+            raise TypeError(f"unknown term {name!r}")
+        setattr(client, name, value)
+    changed()
+    return client
 
 
 def resolve(ref):

@@ -31,10 +31,14 @@ def requested_output(payload):
     return None
 
 
+def refers_to_unseen(body):
+    return any(marker in body for marker in _UNSEEN_INPUT)
+
+
 def estimate_tokens(body, payload, default_output):
     """Input from the body's size, plus the output it allows (the model's largest when it names none).
     The caller caps this by what the quota has left, so a large default never refuses a request."""
-    if any(marker in body for marker in _UNSEEN_INPUT):
+    if refers_to_unseen(body):
         return UNBOUNDED
     output = requested_output(payload) or default_output
     return len(body) // BYTES_PER_TOKEN + 1 + output

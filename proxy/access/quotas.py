@@ -17,6 +17,8 @@ from .estimate import estimate_tokens
 _HELD_RETRY_SECONDS = 1  # a quota held by requests in flight frees up as soon as they finish
 # Bodies parsed for their output cap; a larger one (inline media) is not parsed twice, and holds the default.
 _PARSED_MAX_BYTES = 256 * 1024
+# Read-only answers about the caller's own usage: never refused for a spent quota or budget.
+UNMETERED_PATHS = ("/gemini/usage",)
 
 
 def seconds_until_utc_midnight(now=None):
@@ -34,7 +36,7 @@ def recorded_today(client_id, day_start):
     return db.session.execute(query).scalar_one()
 
 
-def _is_generation(state):
+def is_generation(state):
     """Whether this request can spend output tokens: the /gemini APIs' POSTs, and the native generation
     calls."""
     if request.method != "POST":
@@ -59,7 +61,7 @@ def check_token_quota():
     it when nothing is left; count_usage settles the hold once the request is recorded."""
     state = current_state()
     client = state.client
-    if client is None or not state.recorded_area or request.method == "OPTIONS":
+    if client is None or not state.recorded_area or request.method == "OPTIONS" or request.path in UNMETERED_PATHS:
         return
     quota = client.daily_token_quota if client.daily_token_quota is not None else \
         current_app.config["DAILY_TOKEN_QUOTA"]
@@ -75,7 +77,7 @@ def check_token_quota():
             except SQLAlchemyError:  # the ledger holds the quota meanwhile
                 db.session.rollback()
                 quotas.warn("recorded usage unread (the database did not answer): the quota ledger holds it")
-        reservation = quotas.reserve(client.id, day, state.request_id, _estimate() if _is_generation(state) else 0,
+        reservation = quotas.reserve(client.id, day, state.request_id, _estimate() if is_generation(state) else 0,
                                      quota)
     except sqlite3.Error:
         quotas.warn("token quota unchecked: the quota ledger did not answer")

@@ -15,9 +15,9 @@ CACHE_HIT = "cache"  # price_source of an answer the response cache gave: Gemini
 def price_table(app):
     """The app's PriceTable, built again only when MODEL_PRICES has changed (tests change it on a built app)."""
     overrides = app.config.get("MODEL_PRICES") or {}
-    held = app.extensions.get("prices")
+    held = app.extensions.get("price_table_built")
     if held is None or held[0] != overrides:
-        held = app.extensions["prices"] = (copy.deepcopy(overrides), PriceTable(overrides))
+        held = app.extensions["price_table_built"] = (copy.deepcopy(overrides), PriceTable(overrides))
     return held[1]
 
 

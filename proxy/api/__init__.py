@@ -9,6 +9,7 @@ from .compat import ns as compat_ns
 from .errors import error_response
 from .generate import ns as generate_ns
 from .health import ns as health_ns
+from .usage import ns as usage_ns
 
 
 class ProxyApi(Api):
@@ -70,3 +71,4 @@ api.add_namespace(compat_ns)
 api.add_namespace(health_ns)
 api.add_namespace(admin_ns)
 api.add_namespace(analytics_ns)
+api.add_namespace(usage_ns)

@@ -1,11 +1,11 @@
 """Operator endpoints under /admin: client key management, guarded by ADMIN_API_KEY."""
-from flask import current_app
+from flask import current_app, request
 from flask_restx import Namespace, Resource, fields
 
-from config import valid_rate_limit
+from config import BUDGET_USD_MAX, valid_rate_limit
 from models import INTEGER_MAX
 
-from ..access import clients, resources
+from ..access import budgets, clients, resources, terms
 from ..errors import InvalidRequest, NotFound
 from .schemas import UtcDateTime, document_errors, error_detail, error_model, nullable
 from .validation import expect_valid
@@ -31,6 +31,16 @@ client_model = ns.model("Client", {
     "created_at": UtcDateTime(description="When it was issued (UTC)"),
     "rotated_at": nullable(UtcDateTime)(description="When its secret last changed (UTC)"),
     "revoked_at": nullable(UtcDateTime)(description="When it was revoked (UTC)"),
+    "budget_usd": nullable(fields.Float)(description="Its budget in USD per budget_period; empty: none",
+                                         example=25.0),
+    "budget_period": nullable(fields.String)(enum=list(budgets.PERIODS), example="month",
+                                             description="day or month (UTC) the budget is for"),
+    "spent_usd": nullable(fields.Float)(description="Spent (and held by requests in flight) this budget period, "
+                                                    "USD; empty: no budget", example=3.21),
+    "budget_resets_at": nullable(UtcDateTime)(description="When this budget period ends (UTC)"),
+    "models": nullable(fields.List)(fields.String, description="The only models it may use; empty: every model "
+                                                               "the proxy offers", example=["gemini-2.5-flash"]),
+    "expires_at": nullable(UtcDateTime)(description="From when the key is refused (KEY_EXPIRED); empty: never"),
 })
 
 issued_model = ns.inherit("IssuedClient", client_model, {
@@ -48,7 +58,48 @@ create_model = ns.model("CreateClient", {
                                 pattern=RATE_LIMIT_PATTERN, max_length=100),
     "daily_token_quota": fields.Integer(min=0, max=INTEGER_MAX, example=200000,
                                         description="Tokens a day (UTC); 0 unlimited"),
+    "budget_usd": fields.Float(min=0, max=BUDGET_USD_MAX, example=25.0,
+                               description="USD the key may spend per budget_period (0: nothing)"),
+    "budget_period": fields.String(enum=list(budgets.PERIODS), example="month",
+                                   description="day or month (UTC); month when a budget is given without one"),
+    "models": fields.List(fields.String(max_length=200), min_items=1, max_items=terms.MODELS_MAX,
+                          example=["gemini-2.5-flash"], description="The only models the key may use"),
+    "expires_at": fields.String(example="2027-01-31T00:00:00Z", max_length=40,
+                                description="ISO 8601 date or date-time (UTC unless it has an offset) from "
+                                            "which the key is refused"),
 }, strict=True)
+
+update_model = ns.model("UpdateClient", {
+    "rate_limit": nullable(fields.String)(description="Override of RATE_LIMIT; null: the default",
+                                          example="10/minute"),
+    "daily_token_quota": nullable(fields.Integer)(min=0, max=INTEGER_MAX, description="Tokens a day; null: default"),
+    "budget_usd": nullable(fields.Float)(min=0, max=BUDGET_USD_MAX, example=50.0,
+                                         description="USD per budget_period; null: no budget"),
+    "budget_period": nullable(fields.String)(enum=list(budgets.PERIODS), example="day",
+                                             description="day or month (UTC)"),
+    "models": nullable(fields.List)(fields.String, description="The only models it may use; null: every one",
+                                    example=["gemini-2.5-flash"]),
+    "expires_at": nullable(fields.String)(description="ISO 8601 date or date-time; null: never",
+                                          example="2027-01-31"),
+})
+
+
+def _with_spend(client, now=None):
+    """The client, with what it spent this budget period (for its listing)."""
+    client.spent_usd = client.budget_resets_at = None
+    if client.budget_usd is not None and client.budget_period:
+        now = now or budgets.utcnow()
+        ledgers = current_app.extensions["budgets"]
+        client.spent_usd = round(ledgers.spent(client.id, client.budget_period, now) / budgets.MICRO, 6)
+        client.budget_resets_at = budgets.period_end(client.budget_period, now)
+    return client
+
+
+def _terms(given, current_period=None):
+    try:
+        return terms.parse(given, current_period)
+    except terms.BadTerm as exc:
+        raise InvalidRequest(f"{exc.field} {exc.message}.", details={exc.field: exc.message}) from None
 
 
 def _find(client_id):
@@ -63,8 +114,9 @@ class ClientList(Resource):
     @ns.marshal_list_with(client_model, description="Every client, revoked ones included")
     @document_errors(ns, 401, 403)
     def get(self):
-        """List client keys (never their secrets)."""
-        return clients.all_clients()
+        """List client keys (never their secrets), with each budget's spend this period."""
+        now = budgets.utcnow()
+        return [_with_spend(client, now) for client in clients.all_clients()]
 
     @expect_valid(ns, create_model)
     @ns.marshal_with(issued_model, code=201, description="Issued; the secret is in api_key, shown once")
@@ -75,9 +127,27 @@ class ClientList(Resource):
         limit = payload.get("rate_limit")
         if limit and not valid_rate_limit(limit):
             raise InvalidRequest(f"rate_limit {limit!r} is not a limit such as 10/minute;1000/day.")
-        client, secret = clients.create(payload["name"], limit, payload.get("daily_token_quota"), source="admin")
+        given = _terms({name: payload[name] for name in ("budget_usd", "budget_period", "models", "expires_at")
+                        if name in payload})
+        client, secret = clients.create(payload["name"], limit, payload.get("daily_token_quota"), source="admin",
+                                        **given)
         client.api_key = secret
-        return client, 201
+        return _with_spend(client), 201
+
+
+@ns.route("/clients/<int:client_id>")
+class ClientItem(Resource):
+    @ns.expect(update_model)
+    @ns.marshal_with(client_model, description="Changed: its terms apply from the next request")
+    @document_errors(ns, 400, 401, 403, 404)
+    def patch(self, client_id):
+        """Change a client key's budget, allowlist, expiry, rate limit or quota (null clears one)."""
+        client = _find(client_id)
+        payload = request.get_json(silent=True)
+        if not isinstance(payload, dict):
+            raise InvalidRequest("Send a JSON object of the terms to change.")
+        given = _terms(payload, client.budget_period)
+        return _with_spend(clients.update(client.id, **given))
 
 
 @ns.route("/clients/<int:client_id>/revoke")
@@ -88,7 +158,7 @@ class ClientRevoke(Resource):
     def post(self, client_id):
         """Revoke a client key."""
         _find(client_id)
-        return clients.revoke(client_id)
+        return _with_spend(clients.revoke(client_id))
 
 
 @ns.route("/clients/<int:client_id>/rotate")
@@ -101,7 +171,7 @@ class ClientRotate(Resource):
             raise InvalidRequest(f"Client {client_id} is revoked.")
         client, secret = clients.rotate(client_id)
         client.api_key = secret
-        return client
+        return _with_spend(client)
 
 
 @ns.route("/clients/<int:client_id>/restore")
@@ -113,7 +183,7 @@ class ClientRestore(Resource):
         """Undo a revocation, or put a client from API_KEYS back on its API_KEYS key."""
         _find(client_id)
         try:
-            return clients.restore(client_id, current_app.config["API_KEYS"])
+            return _with_spend(clients.restore(client_id, current_app.config["API_KEYS"]))
         except clients.CannotRestore as exc:
             raise InvalidRequest(str(exc)) from None
 

@@ -44,12 +44,13 @@ failure_model = ns.model("CompatFailure", {
 
 _FAILURES = {
     400: "INVALID_REQUEST, PROMPT_TOO_LONG or MODEL_NOT_FOUND (a model the operator does not allow)",
-    401: "UNAUTHORIZED: missing, wrong or revoked X-API-KEY",
+    401: "UNAUTHORIZED: missing, wrong, revoked or expired X-API-KEY",
+    403: "MODEL_NOT_FOUND: the model is not one this client key may use",
     404: "MODEL_NOT_FOUND: Gemini does not know the model",
     408: "INVALID_REQUEST: the body did not arrive in time",
     413: "INVALID_REQUEST: body too large",
     422: "UPSTREAM_ERROR: Gemini blocked the prompt or withheld the answer",
-    429: "QUOTA_ERROR: rate limit, token quota or Gemini quota exhausted; see Retry-After",
+    429: "QUOTA_ERROR: rate limit, token quota, budget or Gemini quota exhausted; see Retry-After",
     500: "INTERNAL_ERROR: the proxy itself failed unexpectedly (logged); not Gemini",
     502: "UPSTREAM_ERROR: Gemini failed after retries",
     503: "UPSTREAM_ERROR: no Gemini API key configured",

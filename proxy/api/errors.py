@@ -67,7 +67,8 @@ _COMPAT_CODES = {"INTERNAL_ERROR": "INTERNAL_ERROR", "UNAUTHORIZED": "UNAUTHORIZ
                  "PROMPT_TOO_LONG": "PROMPT_TOO_LONG",
                  "MODEL_NOT_ALLOWED": "MODEL_NOT_FOUND", "MODEL_NOT_FOUND": "MODEL_NOT_FOUND",
                  "QUOTA_EXHAUSTED": "QUOTA_ERROR", "RATE_LIMITED": "QUOTA_ERROR",
-                 "TOKEN_QUOTA_EXCEEDED": "QUOTA_ERROR"}
+                 "TOKEN_QUOTA_EXCEEDED": "QUOTA_ERROR", "BUDGET_EXCEEDED": "QUOTA_ERROR",
+                 "KEY_EXPIRED": "UNAUTHORIZED", "MODEL_NOT_ALLOWED_FOR_KEY": "MODEL_NOT_FOUND"}
 
 
 def error_body(error):
@@ -79,8 +80,12 @@ def error_body(error):
 
 def google_body(error):
     """Google's shape on the native pass-through, so SDKs raise what they would raise against Gemini."""
-    return {"error": {"code": error.status, "message": error.message,
-                      "status": _GOOGLE_STATUS.get(error.status, "UNKNOWN")}}
+    body = {"code": error.status, "message": error.message, "status": _GOOGLE_STATUS.get(error.status, "UNKNOWN")}
+    if getattr(error, "stated_reason", False):
+        # The proxy's own refusals (a budget, an expired key) say which in Google's way: an ErrorInfo reason.
+        body["details"] = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": error.code,
+                            "domain": "gemini-proxy"}]
+    return {"error": body}
 
 
 def compat_code(error):

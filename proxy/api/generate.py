@@ -92,7 +92,7 @@ def parse_generate(payload, app):
 class Generate(Resource):
     @expect_valid(ns, request_model)
     @ns.response(200, "Generated text with its token metrics", response_model)
-    @document_errors(ns, 400, 401, 404, 408, 413, 422, 429, 502, 503, 504)
+    @document_errors(ns, 400, 401, 403, 404, 408, 413, 422, 429, 502, 503, 504)
     def post(self):
         """Generate text with Gemini, retrying transient failures and falling back along the model chain."""
         state = current_state()

@@ -46,14 +46,16 @@ def document_errors(ns, *statuses):
     descriptions = {
         400: "Invalid input: missing or wrong-typed fields, out-of-range values, malformed JSON, "
              "wrong content type, or a model the operator does not allow",
-        401: "Missing, wrong or revoked API key (UNAUTHORIZED)",
-        403: "Operator endpoints are off: ADMIN_API_KEY is not set (ADMIN_DISABLED)",
+        401: "Missing, wrong or revoked API key (UNAUTHORIZED), or one past its expiry date (KEY_EXPIRED)",
+        403: "Operator endpoints are off: ADMIN_API_KEY is not set (ADMIN_DISABLED), or the model is not one "
+             "this client key may use (MODEL_NOT_ALLOWED_FOR_KEY)",
         404: "No such resource (NOT_FOUND) or Gemini does not know the model (MODEL_NOT_FOUND)",
         408: "The request body did not arrive within BODY_READ_SECONDS (REQUEST_TIMEOUT)",
         413: "Request body too large",
         422: "Gemini blocked the prompt or withheld the answer (PROMPT_BLOCKED, RESPONSE_BLOCKED)",
-        429: "Rate limit (RATE_LIMITED), daily token quota (TOKEN_QUOTA_EXCEEDED) or every model and key "
-             "out of quota (QUOTA_EXHAUSTED); see Retry-After",
+        429: "Rate limit (RATE_LIMITED), daily token quota (TOKEN_QUOTA_EXCEEDED), the key's or the operator's "
+             "budget spent (BUDGET_EXCEEDED; Retry-After: the period's end) or every model and key out of quota "
+             "(QUOTA_EXHAUSTED); see Retry-After",
         502: "Gemini failed after retries and fallback (UPSTREAM_ERROR)",
         503: "No Gemini API key is configured (NO_API_KEY), or the database is unreachable",
         504: "No answer within the request deadline (DEADLINE_EXCEEDED)",

@@ -8,7 +8,9 @@ import logging
 from flask import Blueprint, current_app
 from flask_sock import Sock
 
+from ..access import budgets
 from ..requestctx import current as current_state
+from ..wire.usage import Usage, count
 from ..wire.live import MAX_FRAME, handle_name
 from .record import record_session
 from .relay import CLIENT, SERVER, LiveKey, LiveRelay
@@ -32,12 +34,31 @@ def live_session(ws, method):
     client = state.client
     cap = app.config["LOG_BODY_MAX_BYTES"] if app.config["LOG_BODIES"] else 0
     relay = LiveRelay(app, request.endpoint, _key(state, request), client.id if client else None,
-                      _account(app, state), cap)
+                      _account(app, state), cap, _spend(app, state))
     state.native_recorded = True  # recorded here, once the session has ended
     notes = relay.run(ws)
     if notes.handle and notes.key_id:
         _keep_handle(app, notes, client)
     record_session(app, state, request, notes, relay.frames)
+
+
+def _spend(app, state):
+    """Counts a session's cost against its budgets turn by turn: the upgrade's holds (nothing: a Live
+    upgrade holds no estimate) are let go, so the session's record does not count its turns again."""
+    if not budgets.budgets_of(state.client, app.config):
+        return None
+    budgets.release_holds(app, state.request_id)
+
+    def spend(metadata, model):
+        # Live's usageMetadata names the answer's tokens responseTokenCount (generateContent's: candidates).
+        usage = Usage(prompt=count(metadata.get("promptTokenCount")),
+                      candidates=count(metadata.get("responseTokenCount", metadata.get("candidatesTokenCount"))),
+                      cached=count(metadata.get("cachedContentTokenCount")),
+                      thoughts=count(metadata.get("thoughtsTokenCount")),
+                      tool_use_prompt=count(metadata.get("toolUsePromptTokenCount")))
+        return budgets.spend_now(app, state.client, usage, model)
+
+    return spend
 
 
 def _keep_handle(app, notes, client):

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 # The status a session's record carries: 101 for one that ran and ended as sessions do; else what an
 # HTTP call refused for the same reason would have had.
-_STATUS = {relay.REFUSED: 400, relay.LIMIT: 429, relay.QUOTA: 429, relay.ERROR: 502}
+_STATUS = {relay.REFUSED: 400, relay.LIMIT: 429, relay.QUOTA: 429, relay.BUDGET: 429, relay.ERROR: 502}
 _UPSTREAM_STATUS = {1007: 400, 1008: 400, 1011: 502, 1013: 503}  # Gemini's close codes
 _MESSAGE_MAX = 2000
 

@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 CLIENT, SERVER = "client", "server"  # whose key the session runs on: the client's own, or the pool's
 
 # How a session ended, as its record says (finish_reason).
-CLIENT_CLOSED, UPSTREAM_CLOSED, QUOTA, LIMIT, REFUSED, ERROR, SHUTDOWN = (
-    "client_close", "upstream_close", "quota", "session_limit", "refused", "error", "shutdown")
+CLIENT_CLOSED, UPSTREAM_CLOSED, QUOTA, LIMIT, REFUSED, ERROR, SHUTDOWN, BUDGET = (
+    "client_close", "upstream_close", "quota", "session_limit", "refused", "error", "shutdown", "budget")
 # A waiting leg is woken when the session ends (_end sets its socket's event); this is only a safety net,
 # long enough that a thousand idle sessions cost no CPU.
 _POLL_SECONDS = 30.0
@@ -72,11 +72,14 @@ class SessionEnded(Exception):
 
 class LiveRelay:
     """Relays one accepted client socket. `account(tokens)` counts a turn's tokens against the client's
-    quota as they are reported, and answers how many are left (None: no quota)."""
+    quota as they are reported, and answers how many are left (None: no quota); `spend(usage, model)` counts
+    their cost against its budgets, and answers what is left of the tightest (None: no budget)."""
 
-    def __init__(self, app, endpoint, choice, client_id, account, frames_cap):
+    def __init__(self, app, endpoint, choice, client_id, account, frames_cap, spend=None):
         self.app, self.endpoint, self.choice, self.client_id = app, endpoint, choice, client_id
         self.account = account
+        self.spend = spend
+        self._budget_spent = False
         self.notes = SessionNotes(key_source=choice.source)
         self.frames = FrameLog(frames_cap)
         self.config = app.config
@@ -107,7 +110,7 @@ class LiveRelay:
         except wire.BadFrame as exc:
             self._end(REFUSED, wire.POLICY, f"INVALID_ARGUMENT: {exc}")
         except ModelNotAllowed as exc:
-            self._end(REFUSED, wire.POLICY, f"MODEL_NOT_ALLOWED: {exc}")
+            self._end(REFUSED, wire.POLICY, f"{exc.code}: {exc}")
         except Exception:  # noqa: BLE001 - a session's failure must end it cleanly, and be recorded
             log.exception("Live session %s failed", self.notes.session_id)
             self._end(ERROR, wire.INTERNAL, "INTERNAL: the proxy could not relay this session")
@@ -278,6 +281,12 @@ class LiveRelay:
             if left is not None and left <= 0:
                 raise SessionEnded(QUOTA, wire.POLICY, "TOKEN_QUOTA_EXCEEDED: this client's daily token quota "
                                                        "is used up")
+            if self.spend is not None:
+                budget_left = self.spend(news.usage, notes.model)
+                self._budget_spent = budget_left is not None and budget_left <= 0
+        if self._budget_spent and news.turn_complete:  # the turn that ran over is let finish, then the end
+            raise SessionEnded(BUDGET, wire.POLICY, "BUDGET_EXCEEDED: this key's (or the operator's) budget is "
+                                                    "spent for this period")
 
     # -- ending -------------------------------------------------------------------------------------------
 

@@ -97,19 +97,43 @@ class SpoolCollector:
         yield family
 
 
-def exposition(spool=None):
-    """The text format, summed over every worker when running multi-process, with the `spool` collector's
-    gauge (the same in every worker, so not summed)."""
+class BudgetCollector:
+    """Spend against every budget, read at scrape time from the budget ledger every worker shares (so the
+    same whichever worker answers, and not summed). `status()` gives (scope, period, spent USD, budget USD)
+    rows: scope is `operator` or `client:<id>`."""
+
+    def __init__(self, status):
+        self.status = status
+
+    def collect(self):
+        labels = ["scope", "period"]
+        spent = GaugeMetricFamily("gemini_proxy_budget_spent_usd", "Spent (and held by requests in flight) this "
+                                  "budget period, USD", labels=labels)
+        budget = GaugeMetricFamily("gemini_proxy_budget_usd", "The budget for the period, USD", labels=labels)
+        ratio = GaugeMetricFamily("gemini_proxy_budget_spent_ratio", "Spent over budget (1 is all of it)",
+                                  labels=labels)
+        for scope, period, spent_usd, budget_usd in self.status():
+            spent.add_metric([scope, period], spent_usd)
+            budget.add_metric([scope, period], budget_usd)
+            ratio.add_metric([scope, period], spent_usd / budget_usd if budget_usd else float(spent_usd > 0))
+        yield from (spent, budget, ratio)
+
+
+def exposition(spool=None, budgets=None):
+    """The text format, summed over every worker when running multi-process, with the `spool` and `budgets`
+    collectors' gauges (the same in every worker, so not summed)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     else:
         from prometheus_client import REGISTRY as registry
     body = generate_latest(registry)
-    if spool is not None:
-        own = CollectorRegistry()
-        own.register(spool)
-        body += generate_latest(own)
+    own = [collector for collector in (spool, budgets) if collector is not None]
+    if own:
+        registry = CollectorRegistry()
+        for collector in own:
+            registry.register(collector)
+        body += generate_latest(registry)
     return body, CONTENT_TYPE_LATEST
 
 
