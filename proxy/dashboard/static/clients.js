@@ -79,8 +79,9 @@ async function forecast() {
   }
 }
 
-async function load() {
+async function load(stale) {
   const [list, predicted] = await Promise.all([Dash.get("/admin/clients"), forecast()]);
+  if (stale()) return;
   forecastByClient = new Map(((predicted && predicted.clients) || []).map((c) => [c.client_id, c]));
   fill("forecast", forecastTiles(predicted));
   fill("client-rows", list.length ? list.map((c) => el("tr", { dataset: { clientId: c.id, state: c.state || "" } },

@@ -99,13 +99,21 @@ const Dash = (() => {
       sessionStorage.removeItem(KEY);
       location.reload();
     });
+    let latest = 0;
+    // A run started while another is in flight (a refresh, a new filter) wins: the older one's answer is
+    // dropped (load is told by stale()), and only the latest sets the page's state.
     async function run() {
+      const mine = ++latest;
+      const stale = () => mine !== latest;
+      document.body.dataset.state = "loading";  // set at once, so a reader (or a test) waits for "ready"
       try {
-        await load();
+        await load(stale);
+        if (stale()) return;
         showAuth(false);
         set("updated", "updated " + new Date().toLocaleTimeString());
         document.body.dataset.state = "ready";
       } catch (error) {
+        if (stale()) return;
         if (error instanceof AuthNeeded) { showAuth(true); return; }
         report(error.message || error);
         document.body.dataset.state = "error";

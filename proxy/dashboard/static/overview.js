@@ -64,13 +64,14 @@ function windowParams() {
   return { params: { from: from.toISOString(), to: to.toISOString() }, unit: hours <= 48 ? "hour" : "day" };
 }
 
-async function load() {
+async function load(stale) {
   const { params, unit } = windowParams();
   const get = (name, more) => Dash.get(`/analytics/${name}`, { ...params, ...more });
   const [summary, usage, performance, models, costs, fallbacks, latest] = await Promise.all([
     get("summary"), get("usage", { group_by: unit }), get("performance", { bucket: unit }),
     get("usage", { group_by: "model" }), get("costs"), get("fallbacks"), get("requests", { page_size: 20 }),
   ]);
+  if (stale()) return;  // the window changed meanwhile
   set("t-requests", format(summary.requests));
   set("t-error-rate", (summary.error_rate * 100).toFixed(2) + " %");
   set("t-tokens", format(summary.total_tokens));

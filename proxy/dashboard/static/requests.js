@@ -38,10 +38,11 @@ function remember(params) {
 
 function statusCell(code) { return el("td", { className: code >= 400 ? "bad" : "" }, code); }
 
-async function loadPage() {
+async function loadPage(stale) {
   const params = filterParams();
   remember(params);
   const data = await Dash.get("/analytics/requests", { ...params, page, page_size: PAGE_SIZE });
+  if (stale()) return;
   set("total", format(data.total));
   set("page", page);
   document.getElementById("prev").disabled = page <= 1;
@@ -112,8 +113,9 @@ const currentId = () => decodeURIComponent(location.hash.slice(1));
 
 let suggested = false;
 
-async function load() {
-  await loadPage();
+async function load(stale) {
+  await loadPage(stale);
+  if (stale()) return;
   if (!suggested) { suggested = true; suggest().catch(() => {}); }  // hints only: a failure is not news
   await showDetail(currentId());
 }
