@@ -99,7 +99,7 @@ def test_the_request_log_filters_by_client_route_status_outcome_and_time(site, w
     assert watched.errors == []
 
 
-def test_a_request_opens_with_its_attempts_redacted_headers_and_bodies(site, watched):
+def test_a_request_opens_with_its_attempts_redacted_headers_and_bodies(site, watched, tmp_path):
     page = watched.page
     watched.sign_in(f"{site.url}/dashboard/requests")
     page.click(f"#rows a[href='#{site.native_id}']")
@@ -112,6 +112,7 @@ def test_a_request_opens_with_its_attempts_redacted_headers_and_bodies(site, wat
     assert site.alpha["api_key"] not in page.content()
     assert "the native prompt" in page.text_content("#d-request-body")
     assert json.loads(page.text_content("#d-response-body"))["candidates"]
+    page.screenshot(path=str(tmp_path / "request-log.png"), full_page=True)  # for a person to look at
     page.reload()  # the drill-down is in the URL (#id): a reload opens it again
     watched.ready()
     page.wait_for_selector("#detail:not([hidden])")
@@ -165,7 +166,7 @@ def test_clients_are_created_rotated_and_revoked_and_a_hostile_name_is_text(site
     watched.failed.clear()
 
 
-def test_budgets_spend_bars_and_the_forecast_render_when_the_server_has_them(site, watched):
+def test_budgets_spend_bars_and_the_forecast_render_when_the_server_has_them(site, watched, tmp_path):
     """The budget fields and /analytics/forecast come from other parts of the proxy: the page's rendering of
     their documented shapes (shared with them), layered onto the real client list."""
     page = watched.page
@@ -199,4 +200,5 @@ def test_budgets_spend_bars_and_the_forecast_render_when_the_server_has_them(sit
     assert "$12.50 this month" in row.text_content() and "runs out 2026-12-20 10:00:00" in row.text_content()
     assert "no budget" in client_row(page, "bravo").text_content()
     assert "$31.00" in page.text_content("#forecast") and "weekly" in page.text_content("#forecast")
+    page.screenshot(path=str(tmp_path / "clients.png"), full_page=True)  # for a person to look at
     assert watched.errors == []

@@ -98,7 +98,8 @@ async function load(stale) {
     ? fallbacks.cooldowns_now.map((c) => el("li", {}, `${c.model} · ${c.key_id} · ${c.reason} · ${c.seconds_left} s left`))
     : [el("li", {}, "none")]);
   fill("latest", latest.requests.map((r) => el("tr", {},
-    el("td", {}, Dash.time(r.created_at)), el("td", {}, r.route), el("td", {}, r.model_used || "–"),
+    el("td", {}, el("a", { href: "/dashboard/requests#" + encodeURIComponent(r.request_id), title: r.request_id },
+                    Dash.time(r.created_at))), el("td", {}, r.route), el("td", {}, r.model_used || "–"),
     el("td", { className: r.status_code >= 400 ? "bad" : "" }, r.status_code), el("td", {}, format(r.latency_ms)),
     el("td", {}, format(r.total_tokens)), el("td", {}, r.cache_status || ""))));
 }

@@ -124,9 +124,9 @@ async function load(stale) {
 async function suggest() {
   const to = new Date();
   const from = new Date(to.getTime() - 30 * 86400 * 1000);
-  const window = { from: from.toISOString(), to: to.toISOString() };
+  const span = { from: from.toISOString(), to: to.toISOString() };
   for (const [by, id] of [["model", "models"], ["route", "routes"], ["client", "client-ids"]]) {
-    const usage = await Dash.get("/analytics/usage", { ...window, group_by: by });
+    const usage = await Dash.get("/analytics/usage", { ...span, group_by: by });
     fill(id, usage.groups.filter((g) => g.key !== null && g.key !== "").map((g) => el("option", { value: g.key })));
   }
 }
