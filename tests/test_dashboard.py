@@ -55,7 +55,8 @@ def fresh(gunicorn):
     for n in range(3):
         assert requests.post(f"{server.url}/gemini/generate", json={"prompt": {"text": f"one hour {n}"}},
                              timeout=30).status_code == 200
-    assert native_over_http(server, "native in the same hour").status_code == 200
+    assert native_over_http(server, "native in the same hour",
+                            path=f"/v1beta/models/{MODELS[1]}:generateContent").status_code == 200  # a second model
     wait_settled(server, ADMIN_KEY)
     return server
 
@@ -72,19 +73,37 @@ def test_line_charts_of_a_single_hour_show_their_points(fresh, watched):
     assert watched.errors == [] and watched.dialogs == []
 
 
-def test_model_labels_are_cut_on_the_axis_and_whole_in_the_tooltip(fresh, watched):
+# Each x label's drawn width against its bar's slot: wider would overlap its neighbour.
+LABEL_FIT = """(id) => {
+  const chart = Chart.getChart(id), scale = chart.scales.x;
+  chart.ctx.save();
+  chart.ctx.font = Chart.helpers.toFont(scale.options.ticks.font).string;
+  const widths = scale.ticks.map((tick) => chart.ctx.measureText(tick.label).width);
+  chart.ctx.restore();
+  return { slot: chart.chartArea.width / scale.ticks.length, widths, shown: scale.ticks.map((t) => t.label),
+           names: chart.data.labels };
+}"""
+
+
+def test_model_labels_fit_their_bars_and_are_whole_in_the_tooltip(fresh, watched):
     watched.sign_in(f"{fresh.url}/dashboard")
-    state = watched.page.evaluate(CHART_STATE, "c-models")
-    assert state["ticks"] and all(len(label) <= 18 for label in state["ticks"]), state["ticks"]
+    wide = watched.page.evaluate(LABEL_FIT, "c-models")
+    assert sorted(wide["names"]) == sorted(MODELS) and wide["shown"] == wide["names"]  # room: names whole
+    assert max(wide["widths"]) <= wide["slot"]
+    watched.page.set_viewport_size({"width": 420, "height": 900})  # a phone: the charts shrink with the page
+    watched.page.wait_for_function("() => Chart.getChart('c-models').width < 400")
+    narrow = watched.page.evaluate(LABEL_FIT, "c-models")
+    assert narrow["shown"] != narrow["names"] and all(label.endswith("…") for label in narrow["shown"]
+                                                      if label not in narrow["names"])
+    assert max(narrow["widths"]) <= narrow["slot"], narrow
     title = watched.page.evaluate("""() => {
       const chart = Chart.getChart("c-models");
-      const bar = chart.getDatasetMeta(0).data[0];
-      chart.tooltip.setActiveElements([{ datasetIndex: 0, index: 0 }], { x: bar.x, y: bar.y });
+      const bar = chart.getDatasetMeta(0).data[1];
+      chart.tooltip.setActiveElements([{ datasetIndex: 0, index: 1 }], { x: bar.x, y: bar.y });
       chart.update();
       return chart.tooltip.title;
     }""")
-    assert title == [watched.page.evaluate("Chart.getChart('c-models').data.labels[0]")]
-    assert title[0] in MODELS
+    assert title == [narrow["names"][1]]  # whole, where the axis cut it
 
 
 @pytest.fixture

@@ -75,6 +75,9 @@ const Dash = (() => {
     if (Math.abs(value) >= 1e3) return (value / 1e3).toFixed(1) + "k";
     return Number.isInteger(value) ? String(value) : value.toFixed(Math.abs(value) < 1 ? 4 : 1);
   }
+  // Milliseconds: whole above 10 (a tenth of a millisecond is noise there), "1.2k" past a second.
+  const ms = (value) => (value === null || value === undefined ? "–" : value >= 1000 ? format(value)
+                         : value >= 10 ? String(Math.round(value)) : value.toFixed(1));
   const usd = (value) => (value === null || value === undefined ? "–" : "$" + Number(value).toFixed(value >= 100 ? 0 : 2));
   const time = (iso) => (iso ? String(iso).slice(0, 19).replace("T", " ") : "–");
   // Long labels (model names) are cut on the axis; the tooltip shows them whole.
@@ -124,6 +127,6 @@ const Dash = (() => {
     return run;
   }
 
-  return { get, post, el, fill, set, format, usd, time, shorten, report, clearProblems, start, COLORS,
+  return { get, post, el, fill, set, format, ms, usd, time, shorten, report, clearProblems, start, COLORS,
            AuthNeeded, ApiError };
 })();

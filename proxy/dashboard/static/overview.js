@@ -47,7 +47,11 @@ function barChart(id, rows, money = false) {
     options: {
       scales: {
         x: { ticks: { autoSkip: false, maxRotation: 45, minRotation: 0,
-                      callback(value) { return Dash.shorten(this.getLabelForValue(value)); } } },
+                      // Cut to what a bar's slot holds (about 7 px a character), so labels never overlap.
+                      callback(value) {
+                        const slot = (this.chart.width - 60) / Math.max(1, names.length);
+                        return Dash.shorten(this.getLabelForValue(value), Math.max(8, Math.floor(slot / 7)));
+                      } } },
         y: { beginAtZero: true, ticks: { callback: (v) => (money ? "$" + format(v) : format(v)) } },
       },
       plugins: { legend: { display: false },
@@ -76,7 +80,7 @@ async function load(stale) {
   set("t-error-rate", (summary.error_rate * 100).toFixed(2) + " %");
   set("t-tokens", format(summary.total_tokens));
   const l = summary.latency_ms;
-  set("t-latency", [l.p50, l.p95, l.p99].map(format).join(" / "));
+  set("t-latency", [l.p50, l.p95, l.p99].map(Dash.ms).join(" / "));
   set("t-cost", "$" + summary.cost_usd.toFixed(4));
   set("t-cache", summary.cache.lookups ? (summary.cache.hit_rate * 100).toFixed(1) + " %" : "off");
   set("t-fallbacks", `${format(fallbacks.first_model_failed)} / ${format(fallbacks.retries)}`);
@@ -100,7 +104,7 @@ async function load(stale) {
   fill("latest", latest.requests.map((r) => el("tr", {},
     el("td", {}, el("a", { href: "/dashboard/requests#" + encodeURIComponent(r.request_id), title: r.request_id },
                     Dash.time(r.created_at))), el("td", {}, r.route), el("td", {}, r.model_used || "–"),
-    el("td", { className: r.status_code >= 400 ? "bad" : "" }, r.status_code), el("td", {}, format(r.latency_ms)),
+    el("td", { className: r.status_code >= 400 ? "bad" : "" }, r.status_code), el("td", {}, Dash.ms(r.latency_ms)),
     el("td", {}, format(r.total_tokens)), el("td", {}, r.cache_status || ""))));
 }
 

@@ -52,7 +52,7 @@ async function loadPage(stale) {
     return el("tr", { dataset: { requestId: r.request_id } },
       el("td", {}, Dash.time(r.created_at)), el("td", {}, link), el("td", {}, r.client_id ?? "–"),
       el("td", {}, r.route), el("td", {}, r.model_used || r.model_requested || "–"), statusCell(r.status_code),
-      el("td", {}, r.error_code || ""), el("td", {}, format(r.latency_ms)), el("td", {}, format(r.total_tokens)),
+      el("td", {}, r.error_code || ""), el("td", {}, Dash.ms(r.latency_ms)), el("td", {}, format(r.total_tokens)),
       el("td", {}, r.attempt_count ?? "–"));
   }) : [el("tr", {}, el("td", { colSpan: 10, className: "muted" }, "No request matches these filters."))]);
 }
@@ -83,13 +83,13 @@ async function showDetail(requestId) {
   pairs("d-fields", [["Time (UTC)", Dash.time(d.created_at)], ["Method", d.method], ["Route", d.route],
                      ["Client", d.client_id], ["Model asked", d.model_requested], ["Model used", d.model_used],
                      ["Status", d.status_code], ["Error", d.error_code && `${d.error_code}: ${d.error_message || ""}`],
-                     ["Latency ms", format(d.latency_ms)], ["Upstream ms", format(d.upstream_latency_ms)],
-                     ["First byte ms", format(d.ttfb_ms)], ["Tokens in / out / total",
+                     ["Latency ms", Dash.ms(d.latency_ms)], ["Upstream ms", Dash.ms(d.upstream_latency_ms)],
+                     ["First byte ms", Dash.ms(d.ttfb_ms)], ["Tokens in / out / total",
                        `${format(d.prompt_tokens)} / ${format(d.completion_tokens)} / ${format(d.total_tokens)}`],
                      ["Streamed", d.streamed], ["Finish", d.finish_reason], ["Cache", d.cache_status]]);
   fill("d-attempts", (d.attempts || []).length ? d.attempts.map((a) => el("tr", {},
     el("td", {}, a.number), el("td", {}, Dash.time(a.started_at)), el("td", {}, a.model), el("td", {}, a.key_id),
-    el("td", {}, a.outcome), statusCell(a.status_code), el("td", {}, a.error_code || ""), el("td", {}, format(a.latency_ms))))
+    el("td", {}, a.outcome), statusCell(a.status_code), el("td", {}, a.error_code || ""), el("td", {}, Dash.ms(a.latency_ms))))
     : [el("tr", {}, el("td", { colSpan: 8, className: "muted" }, "No upstream attempt (answered by the proxy)."))]);
   const x = d.exchange;
   document.getElementById("d-no-exchange").hidden = Boolean(x);
