@@ -34,7 +34,7 @@ def site(gunicorn):
     for n in range(3):
         assert generate(server, alpha["api_key"], f"alpha {n}").status_code == 200
     native = requests.post(f"{server.url}/v1beta/models/{MODELS[0]}:generateContent",
-                           json={"contents": [{"parts": [{"text": "the native prompt"}]}]},
+                           json={"contents": [{"parts": [{"text": "the native prompt " + HOSTILE}]}]},
                            headers={"X-API-KEY": alpha["api_key"]}, timeout=30)
     assert native.status_code == 200
     bad = requests.post(f"{server.url}/gemini/generate", data="{not json", headers={
@@ -110,7 +110,8 @@ def test_a_request_opens_with_its_attempts_redacted_headers_and_bodies(site, wat
     headers = dict(page.eval_on_selector_all("#d-request-headers tr", "rows => rows.map(r => [r.cells[0].textContent.toLowerCase(), r.cells[1].textContent])"))
     assert headers["x-api-key"] == "[redacted]"
     assert site.alpha["api_key"] not in page.content()
-    assert "the native prompt" in page.text_content("#d-request-body")
+    assert "the native prompt " + json.dumps(HOSTILE)[1:-1] in page.text_content("#d-request-body")
+    assert page.evaluate("window.pwned") is None and page.locator("#detail img, #detail script").count() == 0
     assert json.loads(page.text_content("#d-response-body"))["candidates"]
     page.screenshot(path=str(tmp_path / "request-log.png"), full_page=True)  # for a person to look at
     page.reload()  # the drill-down is in the URL (#id): a reload opens it again
@@ -147,6 +148,7 @@ def test_clients_are_created_rotated_and_revoked_and_a_hostile_name_is_text(site
     assert generate(site, first, "hostile but valid").status_code == 200
     page.click("#issued-dismiss")
     assert first not in page.content()  # shown once
+    assert first not in page.evaluate("JSON.stringify(sessionStorage) + JSON.stringify(localStorage)")
 
     row.locator("button[data-action=rotate]").click()
     page.wait_for_function(f"() => {{ const k = document.getElementById('issued-key').textContent; "
@@ -162,7 +164,16 @@ def test_clients_are_created_rotated_and_revoked_and_a_hostile_name_is_text(site
     assert generate(site, second, "revoked").status_code == 401
     assert [kind for kind, _ in watched.dialogs] == ["confirm", "confirm"]  # no alert: nothing ran
     assert page.evaluate("sessionStorage.getItem('adminKey')") == ADMIN_KEY and ADMIN_KEY not in page.url
-    assert watched.errors == [] and {failed for failed in watched.failed} == {(404, "/analytics/forecast")}
+
+    page.fill("#create [name=name]", "bad limit")
+    page.fill("#create [name=rate_limit]", "lots")
+    page.click("#create button[type=submit]")
+    page.wait_for_selector("#errors:not([hidden])")
+    assert "rate_limit: 'lots' does not match" in page.text_content("#errors")
+    assert page.text_content("#issued-key") == second  # no key issued
+    assert client_row(page, "bad limit").count() == 0
+    assert watched.errors == []
+    assert set(watched.failed) == {(404, "/analytics/forecast"), (400, "/admin/clients")}
     watched.failed.clear()
 
 

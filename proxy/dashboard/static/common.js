@@ -39,8 +39,12 @@ const Dash = (() => {
     const data = await response.json().catch(() => null);
     if (!response.ok) {
       const error = (data && data.error) || {};
+      // A schema's refusal names the fields in details ({field: why}): the form's user needs them.
+      const details = error.details && typeof error.details === "object" && !Array.isArray(error.details)
+        ? " " + Object.entries(error.details).map(([field, why]) => `${field}: ${typeof why === "string" ? why : JSON.stringify(why)}`).join("; ")
+        : "";
       throw new ApiError(response.status, error.code || "HTTP_" + response.status,
-                         `${path}: ${error.message || "HTTP " + response.status}`);
+                         `${path}: ${error.message || "HTTP " + response.status}${details}`);
     }
     return data;
   }
