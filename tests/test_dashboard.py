@@ -1,13 +1,14 @@
 """The overview page in a real headless Chromium (Playwright on Debian's Chromium) against Gunicorn: every
 chart drawn by Chart.js, with points on the canvas even when all the data fall in one hour."""
 import re
+import subprocess
 
 import pytest
 import requests
 
 from tests import processes
-from tests.browser import ADMIN_KEY, Watched, browser, watched  # noqa: F401 (fixtures)
-from tests.conftest import KEYS, MODELS, native_over_http, wait_settled
+from tests.browser import ADMIN_KEY, browser, watched  # noqa: F401 (fixtures)
+from tests.conftest import MODELS, native_over_http, wait_settled
 
 pytestmark = pytest.mark.e2e
 
@@ -110,7 +111,7 @@ def test_model_labels_fit_their_bars_and_are_whole_in_the_tooltip(fresh, watched
 def seeded(tmp_path, emulator, gunicorn):
     """Two days of synthetic history (ops seed) and a few live requests."""
     database = f"sqlite:///{tmp_path / 'dash.db'}"
-    seeded = processes.subprocess.run(
+    seeded = subprocess.run(
         [processes.PYTHON, "-m", "flask", "--app", "wsgi", "ops", "seed", "--rows", "3000", "--days", "2"],
         cwd=processes.ROOT, capture_output=True, text=True, timeout=120,
         env=processes.base_env(DATABASE_URL=database, PYTHONPATH=processes.ROOT))
