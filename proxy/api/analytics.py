@@ -155,7 +155,7 @@ class Requests(Resource):
         """The request log, newest first, filterable and paged."""
         page = int_arg(request.args, "page", 1, MAX_PAGE, default=1)
         size = int_arg(request.args, "page_size", 1, MAX_PAGE_SIZE, default=50)
-        error_code = request.args.get("error_code") or None
+        error_code = request.args.get("error_code")  # empty is refused, as /docs' pattern says
         if error_code is not None and not ERROR_CODE_PATTERN.fullmatch(error_code):
             raise InvalidRequest(f"error_code={error_code[:80]!r} is not an error code such as UPSTREAM_ERROR.")
         outcome = _choice("outcome", requestlog.OUTCOMES, None) if "outcome" in request.args else None
