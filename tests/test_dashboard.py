@@ -71,6 +71,11 @@ def test_line_charts_of_a_single_hour_show_their_points(fresh, watched):
     assert_drawn(states)
     assert watched.page.text_content("#t-requests") == "4"
     assert watched.page.locator("#latest tr").count() == 4
+    watched.page.select_option("#window", "1")  # the last hour: one or two hourly buckets, still drawn
+    watched.ready()
+    states = chart_states(watched.page)
+    assert 1 <= states["c-latency"]["buckets"] <= 2 and states["c-latency"]["valued"] == [1, 1, 1]
+    assert_drawn(states)
     assert watched.errors == [] and watched.dialogs == []
 
 
