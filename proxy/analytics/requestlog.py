@@ -22,12 +22,21 @@ def brief(entry):
     }
 
 
-def request_page(window, page, page_size, error_code=None):
-    conditions = list(window.conditions())
+OUTCOMES = ("ok", "error")  # a status below 400, or 400 and up: the log page's "errors only"
+
+
+def request_page(window, page, page_size, error_code=None, outcome=None):
+    """One page of the log, newest first; `total` counts every row the filters match (rollups included)."""
+    source = facts(window, plan(window))
+    conditions, counted = list(window.conditions()), []
     if error_code:
         conditions.append(RequestLog.error_code == error_code)
-    source = facts(window, plan(window))
-    total = totals(source, where=[source.c.error_code == error_code] if error_code else [])[0]["requests"] or 0
+        counted.append(source.c.error_code == error_code)
+    if outcome:
+        failed = outcome == "error"
+        conditions.append(RequestLog.status_code >= 400 if failed else RequestLog.status_code < 400)
+        counted.append(source.c.status_code >= 400 if failed else source.c.status_code < 400)
+    total = totals(source, where=counted)[0]["requests"] or 0
     entries = db.session.execute(select(RequestLog).where(*conditions).order_by(
         RequestLog.created_at.desc(), RequestLog.id.desc()).offset((page - 1) * page_size).limit(page_size)).scalars()
     return {"window": window.describe(), "page": page, "page_size": page_size, "total": total,

@@ -1,4 +1,5 @@
 """GET /analytics/...: usage, performance, errors, fallbacks, costs, anomalies and the request log."""
+import re
 from functools import wraps
 
 from flask import current_app, request
@@ -16,6 +17,7 @@ from .analytics_schemas import (
 from .schemas import document_errors
 
 MAX_PAGE, MAX_PAGE_SIZE = 10**9, 200
+ERROR_CODE_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # the proxy's codes and Gemini's statuses fit (64: the column)
 
 # Each parameter with the type and bounds its parser (int_arg in proxy/analytics/window.py) enforces, so
 # /docs and the 400s agree.
@@ -31,7 +33,9 @@ PAGE_PARAMS = {
     "page": {"description": "Page number, from 1", "type": "integer", "minimum": 1, "maximum": MAX_PAGE},
     "page_size": {"description": "Rows per page, 1 to 200", "type": "integer", "minimum": 1,
                   "maximum": MAX_PAGE_SIZE},
-    "error_code": "Only this error code",
+    "error_code": {"description": "Only this error code, e.g. UPSTREAM_ERROR", "type": "string",
+                   "pattern": ERROR_CODE_PATTERN.pattern, "maxLength": 64},
+    "outcome": {"description": "ok (status below 400) or error (400 and up)", "enum": list(requestlog.OUTCOMES)},
 }
 
 
@@ -171,7 +175,11 @@ class Requests(Resource):
         """The request log, newest first, filterable and paged."""
         page = int_arg(request.args, "page", 1, MAX_PAGE, default=1)
         size = int_arg(request.args, "page_size", 1, MAX_PAGE_SIZE, default=50)
-        return requestlog.request_page(_window(), page, size, request.args.get("error_code") or None)
+        error_code = request.args.get("error_code")  # empty is refused, as /docs' pattern says
+        if error_code is not None and not ERROR_CODE_PATTERN.fullmatch(error_code):
+            raise InvalidRequest(f"error_code={error_code[:80]!r} is not an error code such as UPSTREAM_ERROR.")
+        outcome = _choice("outcome", requestlog.OUTCOMES, None) if "outcome" in request.args else None
+        return requestlog.request_page(_window(), page, size, error_code, outcome)
 
 
 @ns.route("/requests/<string:request_id>")
