@@ -79,8 +79,15 @@ def test_with_redis_unreachable_the_quota_holds_on_this_instance(make_app):
     app = make_app(QUOTA_STORAGE_URL="redis://127.0.0.1:1/0")
     _, secret = issue(app, daily_token_quota=40)
     client = app.test_client()
+    assert client.get("/health").json["quota_sharing"] == "instances"  # configured, not yet tried
     statuses = [call(client, "generate", secret).status_code for _ in range(4)]
     assert statuses[:2] == [200, 200] and statuses[-1] == 429
+    health = client.get("/health").json
+    assert health["quota_sharing"] == "host" and "token quotas and budgets are held by this host" in health["message"]
+
+
+def test_health_says_the_host_shares_the_quota_without_redis(make_app):
+    assert make_app().test_client().get("/health").json["quota_sharing"] == "host"
 
 
 def test_the_hold_of_a_request_that_died_is_released_after_quota_hold_seconds(make_app):

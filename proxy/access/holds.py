@@ -23,6 +23,7 @@ class QuotaHolds:
         self._pending = {}  # request id -> [(ledger, client id, day, hold, tokens, since)]
         self._floors = {}  # (client id, day) -> when this worker last read the database for it
         self._warned_at = {}  # what failed -> when it was last logged
+        self._shared_answered = True  # how the shared ledger's last call went, for /health
         self._prune_at = _PENDING_PRUNE_AT  # doubles while that many are really in flight: pruning is O(n)
 
     @classmethod
@@ -50,7 +51,15 @@ class QuotaHolds:
             self._warned_at[message] = now
             log.warning(message, exc_info=exc_info)
 
+    def sharing(self):
+        """Who shares the quota's holds: "instances" (Redis), or "host" (the file beside the database: no
+        Redis, or Redis did not answer the last call), and whether the configured store answers."""
+        if self.shared is None:
+            return {"shared_by": "host", "reachable": True}
+        return {"shared_by": "instances" if self._shared_answered else "host", "reachable": self._shared_answered}
+
     def _shared_failed(self, what):
+        self._shared_answered = False
         self.warn(f"quota storage unreachable ({what}): the quota holds for this instance alone meanwhile")
 
     def due_for_floor(self, client_id, day):
@@ -66,6 +75,7 @@ class QuotaHolds:
     def floor(self, client_id, day, recorded):
         try:
             (self.shared or self.local).floor(client_id, day, recorded)
+            self._shared_answered = True
         except self._failures():
             self._shared_failed("raising the floor")
             self.local.floor(client_id, day, recorded)
@@ -74,6 +84,7 @@ class QuotaHolds:
         ledger = self.shared or self.local
         try:
             reservation = ledger.reserve(client_id, day, estimate, quota, self.hold_seconds)
+            self._shared_answered = True
         except self._failures():
             self._shared_failed("reserving")
             ledger = self.local
@@ -90,6 +101,7 @@ class QuotaHolds:
         """Tokens settled and held for the client today: what a running Live session weighs its own against."""
         try:
             used, held = (self.shared or self.local).usage(client_id, day)
+            self._shared_answered = True
         except self._failures():
             self._shared_failed("reading usage")
             used, held = self.local.usage(client_id, day)
@@ -99,6 +111,7 @@ class QuotaHolds:
         """Count tokens at once, with no hold: a Live session's, as each turn reports them."""
         try:
             (self.shared or self.local).settle(client_id, day, None, tokens)
+            self._shared_answered = True
         except self._failures():
             self._shared_failed("spending")
             self.local.settle(client_id, day, None, tokens)

@@ -50,6 +50,10 @@ health_model = ns.model("Health", {
                                                        "(LIVE_SESSIONS_PER_CLIENT): host (a file beside the "
                                                        "database: every worker here; also while Redis is not "
                                                        "answering), or instances (Redis)", example="host"),
+    "quota_sharing": fields.String(description="Who shares the token-quota and budget holds: host (a file beside "
+                                               "the database: every worker here; also while Redis did not "
+                                               "answer its last call), or instances (QUOTA_STORAGE_URL's Redis)",
+                                   example="host"),
     "message": fields.String(description="What needs the operator's attention, when anything does"),
 })
 
@@ -67,6 +71,7 @@ class Health(Resource):
         reachable = db_reachable()
         now = service.pool.clock()
         live_sessions = current_app.extensions["live_sessions"].sharing()
+        quotas = current_app.extensions["quotas"].sharing()
         body = {
             "status": "ok" if len(service.pool) else "degraded",
             "version": __version__,
@@ -80,6 +85,7 @@ class Health(Resource):
             "rate_limits": limits.sharing(current_app),
             "cooldown_sharing": service.pool.sharing()["shared_by"],
             "live_sessions_sharing": live_sessions["shared_by"],
+            "quota_sharing": quotas["shared_by"],
             "cooldowns": [
                 {"key_id": c.key_id, "model": c.model, "seconds_left": round(c.until - now, 1), "reason": c.reason}
                 for c in service.pool.cooldowns()
@@ -100,6 +106,9 @@ class Health(Resource):
         if not live_sessions["reachable"]:
             notes.append("Redis (QUOTA_STORAGE_URL) is not answering: the Live session limit counts this host's "
                          "sessions only until it does.")
+        if not quotas["reachable"]:
+            notes.append("Redis (QUOTA_STORAGE_URL) did not answer: token quotas and budgets are held by this "
+                         "host's workers only until it does.")
         if spool["held_in_memory"]:
             body["status"] = "degraded"
             notes.append(f"The spool's disk refuses records: {spool['held_in_memory']} are held in memory until "
