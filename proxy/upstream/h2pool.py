@@ -126,7 +126,9 @@ def _streams(connection):
     if not isinstance(protocol, HTTP2Connection):
         return None
     allowed = protocol._h2_state.remote_settings.max_concurrent_streams
-    return allowed if allowed < _UNSET else _ASSUMED_STREAMS
+    # httpcore opens no more streams than its own SETTINGS offer the server (100), whatever the server allows.
+    return min(allowed if allowed < _UNSET else _ASSUMED_STREAMS,
+               protocol._h2_state.local_settings.max_concurrent_streams)
 
 
 class _Counted:
