@@ -8,8 +8,11 @@ urllib3's (a response with stream/read/release_conn, urllib3's exception types),
 pass-through's relay and their error handling stay the same whichever pool serves them."""
 import ssl
 
+import h2.connection
 import httpcore2 as httpcore
+import httpcore2._sync.http2
 import urllib3
+from httpcore2._exceptions import ConnectionNotAvailable
 from httpcore2._sync.http2 import HTTP2Connection
 
 # Streams a connection is given before the server's SETTINGS say how many it allows: Google's front end
@@ -24,6 +27,45 @@ _IDLE_SECONDS = 60.0
 _TIMEOUTS = (httpcore.ConnectTimeout, httpcore.PoolTimeout)
 _BROKEN = (httpcore.ReadError, httpcore.WriteError, httpcore.RemoteProtocolError, httpcore.LocalProtocolError,
            httpcore.NetworkError)
+
+
+class _DrainingHTTP2Connection(HTTP2Connection):
+    """httpcore's HTTP/2 connection, letting a graceful GOAWAY's streams finish.
+
+    A server that is going away (Google's front end does, as connections age) sends GOAWAY with NO_ERROR
+    and the last stream it will answer, and answers those in full (RFC 9113, 6.8). h2 marks the connection
+    closed on receipt, so their remaining frames and our window updates fail, and httpcore fails every such
+    stream at once: over HTTP/2 that is up to a hundred requests cut off mid-answer. Here the connection
+    stays open for the streams the server took and takes no new one (streams it refused, httpcore sends
+    again on another connection)."""
+
+    def handle_request(self, request):
+        if self._connection_terminated is not None:
+            raise ConnectionNotAvailable()
+        return super().handle_request(request)
+
+    def _receive_events(self, request, stream_id=None):
+        goaway = self._connection_terminated
+        draining = goaway is not None and goaway.error_code == 0 and stream_id is not None and \
+            stream_id <= goaway.last_stream_id
+        if draining:
+            self._connection_terminated = None  # read on: the server finishes what it took
+        try:
+            super()._receive_events(request, stream_id)
+        finally:
+            if draining and self._connection_terminated is None:
+                self._connection_terminated = goaway
+        ended = self._connection_terminated
+        if ended is not None and ended.error_code == 0 and not self._connection_error:
+            self._h2_state.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
+
+    def is_available(self):
+        return self._connection_terminated is None and super().is_available()
+
+
+# httpcore builds its HTTP/2 connections from this name (directly or through a proxy's tunnel), when ALPN
+# has chosen h2; nothing else in the worker uses httpcore2.
+httpcore2._sync.http2.HTTP2Connection = _DrainingHTTP2Connection
 
 
 def _as_urllib3(exc, url):
