@@ -50,11 +50,12 @@ def session(size):
     return http
 
 
-def run(url, body, concurrency, total, headers=None):
+def run(url, body, concurrency, total, headers=None, http=None):
     """`total` POSTs, `concurrency` at a time; returns (latencies in s, failures, wall seconds, the
     perf_counter time each answer finished). A bare urllib3 client: the lighter the client, the more of
-    this shared machine's CPU the servers get."""
-    http = urllib3.PoolManager(maxsize=concurrency, block=True, retries=False)
+    this shared machine's CPU the servers get. `http`: a warm pool to reuse (TLS connections kept open
+    between rounds), else a new one."""
+    http = http or urllib3.PoolManager(maxsize=concurrency, block=True, retries=False)
     payload = json.dumps(body).encode()
     headers = {"Content-Type": "application/json", **(headers or {})}
     latencies, failures, finished = [], [], []
