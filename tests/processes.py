@@ -218,8 +218,9 @@ def _nginx_binary():
 
 
 # What the HTTP/2 front logs of each request: its connection's serial number (one a TLS handshake), the
-# protocol it came in on, and where it went. Read by h2_seen().
-H2_LOG_FORMAT = "$connection $server_protocol $status $request_method $uri"
+# protocol it came in on, where it went, and whether its answer was sent in full ("OK", else empty: the
+# client reset the stream). Read by h2_seen().
+H2_LOG_FORMAT = "$connection $server_protocol $status $request_method $uri $request_completion"
 
 
 def start_h2_emulator(tmp_dir, keys, tls, requests_per_connection=100000, reset_models=()):
@@ -296,9 +297,9 @@ http {{
 
 
 def h2_seen(front):
-    """[(connection, protocol, status, method, path)] of every request the HTTP/2 front has logged."""
+    """[(connection, protocol, status, method, path, completion)] of every request the HTTP/2 front has logged."""
     with open(front.access_log) as handle:
-        return [tuple(line.split(" ", 4)) for line in handle.read().splitlines() if line]
+        return [tuple(line.split(" ")) for line in handle.read().splitlines() if line]
 
 
 class Postgres:

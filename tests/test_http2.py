@@ -3,6 +3,7 @@ few TLS connections to an HTTP/2 front (nginx before the emulator), which logs e
 connection; HTTP/1.1 when the setting says so; a graceful GOAWAY absorbed, and a stream reset mid-flight
 retried by the engine."""
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -161,3 +162,40 @@ def test_a_graceful_goaway_loses_no_request(gunicorn, authority):
         assert rows(server.database_url, "SELECT outcome, count(*) FROM attempts GROUP BY outcome") == [("ok", count)]
     finally:
         goaway.stop()
+
+
+def test_one_requests_timeout_cuts_off_no_other_stream_on_its_connection(gunicorn, h2):
+    # Slow calls time out after 4 s of silence while others, sent 2 s later on the same connection, are
+    # still waiting for answers that come at 5 s: those must arrive, not fail with the slow calls' timeout.
+    server = _proxy(gunicorn, h2, UPSTREAM_TIMEOUT_SECONDS=4)
+    slow, fast = MODELS[1], MODEL
+    h2.configure(model_latency_ms={slow: 30000, fast: 3000})
+    native(server, "a connection first")  # 3 s: the calls below share this connection
+
+    def call(model, delay):
+        time.sleep(delay)
+        return native(server, f"to {model}", f"/v1beta/models/{model}:generateContent").status_code
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        slow_calls = [pool.submit(call, slow, 0) for _ in range(10)]
+        fast_calls = [pool.submit(call, fast, 2) for _ in range(10)]
+        assert [future.result() for future in fast_calls] == [200] * 10
+        assert [future.result() for future in slow_calls] == [504] * 10
+    assert len({connection for connection, *_ in _generation_calls(h2.seen())}) == 1
+    assert "Traceback" not in server.output()
+
+
+def test_a_stream_its_client_leaves_is_reset_and_the_connection_serves_on(gunicorn, h2):
+    server = _proxy(gunicorn, h2)
+    h2.configure(stream_chunk_delay_ms=200, stream_chunk_words=1)
+    for _ in range(3):
+        with requests.post(f"{server.url}/v1beta/models/{MODEL}:streamGenerateContent?alt=sse",
+                           json={"contents": [{"parts": [{"text": "a long answer nobody reads to its end"}]}]},
+                           headers={"x-goog-api-key": KEYS[0]}, stream=True, timeout=60) as answer:
+            assert next(line for line in answer.iter_lines() if line.startswith(b"data:"))
+    # Gemini is told to stop writing what nobody reads any more: the front sent none of them in full.
+    wait_for(lambda: h2.stats()["in_flight"] == 0, message="the abandoned streams ended at the emulator")
+    assert [completion for *_, completion in _generation_calls(h2.seen())] == [""] * 3
+    h2.configure(stream_chunk_delay_ms=0)
+    assert _concurrently(server, 20, "after the abandoned streams") == [200] * 20
+    assert len({connection for connection, *_ in _generation_calls(h2.seen())}) == 1
