@@ -54,6 +54,7 @@ from proxy.upstream.engine import Engine
 from proxy.upstream.cooldowns import make_store as cooldown_store
 from proxy.upstream.keypool import KeyPool
 from proxy.upstream.raw_http import HttpTransport
+from proxy.upstream.session import upstream_pool
 from proxy.upstream.retry import RetryPolicy
 from proxy.upstream.service import GenerationService
 
@@ -129,8 +130,11 @@ def create_app(config=None):
         deadline=app.config["REQUEST_DEADLINE_SECONDS"],
         quota_cooldown=app.config["QUOTA_COOLDOWN_SECONDS"],
     )
+    # One pool of connections to Gemini for both APIs (over HTTP/2, a few connections for the whole worker).
+    upstream = upstream_pool(app.config["GEMINI_BASE_URL"], app.config["UPSTREAM_POOL_SIZE"],
+                             http2=app.config["UPSTREAM_HTTP2"])
     app.extensions["gemini"] = GenerationService(
-        engine, GeminiSdk(app.config["GEMINI_BASE_URL"]),
+        engine, GeminiSdk(app.config["GEMINI_BASE_URL"], http=upstream),
         upstream_timeout=app.config["UPSTREAM_TIMEOUT_SECONDS"],
         fallback=app.config["FALLBACK_ENABLED"],
     )
@@ -139,8 +143,7 @@ def create_app(config=None):
         engine,
         HttpTransport(app.config["GEMINI_BASE_URL"],
                       connect_timeout=app.config["UPSTREAM_CONNECT_TIMEOUT_SECONDS"],
-                      read_timeout=app.config["UPSTREAM_TIMEOUT_SECONDS"],
-                      pool_size=app.config["UPSTREAM_POOL_SIZE"]),
+                      read_timeout=app.config["UPSTREAM_TIMEOUT_SECONDS"], http=upstream),
         fallback_scope=app.config["PASSTHROUGH_FALLBACK"],
         max_attempts=app.config["PASSTHROUGH_MAX_ATTEMPTS"],
     )

@@ -248,6 +248,8 @@ def load_settings(env=None):
         "UPSTREAM_TIMEOUT_SECONDS": _number(env, "UPSTREAM_TIMEOUT_SECONDS", 20.0, minimum=0.1),
         "UPSTREAM_CONNECT_TIMEOUT_SECONDS": _number(env, "UPSTREAM_CONNECT_TIMEOUT_SECONDS", 5.0, minimum=0.1),
         "UPSTREAM_POOL_SIZE": _number(env, "UPSTREAM_POOL_SIZE", 1000, int, minimum=1),
+        # HTTP/2 to an https:// GEMINI_BASE_URL (a worker's calls share a few connections); false: HTTP/1.1.
+        "UPSTREAM_HTTP2": _flag(env, "UPSTREAM_HTTP2", True),
         "RETRY_MAX_ATTEMPTS": _number(env, "RETRY_MAX_ATTEMPTS", 3, int, minimum=1, maximum=20),
         "RETRY_INITIAL_DELAY_SECONDS": _number(env, "RETRY_INITIAL_DELAY_SECONDS", 0.5, minimum=0),
         "RETRY_MAX_DELAY_SECONDS": _number(env, "RETRY_MAX_DELAY_SECONDS", 8.0, minimum=0),

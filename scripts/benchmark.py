@@ -1,7 +1,7 @@
 """Load benchmark: the proxy (Gunicorn gevent) against calling the Gemini emulator directly, measured in
 the same run by the same client, written to BENCHMARKS.md as ratios and differences.
 
-    .venv/bin/python scripts/benchmark.py [--quick] [--only live] [--analytics-rows 1000000] [--output BENCHMARKS.md]
+    .venv/bin/python scripts/benchmark.py [--quick] [--only live|tls] [--analytics-rows 1000000] [--output BENCHMARKS.md]
 """
 from gevent import monkey
 
@@ -30,6 +30,8 @@ from gevent.pool import Pool  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tests import processes  # noqa: E402
 
+import bench_tls  # noqa: E402  (scripts/, beside this file; it reads this module's helpers as `benchmark`)
+
 KEY = "bench-key-0000000001"
 MODEL = "gemini-2.5-flash"
 NATIVE = {"contents": [{"parts": [{"text": "Write one short sentence about the sea."}]}]}
@@ -48,11 +50,12 @@ def session(size):
     return http
 
 
-def run(url, body, concurrency, total, headers=None):
+def run(url, body, concurrency, total, headers=None, http=None):
     """`total` POSTs, `concurrency` at a time; returns (latencies in s, failures, wall seconds, the
     perf_counter time each answer finished). A bare urllib3 client: the lighter the client, the more of
-    this shared machine's CPU the servers get."""
-    http = urllib3.PoolManager(maxsize=concurrency, block=True, retries=False)
+    this shared machine's CPU the servers get. `http`: a warm pool to reuse (TLS connections kept open
+    between rounds), else a new one."""
+    http = http or urllib3.PoolManager(maxsize=concurrency, block=True, retries=False)
     payload = json.dumps(body).encode()
     headers = {"Content-Type": "application/json", **(headers or {})}
     latencies, failures, finished = [], [], []
@@ -499,18 +502,21 @@ def live_bench(emulator, proxy, database, quick):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests per level (a smoke run)")
-    parser.add_argument("--only", choices=["live"], help="run this section alone and replace it in the output")
+    parser.add_argument("--only", choices=["live", "tls"], help="run this section alone and replace it in the output")
     parser.add_argument("--analytics-rows", type=int, default=0, help="seed this many rows and time the reports")
     parser.add_argument("--output", default=os.path.join(processes.ROOT, "BENCHMARKS.md"))
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="bench-")
+    # No per-client bound on Live sessions (10 by default): the Live rows measure the worker, not the limit.
+    base = dict(GEMINI_API_KEY=KEY, GEMINI_MODELS=MODEL, ACCESS_LOG="false", ROLLUP_INTERVAL_SECONDS=0,
+                LIVE_SESSIONS_PER_CLIENT=0)
+    if args.only == "tls":
+        return replace_section(args.output, bench_tls.TLS_HEADING,
+                               bench_tls.tls_section(args, bench_tls.tls_bench(work, args.quick, base)))
     emulator = processes.start_emulator(work, [KEY])
     proxy = floor = relay = None
     try:
-        # No per-client bound on Live sessions (10 by default): the Live rows measure the worker, not the limit.
-        settings = dict(GEMINI_API_KEY=KEY, GEMINI_BASE_URL=emulator.url, GEMINI_MODELS=MODEL,
-                        DATABASE_URL=f"sqlite:///{work}/proxy.db", ACCESS_LOG="false",
-                        ROLLUP_INTERVAL_SECONDS=0, LIVE_SESSIONS_PER_CLIENT=0)
+        settings = dict(base, GEMINI_BASE_URL=emulator.url, DATABASE_URL=f"sqlite:///{work}/proxy.db")
         proxy = processes.start_gunicorn(work, WEB_CONCURRENCY=1, **settings)
         proxy.wait_ready(log_marker="Worker ready")
         (worker,) = processes.workers_of(proxy.proc.pid)
@@ -558,6 +564,9 @@ def main():
     write_report(args, latency, saturation, calls, (d_first, d_last, p_first, p_last), capacity,
                  (idle_rss, max(row["peak_rss"] for row in capacity), max(stream_rss), streamed_bytes), live,
                  analytics)
+    # Its own processes (an HTTP/2 TLS front, a proxy for each protocol), after the others have stopped.
+    replace_section(args.output, bench_tls.TLS_HEADING,
+                    bench_tls.tls_section(args, bench_tls.tls_bench(work, args.quick, base)))
 
 
 LIVE_HEADING = "## Live API"

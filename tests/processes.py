@@ -214,6 +214,98 @@ http {{
     raise RuntimeError(f"nginx not ready:\n{process.output()}")
 
 
+def _nginx_binary():
+    binary = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if binary is None:
+        raise RuntimeError("nginx is not installed: apt-get install nginx (scripts/test does)")
+    return binary
+
+
+# What the HTTP/2 front logs of each request: its connection's serial number (one a TLS handshake), the
+# protocol it came in on, where it went, and whether its answer was sent in full ("OK", else empty: the
+# client reset the stream). Read by h2_seen().
+H2_LOG_FORMAT = "$connection $server_protocol $status $request_method $uri $request_completion"
+
+
+def start_h2_emulator(tmp_dir, keys, tls, requests_per_connection=100000, reset_models=()):
+    """The emulator behind nginx serving HTTP/2 over TLS (and HTTP/1.1 to a client whose ALPN asks for
+    it), as Google's front end does: `tls` is a (certificate chain, key) pair of PEM files. nginx, a
+    widely deployed HTTP/2 server, multiplexes, flow-controls and logs each request's connection and
+    protocol; the gevent emulator behind it stays as it is. After `requests_per_connection` requests
+    nginx ends a connection with a graceful GOAWAY; a call to one of `reset_models` is reset (RST_STREAM)
+    without an answer, as a connection dropped mid-flight would leave it."""
+    emulator = start_emulator(tmp_dir, keys)
+    port = free_port()
+    folder = os.path.join(tmp_dir, f"h2-{port}")
+    os.makedirs(os.path.join(folder, "temp"), exist_ok=True)
+    resets = "".join(f"""
+        location ~ "/models/{model}:" {{ return 444; }}""" for model in reset_models)
+    config = os.path.join(folder, "nginx.conf")
+    with open(config, "w") as handle:
+        handle.write(f"""daemon off;
+user root;
+worker_processes 1;
+pid {folder}/nginx.pid;
+error_log {folder}/error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+    log_format h2 '{H2_LOG_FORMAT}';
+    access_log {folder}/access.log h2;
+    client_body_temp_path {folder}/temp/body;
+    proxy_temp_path {folder}/temp/proxy;
+    fastcgi_temp_path {folder}/temp/fastcgi;
+    uwsgi_temp_path {folder}/temp/uwsgi;
+    scgi_temp_path {folder}/temp/scgi;
+    upstream emulator {{
+        server 127.0.0.1:{emulator.port};
+        keepalive 1024;
+    }}
+    server {{
+        listen 127.0.0.1:{port} ssl http2;
+        ssl_certificate {tls[0]};
+        ssl_certificate_key {tls[1]};
+        keepalive_requests {requests_per_connection};
+        client_max_body_size 64m;
+        location / {{
+            proxy_pass http://emulator;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host:$server_port;
+            proxy_buffering off;
+            proxy_request_buffering off;
+            proxy_read_timeout 300s;
+        }}{resets}
+    }}
+}}
+""")
+    front = Process("h2-front", [_nginx_binary(), "-c", config, "-p", folder], base_env(), folder, None,
+                    os.path.join(folder, "nginx.log"))
+    front.url, front.port, front.emulator = f"https://localhost:{port}", port, emulator
+    front.access_log = os.path.join(folder, "access.log")
+    stop_front = front.stop
+
+    def stop(timeout=15.0):
+        stop_front(timeout)
+        emulator.stop(timeout)
+
+    front.stop = stop
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return front
+        except OSError:
+            time.sleep(0.1)
+    front.stop()
+    raise RuntimeError(f"the HTTP/2 front was not ready:\n{front.output()}")
+
+
+def h2_seen(front):
+    """[(connection, protocol, status, method, path, completion)] of every request the HTTP/2 front has logged."""
+    with open(front.access_log) as handle:
+        return [tuple(line.split(" ")) for line in handle.read().splitlines() if line]
+
+
 class Postgres:
     """A throwaway PostgreSQL cluster on a free loopback port, that a test can stop and start again
     (Debian's postgresql; scripts/test installs it). The server refuses to run as root, so under root it

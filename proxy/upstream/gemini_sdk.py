@@ -18,7 +18,7 @@ from .failures import (
     REJECTED, TIMEOUT, TRANSIENT, UNTRUSTED, UpstreamFailure, from_google_error, untrusted_message,
 )
 from .messages import Completion
-from .session import UntrustedCertificate, UpstreamHttp
+from .session import UntrustedCertificate, UpstreamHttp, upstream_pool
 from .transport import failure_row
 
 # Many greenlets share one client per key; a pool smaller than the requests in flight churns connections.
@@ -41,9 +41,12 @@ def estimate_tokens(text):
 class GeminiSdk:
     """Calls Gemini through the legacy SDK's REST transport, pointed at the configured base URL."""
 
-    def __init__(self, base_url, user_agent="gemini-proxy"):
+    def __init__(self, base_url, user_agent="gemini-proxy", http=None):
         self.base_url = base_url
         self.user_agent = user_agent
+        # One pool for every key's client (and, given by the app, the pass-through's too): over HTTP/2 a
+        # worker's calls share a few connections instead of each key holding its own.
+        self.http = http if http is not None else upstream_pool(base_url, _POOL_SIZE)
         self._clients = OrderedDict()
         self._lock = threading.Lock()
 
@@ -68,7 +71,7 @@ class GeminiSdk:
         )
         session = getattr(client._transport, "_session", None)
         if session is not None:
-            session.request = UpstreamHttp(session.credentials, self.base_url, _POOL_SIZE).request
+            session.request = UpstreamHttp(session.credentials, self.http).request
         return client
 
     def generate(self, key, model, request, timeout):

@@ -24,7 +24,7 @@ class Reply:
     headers: dict
     model: Optional[str]
     attempts: list = field(default_factory=list)
-    live: object = None  # urllib3 response, unread
+    live: object = None  # urllib3 response (or h2pool.H2Response), unread
     body: bytes = b""
     key_id: Optional[str] = None
     key: Optional[str] = field(default=None, repr=False)  # the server key that answered (never stored)
@@ -33,11 +33,12 @@ class Reply:
 class HttpTransport:
     """Sends a job that knows its method and body, and its target and headers for a model and key."""
 
-    def __init__(self, base_url, *, connect_timeout, read_timeout, pool_size):
+    def __init__(self, base_url, *, connect_timeout, read_timeout, pool_size=None, http=None):
         self.base_url = base_url.rstrip("/")
         self.connect_timeout, self.read_timeout = connect_timeout, read_timeout  # seconds, per attempt
         self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)  # while the deadline is far
-        self.http = upstream_pool(self.base_url, pool_size)
+        # The worker's pool to Gemini, shared with the SDK's calls when given (session.upstream_pool).
+        self.http = http if http is not None else upstream_pool(self.base_url, pool_size)
 
     def send(self, job, attempt):
         target, headers = job.prepared(attempt.model, attempt.key)

@@ -15,6 +15,7 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import get_environ_proxies
 
 from .failures import untrusted_certificate
+from .h2pool import H2Pool
 
 
 class UntrustedCertificate(requests.exceptions.SSLError):
@@ -34,19 +35,24 @@ def _query(params):
         return urlencode(params, doseq=True)
 
 
-def upstream_pool(base_url, pool_size):
+def upstream_pool(base_url, pool_size, http2=False):
     """Connections to Gemini for either API: through the operator's HTTPS_PROXY (or HTTP_PROXY, ALL_PROXY)
-    unless NO_PROXY exempts the host; urllib3's own retries off, the callers retry."""
+    unless NO_PROXY exempts the host; the pool's own retries off, the callers retry. HTTP/2 over TLS when
+    `http2` (many requests to a connection), else urllib3's HTTP/1.1 (a connection per request in flight)."""
     proxies = get_environ_proxies(base_url)
     proxy = proxies.get(base_url.split(":", 1)[0]) or proxies.get("all")
+    if http2 and base_url.startswith("https:"):  # h2 without TLS (h2c) is not what Google serves
+        return H2Pool(proxy, pool_size)
     options = dict(num_pools=4, maxsize=pool_size, block=False, retries=False)
     return urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
 
 
 class UpstreamHttp:
-    def __init__(self, credentials, base_url, pool_size):
+    """The SDK session's request method, over a pool shared by every key's client (and the pass-through)."""
+
+    def __init__(self, credentials, http):
         self.credentials = credentials
-        self.http = upstream_pool(base_url, pool_size)
+        self.http = http
 
     def request(self, method, url, timeout=None, headers=None, params=None, data=None, **unused):
         headers = dict(headers or {})
