@@ -71,7 +71,8 @@ class RecordWriter:
         if self.failing:
             return  # the retry loop writes it, with the records already waiting
         if self._thread is not None:
-            self._wake.set()
+            if not self._wake.is_set():  # setting it again would take its lock only to wake no one
+                self._wake.set()
         else:
             self.flush()
 
