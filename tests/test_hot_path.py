@@ -1,5 +1,6 @@
 """The request path's shortcuts (issue 21) give what the longer ways they replaced gave."""
 from dataclasses import fields
+from datetime import datetime
 
 from hypothesis import given, strategies as st
 
@@ -26,3 +27,42 @@ def test_the_depth_limit_holds_whatever_brackets_a_body_has(depth, padding):
             raise AssertionError("a body nested too deep was taken")
     else:
         assert jsonbody.loads(body)["pad"] == "[" * padding
+
+
+def _replayed(spool):
+    got = []
+    spool.replay(lambda records, tried: (got.extend(records), (len(records), 0))[1], 100)
+    return got
+
+
+def test_a_spool_hands_its_writer_what_it_kept_only_when_it_wrote_the_whole_file(tmp_path):
+    from proxy.storage.spool import Spool
+
+    spool, other = Spool(str(tmp_path)), Spool(str(tmp_path))  # two in one process: one file, one pid
+    spool.append({"request_id": "1"}, keep="kept-1")
+    spool.append({"request_id": "2"}, keep="kept-2")
+    assert _replayed(spool) == ["kept-1", "kept-2"]  # not read back from the file
+    spool.append({"request_id": "3"}, keep="kept-3")
+    other.append({"request_id": "4"}, keep="kept-4")
+    assert [record["request_id"] for record in _replayed(spool)] == ["3", "4"]  # read back, both
+    other.append({"request_id": "5"}, keep="kept-5")  # its file was claimed: it starts the next one
+    assert _replayed(other) == ["kept-5"]
+    assert _replayed(spool) == [] and spool.files() == []
+
+
+def test_records_kept_by_the_spool_are_written_once(app):
+    from sqlalchemy import func, select
+
+    from models import RequestLog, db
+    from proxy.storage.records import RequestRecord
+
+    writer = app.extensions["records"]
+    made = [RequestRecord(request_id=f"kept-{n}", created_at=datetime(2026, 12, 3),
+                          route="/gemini/generate", method="POST", status_code=200, latency_ms=1.0)
+            for n in range(3)]
+    for record in made:
+        writer.spool.append(record.to_spooled(), keep=record)
+    writer.flush()
+    with app.app_context():
+        assert db.session.execute(select(func.count()).select_from(RequestLog)
+                                  .where(RequestLog.request_id.like("kept-%"))).scalar_one() == 3

@@ -137,6 +137,9 @@ def _owner(path):
     return int(name.rsplit(".", 2)[-2] if name.endswith(".replaying") else name[len("spool-"):-len(".jsonl")])
 
 
+# Records an open file's appends keep for its writer, at most: beyond, it reads them back from the file
+# (a writer claims the file every few seconds, even while the database refuses them).
+_KEPT_MAX = 10_000
 # What is read of a file to tell it from another that took its name and inode.
 _HEAD_BYTES = 64
 _READ_BYTES = 1 << 20
@@ -149,6 +152,9 @@ class Spool:
         self._counted_waiting, self._counted_rejected = {}, {}
         # This process's file, open for appending, its inode, and what closes it.
         self._descriptor = self._file_pid = self._file_inode = self._closer = None
+        # What append was given to keep for each line it added to the open file, in order (None once past
+        # _KEPT_MAX): a writer claiming that file takes these instead of reading the lines back.
+        self._kept = []
         self._appending = threading.Lock()
         try:
             os.makedirs(directory, exist_ok=True)
@@ -178,9 +184,12 @@ class Spool:
         if self._closer is not None:
             self._closer()
             self._closer = None
+        self._kept = []  # they were the old file's
 
-    def append(self, record):
-        """Append one record; raises OSError only when the local disk refuses it."""
+    def append(self, record, keep=None):
+        """Append one record; raises OSError only when the local disk refuses it. `keep` (what the record
+        was made from) is what replay hands its writer in place of the line, when this Spool wrote the
+        whole file."""
         line = _stamped(record)
         path = self._own_path()
         # The file stays open between appends (an open and a close a request cost more than the write);
@@ -200,6 +209,10 @@ class Spool:
                             # The lock keeps other appends out, so ours is the file's last `written` bytes.
                             os.ftruncate(descriptor, os.fstat(descriptor).st_size - written)  # a torn line
                             raise OSError(errno.ENOSPC, "the spool's disk took only part of a record")
+                        if self._kept is not None:
+                            self._kept.append(record if keep is None else keep)
+                            if len(self._kept) > _KEPT_MAX:
+                                self._kept = None  # the file is read back instead
                         return
                 finally:
                     fcntl.flock(descriptor, fcntl.LOCK_UN)
@@ -277,12 +290,22 @@ class Spool:
         return not own_only and not alive(owner)  # a live worker writes its own files
 
     def _claim(self, path):
+        """(the name `path` now has, or None if another writer took it; what this Spool kept of its lines,
+        or None if it was not the file this Spool appends to)."""
         claimed = os.path.join(self.directory, f"claimed-{time.time_ns()}.{os.getpid()}.replaying")
-        try:
-            os.rename(path, claimed)
-        except FileNotFoundError:
-            return None
-        return claimed
+        with self._appending:  # no append of this process's threads lands between the look and the rename
+            kept = None
+            if path == self._own_path() and self._closer is not None and self._file_pid == os.getpid():
+                try:
+                    if os.stat(path).st_ino == self._file_inode:
+                        kept, self._kept = self._kept, []
+                except FileNotFoundError:
+                    pass
+            try:
+                os.rename(path, claimed)
+            except FileNotFoundError:
+                return None, None
+        return claimed, kept
 
     def replay(self, write, per_write, own_only=False):
         """Hand the records of each file this process may take to `write(records, tried)`, at most
@@ -294,15 +317,19 @@ class Spool:
         for path in self.files():
             if not self._claimable(path, own_only):
                 continue
-            claimed = self._claim(path)
+            claimed, kept = self._claim(path)
             if claimed is None:
                 continue
             with open(claimed, "rb") as handle:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # an append under way finishes first
                 lines = [line for line in handle.read().splitlines() if line.strip()]
+            # As many lines as this Spool appended: they are its own, all of them (lines only accumulate,
+            # and any another process or Spool had left would be more), so what it kept stands for them.
+            kept = kept if kept is not None and len(kept) == len(lines) else None
             tried = path.endswith(".replaying")
             for start in range(0, len(lines), per_write):
-                records = self._decode(lines[start:start + per_write], claimed)
+                records = kept[start:start + per_write] if kept is not None else \
+                    self._decode(lines[start:start + per_write], claimed)
                 if records:
                     done, already = write(records, tried=tried)
                     written, duplicates = written + done, duplicates + already
