@@ -1,4 +1,5 @@
 """The request path's shortcuts (issue 21) give what the longer ways they replaced gave."""
+import json
 from dataclasses import fields
 from datetime import datetime
 
@@ -66,3 +67,33 @@ def test_records_kept_by_the_spool_are_written_once(app):
     with app.app_context():
         assert db.session.execute(select(func.count()).select_from(RequestLog)
                                   .where(RequestLog.request_id.like("kept-%"))).scalar_one() == 3
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2 ** 70), max_value=2 ** 70) |
+    st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=12)
+answers = st.fixed_dictionaries({}, optional={
+    "candidates": st.lists(st.fixed_dictionaries({}, optional={"finishReason": json_values}), max_size=2),
+    "usageMetadata": st.dictionaries(st.sampled_from(["promptTokenCount", "candidatesTokenCount",
+                                                      "totalTokenCount"]), json_values),
+    "modelVersion": json_values, "promptFeedback": st.fixed_dictionaries({}, optional={"blockReason": json_values}),
+    "error": json_values, "object": json_values, "other": json_values})
+
+
+@given(answers, st.sampled_from(["", " ", "\n", "\r\n\t "]), st.sampled_from(["", "\n", " x", "}", ","]))
+def test_answers_summarized_from_their_text_as_the_scanner_reads_them(answer, before, after):
+    _same_summary(before + json.dumps(answer) + after)
+
+
+def test_numbers_past_64_bits_summarize_as_the_scanner_reads_them():
+    for text in ('{"usageMetadata": {"promptTokenCount": 123456789012345678901234}}',
+                 '{"modelVersion": 123456789012345678901234, "candidates": [{"finishReason": 123456789012345678901}]}',
+                 '{"error": {"code": 123456789012345678901234, "message": "m"}}'):
+        _same_summary(text)
+
+
+def _same_summary(text):
+    from proxy.wire.stream import iter_json_objects, summarize, summarize_text
+
+    assert repr(summarize_text(text)) == repr(summarize(iter_json_objects(text)))
