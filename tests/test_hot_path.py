@@ -3,7 +3,7 @@ import json
 from dataclasses import fields
 from datetime import datetime
 
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from proxy.wire import jsonbody
 from proxy.wire.usage import Usage
@@ -81,6 +81,7 @@ answers = st.fixed_dictionaries({}, optional={
     "error": json_values, "object": json_values, "other": json_values})
 
 
+@settings(max_examples=300)
 @given(answers, st.sampled_from(["", " ", "\n", "\r\n\t "]), st.sampled_from(["", "\n", " x", "}", ","]))
 def test_answers_summarized_from_their_text_as_the_scanner_reads_them(answer, before, after):
     _same_summary(before + json.dumps(answer) + after)
@@ -89,7 +90,9 @@ def test_answers_summarized_from_their_text_as_the_scanner_reads_them(answer, be
 def test_numbers_past_64_bits_summarize_as_the_scanner_reads_them():
     for text in ('{"usageMetadata": {"promptTokenCount": 123456789012345678901234}}',
                  '{"modelVersion": 123456789012345678901234, "candidates": [{"finishReason": 123456789012345678901}]}',
-                 '{"error": {"code": 123456789012345678901234, "message": "m"}}'):
+                 '{"error": {"code": 123456789012345678901234, "message": "m"}}',
+                 '{"modelVersion": [-9223372036854775809]}', '{"promptFeedback": {"blockReason": [12345678901234567890123]}}',
+                 '{"candidates": [{"finishReason": {"a": 12345678901234567890123}}]}'):
         _same_summary(text)
 
 
