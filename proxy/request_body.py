@@ -26,16 +26,22 @@ class _TooSlow(BaseException):
     """Raised into the greenlet reading a body when its deadline passes (BaseException: no handler eats it)."""
 
 
+_timeout = None  # gevent's Timeout, once gevent is known to have patched the socket module (it stays so)
+
+
 def _deadline(seconds):
     """Interrupts a read blocked past `seconds`. Only gevent can interrupt a blocked read; the body deadline
     holds under Gunicorn's gevent workers and is not enforced by servers without them (the dev server)."""
-    try:
-        from gevent import Timeout, monkey
-    except ImportError:  # pragma: no cover - gevent is a dependency
-        return contextlib.nullcontext()
-    if not monkey.is_module_patched("socket"):
-        return contextlib.nullcontext()
-    return Timeout(max(seconds, 0.001), _TooSlow)
+    global _timeout
+    if _timeout is None:  # looked up until found, not on every request's body
+        try:
+            from gevent import Timeout, monkey
+        except ImportError:  # pragma: no cover - gevent is a dependency
+            return contextlib.nullcontext()
+        if not monkey.is_module_patched("socket"):
+            return contextlib.nullcontext()
+        _timeout = Timeout
+    return _timeout(max(seconds, 0.001), _TooSlow)
 
 
 def _declared_length(environ):

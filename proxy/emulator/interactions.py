@@ -107,11 +107,13 @@ def register_interactions(app, state, versions, google_error):
         if refusal is not None:
             return refusal
         body = request.get_json(force=True, silent=True)
-        if not isinstance(body, dict) or not (isinstance(body.get("model"), str) or
+        if not isinstance(body, dict) or not ((isinstance(body.get("model"), str) and body["model"]) or
                                               isinstance(body.get("agent"), str)):
             return caller.error(400, "One of model or agent is required.")
         if not isinstance(body.get("generation_config") or {}, dict):
             return caller.error(400, "Invalid value at 'generation_config'.")
+        if body.get("model") is not None and not isinstance(body["model"], str):  # {"model": true, "agent": ...}
+            return caller.error(400, "Invalid value at 'model'.")
         if body.get("model") and body["model"].removeprefix("models/") not in replies.MODELS:
             return caller.error(404, f"models/{body['model']} is not found.", "model_not_found")
         body = {**body, "model": body.get("model") and body["model"].removeprefix("models/")}

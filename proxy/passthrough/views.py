@@ -69,14 +69,15 @@ def _body_model(payload):
 def _call_from_request(incoming, state, native):
     route = native.route
     body = incoming.get_data(cache=False)
+    sent = dict(incoming.headers)  # the environ's headers read once: the log's copy, and what goes upstream
     call = NativeCall(
         method=incoming.method,
         route=route,
         query=native.query.without(upload_urls.PARAMETER),
         body=body,
-        headers=upstream_headers(incoming.headers),
+        headers=upstream_headers(sent),
         key=_key_choice(state, native),
-        client_headers=dict(incoming.headers),
+        client_headers=sent,
         model=route.model,
     )
     if body and not route.upload:

@@ -2,7 +2,9 @@
 
 A record is a storage.records.RequestRecord: a request-log row's columns plus its attempts, metric and
 exchange (with its body), as the recorders build them; the database assigns the ids that link them."""
+import dataclasses
 import uuid
+from operator import attrgetter
 
 from sqlalchemy import String, delete, insert, select, text
 from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
@@ -17,6 +19,10 @@ _NOT_SEEN = object()
 UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError)
 # The database will never take this record as it is: it is put aside, not retried forever.
 _INVALID = (SQLAlchemyError, KeyError, TypeError, ValueError)
+
+
+def _fields(kind):
+    return {field.name for field in dataclasses.fields(kind)} if dataclasses.is_dataclass(kind) else set()
 
 
 class _Table:
@@ -35,17 +41,38 @@ class _Table:
             default = column.default
             self.defaults[column.key] = (default.arg if default.is_scalar else (lambda d=default: d.arg(None))) \
                 if default is not None else None
+        self._filled = [(key, default) for key, default in self.defaults.items() if default is not None]
+        self._cut = [(key, length) for key, length in self.lengths.items() if key in self.defaults]
+        self._readers = {}  # record type: its reader
 
     def row(self, values, **links):
-        row = {}
-        for key, default in self.defaults.items():
-            value = links[key] if key in links else getattr(values, key, None)
-            if value is None and default is not None:
-                value = default() if callable(default) else default
-            elif key in self.lengths and isinstance(value, str):
-                value = value[:self.lengths[key]]
-            row[key] = value
+        # Every column's value read at C speed (a record's type knows its fields: those it lacks are None),
+        # then only the columns that need it visited: this runs for every row of every batch.
+        names, getter, lacking = self._reader(type(values))
+        row = dict(zip(names, getter(values)))
+        row.update(lacking)
+        for key, value in links.items():  # the ids that link a row to its parent's
+            if key in row:
+                row[key] = value
+        for key, length in self._cut:  # before the defaults, which are never cut
+            value = row[key]
+            if isinstance(value, str) and len(value) > length:
+                row[key] = value[:length]
+        for key, default in self._filled:
+            if row[key] is None:
+                row[key] = default() if callable(default) else default
         return row
+
+    def _reader(self, kind):
+        """(the columns a `kind` has, a function giving their values as a tuple, {column it lacks: None})."""
+        reader = self._readers.get(kind)
+        if reader is None:
+            names = tuple(key for key in self.defaults if hasattr(kind, key) or key in _fields(kind))
+            getter = attrgetter(*names) if len(names) > 1 else (
+                (lambda values, get=attrgetter(*names): (get(values),)) if names else (lambda values: ()))
+            reader = self._readers[kind] = (names, getter, dict.fromkeys(key for key in self.defaults
+                                                                           if key not in names))
+        return reader
 
     def insert(self, rows, ids=False):
         """Insert `rows`; with ids=True return their new ids, in order."""

@@ -6,7 +6,7 @@ from ..compression import compress
 from ..wire.headers import redacted
 from ..wire.references import TOKEN_TEXT
 from ..wire.routes import GENERATION_ACTIONS
-from ..wire.stream import iter_json_objects, summarize
+from ..wire.stream import summarize_text
 from .records import ExchangeBodyRecord, ExchangeRecord, MetricRecord
 from .recorder import request_record
 
@@ -47,7 +47,7 @@ def _aborted(stream):
 
 def build_rows(state, call, reply, stream, error, secrets):
     """The record of a native exchange (see storage.records): what was asked, what came back, and how."""
-    summary = summarize(iter_json_objects(stream.capture.parse_text()))
+    summary = summarize_text(stream.capture.parse_text())
     usage = summary["usage"]
     settings = _generation_settings(call)
     aborted = _aborted(stream)

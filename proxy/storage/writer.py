@@ -64,14 +64,15 @@ class RecordWriter:
     def submit(self, record):
         """Keep the RequestRecord; never raises. Without the background loop (tests, CLI), write it now."""
         try:
-            self.spool.append(record.to_spooled())
+            self.spool.append(record.to_spooled(), keep=record)  # kept: the writer need not read it back
         except OSError as exc:
             self._hold(record, exc)
             return
         if self.failing:
             return  # the retry loop writes it, with the records already waiting
         if self._thread is not None:
-            self._wake.set()
+            if not self._wake.is_set():  # setting it again would take its lock only to wake no one
+                self._wake.set()
         else:
             self.flush()
 
@@ -100,7 +101,7 @@ class RecordWriter:
             # Some may be written already; the spool's duplicate check skips them later.
             for position, record in enumerate(held):
                 try:
-                    self.spool.append(record.to_spooled())
+                    self.spool.append(record.to_spooled(), keep=record)
                 except OSError:
                     self.held = held[position:] + self.held
                     return
@@ -149,10 +150,13 @@ class RecordWriter:
         return insert_records(records, tried=tried, reject=self._reject, written=self._written_observers)
 
     def _insert_spooled(self, mappings, tried):
-        """_insert_turn for the spool's mappings; one that is no record is kept apart as the database's
-        refusals are."""
+        """_insert_turn for the spool's mappings (or the records it kept); one that is no record is kept apart
+        as the database's refusals are."""
         records = []
         for mapping in mappings:
+            if isinstance(mapping, RequestRecord):  # kept by the spool as it was submitted
+                records.append(mapping)
+                continue
             try:
                 records.append(RequestRecord.from_spooled(mapping))
             except (TypeError, AttributeError) as exc:

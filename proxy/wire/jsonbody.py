@@ -53,9 +53,17 @@ def loads(data, max_depth=MAX_DEPTH):
         if isinstance(exc, BadJson):
             raise
         raise BadJson("The body is not valid JSON.") from None
-    if depth_exceeds(value, max_depth):
+    # Each level opens a bracket, so a body with no more brackets than max_depth (any request but an
+    # outlandish one: strings' brackets count too) cannot nest deeper, and is not walked.
+    if _brackets(data) > max_depth and depth_exceeds(value, max_depth):
         raise BadJson(f"The body nests deeper than {max_depth} levels.")
     return value
+
+
+def _brackets(data):
+    if isinstance(data, str):
+        return data.count("{") + data.count("[")
+    return data.count(b"{") + data.count(b"[")
 
 
 def depth_exceeds(value, max_depth):

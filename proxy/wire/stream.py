@@ -2,9 +2,49 @@
 what they say about usage, finish reason, model version and errors (Gemini's and OpenAI's shapes)."""
 import json
 
+import orjson
+
 from .usage import Usage
 
 _SEPARATORS = " \t\r\n,[]"
+
+
+_WHITESPACE = " \t\r\n"  # JSON's
+_PLAIN = (str, type(None))  # values a summary keeps as they are, which orjson reads as json does
+
+
+def _one_object(text):
+    """The text as the one JSON object it is, read by orjson, or None to leave it to the scanner: when it is
+    not one object, or holds what orjson reads otherwise than json (an integer past 64 bits is a float to
+    it) where a summary would show it other than as a token count (which is None either way): an error,
+    OpenAI's shape, a model or finish reason that is not text. For summaries only: the objects may differ."""
+    start, end = 0, len(text)
+    while start < end and text[start] in _WHITESPACE:
+        start += 1
+    while end > start and text[end - 1] in _WHITESPACE:
+        end -= 1
+    if start == end or text[start] != "{" or text[end - 1] != "}":
+        return None
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if type(value) is not dict or "error" in value or "object" in value or \
+            type(value.get("modelVersion")) not in _PLAIN:
+        return None
+    for candidate in value.get("candidates") if type(value.get("candidates")) is list else ():
+        if type(candidate) is dict and type(candidate.get("finishReason")) not in _PLAIN:
+            return None
+    feedback = value.get("promptFeedback")
+    if type(feedback) is dict and type(feedback.get("blockReason")) not in _PLAIN:
+        return None
+    return value
+
+
+def summarize_text(text):
+    """summarize(iter_json_objects(text)), with an answer that is not streamed read at C speed."""
+    whole = _one_object(text)
+    return summarize((whole,) if whole is not None else iter_json_objects(text))
 
 
 def iter_json_objects(text):

@@ -119,7 +119,8 @@ class Usage:
 
     def __bool__(self):
         """Whether the answer reported any usage at all."""
-        return any(getattr(self, f.name) is not None for f in fields(self))
+        return (self.prompt, self.candidates, self.total, self.cached, self.thoughts, self.tool_use_prompt,
+                self.service_tier) != _NOTHING
 
     @property
     def output(self):
@@ -143,3 +144,5 @@ class Usage:
             tier = self.service_tier if self.service_tier == other.service_tier else None  # mixed: unsaid
         return Usage(**summed, service_tier=tier)
 
+
+_NOTHING = (None,) * len(fields(Usage))  # Usage.__bool__ names every field: a test holds it to fields(Usage)
