@@ -81,7 +81,9 @@ async function load(stale) {
   set("t-tokens", format(summary.total_tokens));
   const l = summary.latency_ms;
   set("t-latency", [l.p50, l.p95, l.p99].map(Dash.ms).join(" / "));
-  set("t-cost", "$" + summary.cost_usd.toFixed(4));
+  // Cents once it is dollars; four places below, where a day of light use is a fraction of a cent.
+  const places = summary.cost_usd >= 100 ? 2 : 4;
+  set("t-cost", "$" + summary.cost_usd.toLocaleString("en-US", { minimumFractionDigits: places, maximumFractionDigits: places }));
   set("t-cache", summary.cache.lookups ? (summary.cache.hit_rate * 100).toFixed(1) + " %" : "off");
   set("t-fallbacks", `${format(fallbacks.first_model_failed)} / ${format(fallbacks.retries)}`);
 
