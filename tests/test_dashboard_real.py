@@ -172,3 +172,32 @@ def test_a_clients_spend_is_the_same_in_every_api_that_reports_it(real):
                 "costs": costs["total_cost_usd"], "usage": usage[0]["cost_usd"],
                 "forecast": predicted[client["id"]]["budget"]["spent_usd"]} == pytest.approx(
             dict.fromkeys(("admin", "own budget", "own period", "costs", "usage", "forecast"), spent)), name
+
+
+def test_the_overview_and_the_request_log_show_the_apis_figures(real, watched, tmp_path):
+    page = watched.page
+    created = requests.post(f"{real.url}/admin/clients", json={"name": "live", "budget_usd": 20,
+                                                               "budget_period": "month"}, headers=ADMIN, timeout=30)
+    assert created.status_code == 201, created.text
+    answers = [generate(real, created.json()["api_key"], f"live {n}") for n in range(3)]
+    assert all(answer.status_code == 200 for answer in answers)
+    wait_settled(real, ADMIN_KEY)
+
+    watched.sign_in(f"{real.url}/dashboard")
+    got = reload_capturing(watched, "/analytics/summary")
+    query, summary = got["/analytics/summary"]
+    again = api(real, "/analytics/summary", **query)  # the page's own window, asked again
+    assert again["cost_usd"] == summary["cost_usd"] and summary["cost_usd"] > 100
+    assert page.text_content("#t-cost") == f"${summary['cost_usd']:,.2f}"
+    count = summary["requests"]
+    assert page.text_content("#t-requests") == (f"{count / 1000:.1f}k" if count >= 1000 else str(count))
+    screenshot(page, tmp_path, "overview")
+
+    page.goto(f"{real.url}/dashboard/requests")
+    watched.ready()
+    opened = answers[-1].headers["X-Request-ID"]
+    page.click(f"#rows a[href='#{opened}']")
+    page.wait_for_selector("#detail:not([hidden])")
+    assert page.text_content("#d-id") == opened
+    assert created.json()["api_key"] not in page.content()
+    screenshot(page, tmp_path, "request-log")

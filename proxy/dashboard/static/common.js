@@ -129,7 +129,8 @@ const Dash = (() => {
       }
     }
     await run();
-    if (every) setInterval(run, every);
+    // No refresh while the key is asked for: it could only be refused again, and logged as such.
+    if (every) setInterval(() => { if (document.body.dataset.state !== "auth") run(); }, every);
     return run;
   }
 
