@@ -81,9 +81,9 @@ def usd(value):
     return f"${value:,.0f}" if value >= 100 else f"${value:,.2f}"
 
 
-def screenshot(page, tmp_path, name):
+def screenshot(page, tmp_path, name, full_page=True):
     folder = SCREENS if SCREENS.is_dir() else tmp_path
-    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=full_page)
 
 
 def client_row(page, name):
@@ -179,7 +179,12 @@ def test_the_overview_and_the_request_log_show_the_apis_figures(real, watched, t
     created = requests.post(f"{real.url}/admin/clients", json={"name": "live", "budget_usd": 20,
                                                                "budget_period": "month"}, headers=ADMIN, timeout=30)
     assert created.status_code == 201, created.text
-    answers = [generate(real, created.json()["api_key"], f"live {n}") for n in range(3)]
+    live = created.json()
+    answers = [generate(real, live["api_key"], f"live {n}") for n in range(3)]
+    # A native call too: the pass-through keeps its headers and bodies, so its drill-down is whole.
+    answers.append(requests.post(f"{real.url}/v1beta/models/{MODELS[0]}:generateContent", timeout=60,
+                                 json={"contents": [{"parts": [{"text": "What does the dashboard show?"}]}]},
+                                 headers={"X-API-KEY": live["api_key"]}))
     assert all(answer.status_code == 200 for answer in answers)
     wait_settled(real, ADMIN_KEY)
 
@@ -199,5 +204,10 @@ def test_the_overview_and_the_request_log_show_the_apis_figures(real, watched, t
     page.click(f"#rows a[href='#{opened}']")
     page.wait_for_selector("#detail:not([hidden])")
     assert page.text_content("#d-id") == opened
-    assert created.json()["api_key"] not in page.content()
-    screenshot(page, tmp_path, "request-log")
+    fields = dict(zip(page.locator("#d-fields dt").all_text_contents(), page.locator("#d-fields dd").all_text_contents()))
+    assert fields["Client"] == f"{live['id']} · live"  # the name, not an id to look up elsewhere
+    assert page.locator(f"#rows tr[data-request-id='{opened}'] td").nth(2).get_attribute("title") == f"{live['id']} · live"
+    assert "What does the dashboard show?" in page.text_content("#d-request-body")
+    assert live["api_key"] not in page.content()
+    screenshot(page, tmp_path, "request-log", full_page=False)  # as seen: the page scrolled to the request
+    screenshot(page, tmp_path, "request-log-full")
