@@ -26,7 +26,8 @@ function lineChart(id, labels, series, percent = false) {
       labels: labels.map(bucketLabel),
       datasets: series.map((s, n) => ({ label: s.name, data: s.values, borderColor: COLORS[n % COLORS.length],
                                         backgroundColor: COLORS[n % COLORS.length], pointRadius: 3,
-                                        pointHoverRadius: 5, borderWidth: 2, spanGaps: false, tension: 0.2 })),
+                                        pointHoverRadius: 5, borderWidth: 2, spanGaps: false, tension: 0.2,
+                                        borderDash: s.dash })),
     },
     options: {
       interaction: { mode: "index", intersect: false },
@@ -96,7 +97,9 @@ async function load(stale) {
             true);
   const series = performance.series;
   lineChart("c-latency", series.map((s) => s.bucket),
-            ["p50", "p95", "p99"].map((p) => ({ name: p, values: series.map((s) => s.latency_ms[p]) })));
+            // p95 dashed: in an hour of few requests it is p99's very sample, and drawn over it would hide it.
+            ["p50", "p95", "p99"].map((p) => ({ name: p, values: series.map((s) => s.latency_ms[p]),
+                                                dash: p === "p95" ? [6, 4] : undefined })));
   barChart("c-models", models.groups.map((g) => ({ label: g.key || "(none)", value: g.requests })));
   barChart("c-cost", costs.by_model.map((m) => ({ label: m.model || "(none)", value: m.cost_usd })), true);
 
