@@ -109,7 +109,8 @@ def test_the_clients_page_shows_each_budget_spent_and_the_forecast_as_the_apis_s
 
     got = reload_capturing(watched, "/admin/clients", "/analytics/forecast")
     listed = {c["name"]: c for c in api(real, "/admin/clients")}
-    assert {c["name"]: c["spent_usd"] for c in got["/admin/clients"][1]} == {n: c["spent_usd"] for n, c in listed.items()}
+    shown_to_page = {c["name"]: c["spent_usd"] for c in got["/admin/clients"][1]}
+    assert shown_to_page == {name: c["spent_usd"] for name, c in listed.items()}
     for name, (budget, period) in budgets.items():
         client = listed[name]
         assert (client["budget_usd"], client["budget_period"]) == (budget, period)
@@ -140,7 +141,8 @@ def test_the_clients_page_shows_each_budget_spent_and_the_forecast_as_the_apis_s
     assert f"from {forecast['history_days']} days of history, seasonality weekly" in page.text_content("#forecast")
     again = api(real, "/analytics/forecast")
     for period in ("day", "month"):  # nothing was asked meanwhile: what is spent is the same to the cent
-        assert again["total"][period]["cost_usd"]["so_far"] == pytest.approx(forecast["total"][period]["cost_usd"]["so_far"])
+        so_far = forecast["total"][period]["cost_usd"]["so_far"]
+        assert again["total"][period]["cost_usd"]["so_far"] == pytest.approx(so_far)
     for predicted in forecast["clients"]:
         row, period = client_row(page, predicted["name"]), (predicted["budget"] or {}).get("period", "month")
         assert f"{usd(predicted[period]['cost_usd']['expected'])} this {period}" in row.text_content()
@@ -204,9 +206,11 @@ def test_the_overview_and_the_request_log_show_the_apis_figures(real, watched, t
     page.click(f"#rows a[href='#{opened}']")
     page.wait_for_selector("#detail:not([hidden])")
     assert page.text_content("#d-id") == opened
-    fields = dict(zip(page.locator("#d-fields dt").all_text_contents(), page.locator("#d-fields dd").all_text_contents()))
+    fields = dict(zip(page.locator("#d-fields dt").all_text_contents(),
+                      page.locator("#d-fields dd").all_text_contents()))
     assert fields["Client"] == f"{live['id']} · live"  # the name, not an id to look up elsewhere
-    assert page.locator(f"#rows tr[data-request-id='{opened}'] td").nth(2).get_attribute("title") == f"{live['id']} · live"
+    client_cell = page.locator(f"#rows tr[data-request-id='{opened}'] td").nth(2)
+    assert client_cell.get_attribute("title") == f"{live['id']} · live"
     assert "What does the dashboard show?" in page.text_content("#d-request-body")
     assert live["api_key"] not in page.content()
     screenshot(page, tmp_path, "request-log", full_page=False)  # as seen: the page scrolled to the request
