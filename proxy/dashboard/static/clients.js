@@ -11,9 +11,13 @@ function spendBar(client) {
   const share = client.budget_usd > 0 ? spent / client.budget_usd : (spent > 0 ? 1 : 0);
   const fillBar = el("span", { className: "fill" + (share >= 1 ? " over" : share >= 0.8 ? " warn" : "") });
   fillBar.style.width = Math.min(100, share * 100).toFixed(1) + "%";  // CSSOM, which the CSP allows
+  // A spent budget says so in words, not only by a red bar at 100 % (the key is refused until the period ends).
+  const spentOut = share >= 1 ? [el("span", { className: "bad block over-label" },
+    `budget spent: refused until ${Dash.time(client.budget_resets_at)} UTC`)] : [];
   return el("span", { className: "spend", title: `${usd(spent)} of ${usd(client.budget_usd)}` },
             el("span", { className: "bar", role: "meter", ariaValueNow: String(spent), ariaValueMax: String(client.budget_usd) }, fillBar),
-            el("span", { className: "figure" }, `${usd(spent)} / ${usd(client.budget_usd)} (${(share * 100).toFixed(0)} %)`));
+            el("span", { className: "figure" }, `${usd(spent)} / ${usd(client.budget_usd)} (${(share * 100).toFixed(0)} %)`),
+            ...spentOut);
 }
 
 function budgetText(client) {
@@ -27,9 +31,13 @@ function forecastCell(client) {
   if (!f) return el("span", { className: "muted" }, "–");
   const period = (client.budget_period || (f.budget && f.budget.period) || "month") === "day" ? "day" : "month";
   const cost = f[period] && f[period].cost_usd;
-  const parts = [el("span", {}, cost ? `${usd(cost.expected)} this ${period} (${usd(cost.low)}–${usd(cost.high)})` : "–")];
+  // A key with no complete day of history has nothing to project from: its figure is what it spent so far.
+  const range = f.history_days === 0 ? "(no history yet: spent so far)" : `(${usd(cost.low)}–${usd(cost.high)})`;
+  const parts = [el("span", {}, cost ? `${usd(cost.expected)} this ${period} ${range}` : "–")];
   const runsOut = (f.budget && f.budget.runs_out_at) || (f.quota && f.quota.runs_out_at);
-  if (runsOut) parts.push(el("span", { className: "bad block" }, `runs out ${Dash.time(runsOut)}`));
+  // runs_out_at in the past (or now) is when the budget was spent: "runs out" then would read as a future.
+  const past = runsOut && Date.parse(runsOut) <= Date.parse(f.generated_at || new Date().toISOString());
+  if (runsOut) parts.push(el("span", { className: "bad block" }, `${past ? "ran out" : "runs out"} ${Dash.time(runsOut)}`));
   return el("span", {}, parts);
 }
 
@@ -82,7 +90,7 @@ async function forecast() {
 async function load(stale) {
   const [list, predicted] = await Promise.all([Dash.get("/admin/clients"), forecast()]);
   if (stale()) return;
-  forecastByClient = new Map(((predicted && predicted.clients) || []).map((c) => [c.client_id, c]));
+  forecastByClient = new Map(((predicted && predicted.clients) || []).map((c) => [c.client_id, { ...c, generated_at: predicted.generated_at }]));
   fill("forecast", forecastTiles(predicted));
   fill("client-rows", list.length ? list.map((c) => el("tr", { dataset: { clientId: c.id, state: c.state || "" } },
     el("td", {}, c.id), el("td", { className: "name" }, c.name), el("td", {}, el("code", {}, (c.key_prefix || "") + "…")),

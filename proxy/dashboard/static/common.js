@@ -82,7 +82,9 @@ const Dash = (() => {
   // Milliseconds: whole above 10 (a tenth of a millisecond is noise there), "1.2k" past a second.
   const ms = (value) => (value === null || value === undefined ? "–" : value >= 1000 ? format(value)
                          : value >= 10 ? String(Math.round(value)) : value.toFixed(1));
-  const usd = (value) => (value === null || value === undefined ? "–" : "$" + Number(value).toFixed(value >= 100 ? 0 : 2));
+  // Dollars: cents below $100, whole above, and thousands grouped ("$63,800", not "$63800").
+  const usd = (value) => (value === null || value === undefined ? "–" : "$" + Number(value).toLocaleString("en-US",
+    { minimumFractionDigits: value >= 100 ? 0 : 2, maximumFractionDigits: value >= 100 ? 0 : 2 }));
   const time = (iso) => (iso ? String(iso).slice(0, 19).replace("T", " ") : "–");
   // Long labels (model names) are cut on the axis; the tooltip shows them whole.
   const shorten = (text, limit = 18) => (text.length > limit ? text.slice(0, limit - 1) + "…" : text);
@@ -117,7 +119,7 @@ const Dash = (() => {
         await load(stale);
         if (stale()) return;
         showAuth(false);
-        set("updated", "updated " + new Date().toLocaleTimeString());
+        set("updated", "updated " + new Date().toISOString().slice(11, 19) + " UTC");  // as every time shown
         document.body.dataset.state = "ready";
       } catch (error) {
         if (stale()) return;
@@ -127,7 +129,8 @@ const Dash = (() => {
       }
     }
     await run();
-    if (every) setInterval(run, every);
+    // No refresh while the key is asked for: it could only be refused again, and logged as such.
+    if (every) setInterval(() => { if (document.body.dataset.state !== "auth") run(); }, every);
     return run;
   }
 

@@ -26,7 +26,8 @@ function lineChart(id, labels, series, percent = false) {
       labels: labels.map(bucketLabel),
       datasets: series.map((s, n) => ({ label: s.name, data: s.values, borderColor: COLORS[n % COLORS.length],
                                         backgroundColor: COLORS[n % COLORS.length], pointRadius: 3,
-                                        pointHoverRadius: 5, borderWidth: 2, spanGaps: false, tension: 0.2 })),
+                                        pointHoverRadius: 5, borderWidth: 2, spanGaps: false, tension: 0.2,
+                                        borderDash: s.dash })),
     },
     options: {
       interaction: { mode: "index", intersect: false },
@@ -81,7 +82,9 @@ async function load(stale) {
   set("t-tokens", format(summary.total_tokens));
   const l = summary.latency_ms;
   set("t-latency", [l.p50, l.p95, l.p99].map(Dash.ms).join(" / "));
-  set("t-cost", "$" + summary.cost_usd.toFixed(4));
+  // Cents once it is dollars; four places below, where a day of light use is a fraction of a cent.
+  const places = summary.cost_usd >= 100 ? 2 : 4;
+  set("t-cost", "$" + summary.cost_usd.toLocaleString("en-US", { minimumFractionDigits: places, maximumFractionDigits: places }));
   set("t-cache", summary.cache.lookups ? (summary.cache.hit_rate * 100).toFixed(1) + " %" : "off");
   set("t-fallbacks", `${format(fallbacks.first_model_failed)} / ${format(fallbacks.retries)}`);
 
@@ -94,7 +97,9 @@ async function load(stale) {
             true);
   const series = performance.series;
   lineChart("c-latency", series.map((s) => s.bucket),
-            ["p50", "p95", "p99"].map((p) => ({ name: p, values: series.map((s) => s.latency_ms[p]) })));
+            // p95 dashed: in an hour of few requests it is p99's very sample, and drawn over it would hide it.
+            ["p50", "p95", "p99"].map((p) => ({ name: p, values: series.map((s) => s.latency_ms[p]),
+                                                dash: p === "p95" ? [6, 4] : undefined })));
   barChart("c-models", models.groups.map((g) => ({ label: g.key || "(none)", value: g.requests })));
   barChart("c-cost", costs.by_model.map((m) => ({ label: m.model || "(none)", value: m.cost_usd })), true);
 

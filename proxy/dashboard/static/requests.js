@@ -38,10 +38,27 @@ function remember(params) {
 
 function statusCell(code) { return el("td", { className: code >= 400 ? "bad" : "" }, code); }
 
+// The log holds client ids; their names come from /admin/clients, read once a page load (a server without
+// that list, or one that refuses it, shows ids alone).
+let clientNames = null;
+async function names() {
+  if (!clientNames) {
+    try {
+      clientNames = new Map((await Dash.get("/admin/clients")).map((c) => [c.id, c.name]));
+    } catch (error) {
+      if (error instanceof Dash.AuthNeeded) throw error;
+      clientNames = new Map();
+    }
+  }
+  return clientNames;
+}
+const clientLabel = (id) => (id === null || id === undefined ? null
+                             : clientNames && clientNames.has(id) ? `${id} · ${clientNames.get(id)}` : String(id));
+
 async function loadPage(stale) {
   const params = filterParams();
   remember(params);
-  const data = await Dash.get("/analytics/requests", { ...params, page, page_size: PAGE_SIZE });
+  const [data] = await Promise.all([Dash.get("/analytics/requests", { ...params, page, page_size: PAGE_SIZE }), names()]);
   if (stale()) return;
   set("total", format(data.total));
   set("page", page);
@@ -50,7 +67,7 @@ async function loadPage(stale) {
   fill("rows", data.requests.length ? data.requests.map((r) => {
     const link = el("a", { href: "#" + encodeURIComponent(r.request_id), className: "request-link" }, r.request_id);
     return el("tr", { dataset: { requestId: r.request_id } },
-      el("td", {}, Dash.time(r.created_at)), el("td", {}, link), el("td", {}, r.client_id ?? "–"),
+      el("td", {}, Dash.time(r.created_at)), el("td", {}, link), el("td", { title: clientLabel(r.client_id) || "" }, r.client_id ?? "–"),
       el("td", {}, r.route), el("td", {}, r.model_used || r.model_requested || "–"), statusCell(r.status_code),
       el("td", {}, r.error_code || ""), el("td", {}, Dash.ms(r.latency_ms)), el("td", {}, format(r.total_tokens)),
       el("td", {}, r.attempt_count ?? "–"));
@@ -81,7 +98,7 @@ async function showDetail(requestId) {
   const d = await Dash.get(`/analytics/requests/${encodeURIComponent(requestId)}`);
   set("d-id", d.request_id);
   pairs("d-fields", [["Time (UTC)", Dash.time(d.created_at)], ["Method", d.method], ["Route", d.route],
-                     ["Client", d.client_id], ["Model asked", d.model_requested], ["Model used", d.model_used],
+                     ["Client", clientLabel(d.client_id)], ["Model asked", d.model_requested], ["Model used", d.model_used],
                      ["Status", d.status_code], ["Error", d.error_code && `${d.error_code}: ${d.error_message || ""}`],
                      ["Latency ms", Dash.ms(d.latency_ms)], ["Upstream ms", Dash.ms(d.upstream_latency_ms)],
                      ["First byte ms", Dash.ms(d.ttfb_ms)], ["Tokens in / out / total",
