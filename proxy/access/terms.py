@@ -94,6 +94,10 @@ def parse(given, current_period=None):
     unknown = sorted(set(given) - set(PARSERS))
     if unknown:
         raise BadTerm(unknown[0], "is not a term of a key")
+    if "budget_period" in given and given["budget_period"] is None and \
+            not ("budget_usd" in given and given["budget_usd"] is None):
+        # A budget without a period is counted nowhere: clearing the period alone would switch it off.
+        raise BadTerm("budget_period", "is cleared only with the budget (send budget_usd null as well)")
     terms = {name: None if value is None else PARSERS[name](value) for name, value in given.items()}
     if terms.get("budget_usd") is not None and terms.get("budget_period") is None and \
             (current_period is None or "budget_period" in given):

@@ -143,7 +143,8 @@ class ClientItem(Resource):
     def patch(self, client_id):
         """Change a client key's budget, allowlist, expiry, rate limit or quota (null clears one)."""
         client = _find(client_id)
-        payload = request.get_json(silent=True)
+        # Not silent: a body the bounded parser refuses (NaN, a repeated field) says why, as on POST.
+        payload = request.get_json()
         if not isinstance(payload, dict):
             raise InvalidRequest("Send a JSON object of the terms to change.")
         given = _terms(payload, client.budget_period)
