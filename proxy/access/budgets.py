@@ -68,7 +68,10 @@ def period_key(period, now):
 
 
 def to_micro(usd):
-    return int(math.ceil(usd * MICRO - 1e-6))
+    """USD as whole micro-dollars, at most _HOLD_MAX: a cost past it (a price typo) stops a budget, never
+    the request with an OverflowError."""
+    micro = usd * MICRO - 1e-6
+    return _HOLD_MAX if not math.isfinite(micro) or micro >= _HOLD_MAX else int(math.ceil(micro))
 
 
 class BudgetLedgers:
