@@ -53,6 +53,16 @@ class RedisMarks:
         return bool(self.redis.set(f"{self.prefix}{scope}:{period}:{threshold:g}", "1", nx=True, ex=_MARK_TTL))
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib follows a redirect of a POST as a GET without the alert, and a 200 there looked delivered."""
+
+    def redirect_request(self, *args, **kwargs):
+        return None  # the 3xx is raised as an HTTPError instead
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 class Webhook:
     """POSTs alerts to a URL from a daemon thread: a timeout on each attempt, a few attempts with backoff."""
 
@@ -91,11 +101,13 @@ class Webhook:
                                              headers={"Content-Type": "application/json",
                                                       "User-Agent": "gemini-proxy-budget-alerts"})
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - operator's URL
+                with _OPENER.open(request, timeout=self.timeout) as response:  # noqa: S310 - operator's URL
                     response.read()
                 return True
             except urllib.error.HTTPError as exc:
                 last = f"HTTP {exc.code}"
+                if 300 <= exc.code < 400:  # not followed; its Location is not logged (it may carry a token)
+                    last += ", a redirect: set ALERT_WEBHOOK_URL to the URL it points to"
                 if exc.code < 500 and exc.code != 429:
                     break
             except (OSError, ValueError) as exc:  # refused, unreachable, timed out

@@ -1,0 +1,83 @@
+"""ALERT_WEBHOOK_URL pointed somewhere hostile or broken: a redirect is not a delivery (nor followed, as a GET
+without the alert), a 500 is retried then given up, and a hanging receiver never holds up a request."""
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from proxy.access.budget_alerts import Webhook
+
+ALERT = {"kind": "budget_threshold", "message": "budget alert: client 1 has spent 8 USD of 10"}
+
+
+class Server:
+    """Loopback HTTP: POST answers `status` (with a Location when it is a redirect); every request is kept."""
+
+    def __init__(self, status=200, location=None, hang=0.0):
+        self.seen = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                server.seen.append((self.command, self.path, self.rfile.read(length)))
+                time.sleep(hang)
+                self.send_response(status if self.command == "POST" else 200)
+                if location:
+                    self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_POST = do_GET = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    made = []
+
+    def make(**kwargs):
+        made.append(Server(**kwargs))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.close()
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_not_a_delivery_and_is_not_followed(server, status, caplog):
+    elsewhere = server()
+    hook = server(status=status, location=elsewhere.url)
+    sleeps = []
+    assert Webhook(hook.url, timeout=5, attempts=3, sleep=sleeps.append).deliver(ALERT) is False
+    assert elsewhere.seen == []  # neither the alert nor a GET went where the redirect pointed
+    assert len(hook.seen) == 1 and sleeps == []  # a redirect will not change on retry
+    assert "redirect" in caplog.text
+
+
+def test_a_500_is_retried_then_given_up(server):
+    hook = server(status=500)
+    sleeps = []
+    assert Webhook(hook.url, timeout=5, attempts=3, sleep=sleeps.append).deliver(ALERT) is False
+    assert len(hook.seen) == 3 and len(sleeps) == 2
+
+
+def test_a_hanging_receiver_never_holds_up_the_sender(server):
+    hook = server(hang=3.0)
+    webhook = Webhook(hook.url, timeout=0.5, attempts=1)
+    started = time.monotonic()
+    for _ in range(5):
+        webhook.send(ALERT)
+    assert time.monotonic() - started < 0.5  # queued for the webhook's own thread
