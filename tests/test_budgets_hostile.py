@@ -127,3 +127,15 @@ def test_versioned_prefixed_and_cased_names_are_one_allowlist_entry(admin_app):
     client = admin_app.test_client()
     made = create(client, models=[f"models/{MODELS[0]}", MODELS[0]])
     assert made["models"] == [MODELS[0]]
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "line\nbreak", "\x1b[31mred", "tab\there"])
+def test_a_name_with_control_characters_is_refused(admin_app, name):
+    """PostgreSQL refuses a NUL in text (a 500 there), and a newline forges log and CLI lines."""
+    response = admin_app.test_client().post("/admin/clients", json={"name": name}, headers=ADMIN)
+    assert response.status_code == 400 and "name" in response.json["error"]["details"]
+
+
+def test_the_cli_refuses_a_name_with_control_characters(admin_app):
+    result = admin_app.test_cli_runner().invoke(args=["keys", "create", "a\nb"])
+    assert result.exit_code != 0 and "NAME" in result.output and "control characters" in result.output

@@ -21,6 +21,19 @@ class BadTerm(ValueError):
         self.field, self.message = field, message
 
 
+NAME_MAX = 100  # characters in a key's name
+
+
+def name(value):
+    """Who the key is for: no control character (PostgreSQL refuses a NUL in text, a newline forges a log
+    or CLI line)."""
+    if not isinstance(value, str) or not value.strip() or len(value) > NAME_MAX:
+        raise BadTerm("name", f"must be 1 to {NAME_MAX} characters")
+    if any(ord(char) < 32 or 127 <= ord(char) < 160 for char in value):
+        raise BadTerm("name", "must not hold control characters")
+    return value
+
+
 def budget_usd(value):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BadTerm("budget_usd", "must be a number of USD")

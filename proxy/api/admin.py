@@ -129,7 +129,11 @@ class ClientList(Resource):
             raise InvalidRequest(f"rate_limit {limit!r} is not a limit such as 10/minute;1000/day.")
         given = _terms({name: payload[name] for name in ("budget_usd", "budget_period", "models", "expires_at")
                         if name in payload})
-        client, secret = clients.create(payload["name"], limit, payload.get("daily_token_quota"), source="admin",
+        try:
+            name = terms.name(payload["name"])
+        except terms.BadTerm as exc:
+            raise InvalidRequest(f"name {exc.message}.", details={"name": exc.message}) from None
+        client, secret = clients.create(name, limit, payload.get("daily_token_quota"), source="admin",
                                         **given)
         client.api_key = secret
         return _with_spend(client), 201
