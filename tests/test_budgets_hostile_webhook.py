@@ -81,3 +81,16 @@ def test_a_hanging_receiver_never_holds_up_the_sender(server):
     for _ in range(5):
         webhook.send(ALERT)
     assert time.monotonic() - started < 0.5  # queued for the webhook's own thread
+
+
+def test_alerts_sent_as_the_thread_goes_idle_are_all_delivered(server):
+    """The sending thread ends when idle and the next alert starts another: none is stranded between."""
+    hook = server()
+    webhook = Webhook(hook.url, timeout=5, attempts=1, idle_seconds=0.01)
+    for n in range(30):
+        webhook.send({**ALERT, "n": n})
+        time.sleep(0.005 * (n % 4))  # around the idle time, so sends meet the thread as it ends
+    deadline = time.monotonic() + 20
+    while len(hook.seen) < 30 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(hook.seen) == 30

@@ -66,8 +66,9 @@ _OPENER = urllib.request.build_opener(_NoRedirects)
 class Webhook:
     """POSTs alerts to a URL from a daemon thread: a timeout on each attempt, a few attempts with backoff."""
 
-    def __init__(self, url, timeout, attempts, sleep=time.sleep):
+    def __init__(self, url, timeout, attempts, sleep=time.sleep, idle_seconds=60.0):
         self.url, self.timeout, self.attempts, self.sleep = url, timeout, attempts, sleep
+        self.idle_seconds = idle_seconds  # the thread ends after this long with nothing to send
         self._queue = queue.Queue(_QUEUE_MAX)
         self._thread = None
         self._lock = threading.Lock()
@@ -79,16 +80,21 @@ class Webhook:
             log.warning("budget alert webhook: %d alerts waiting; this one is dropped", _QUEUE_MAX)
             return
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
+            if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="budget-alert-webhook", daemon=True)
                 self._thread.start()
 
     def _run(self):
         while True:
             try:
-                alert = self._queue.get(timeout=60)
+                alert = self._queue.get(timeout=self.idle_seconds)
             except queue.Empty:
-                return  # idle: started again by the next alert
+                # Idle: end, unless an alert came in since (its send saw this thread and started none).
+                with self._lock:
+                    if self._queue.empty():
+                        self._thread = None
+                        return
+                continue
             self.deliver(alert)
 
     def deliver(self, alert):
