@@ -99,3 +99,32 @@ def test_a_client_reads_only_its_own_usage(app):
         assert mine["today"]["tokens"] == 0 and mine["today"]["cost_usd"] == 0  # its own reads are its only requests
     refused = client.get("/gemini/usage", headers={"x-goog-api-key": "AIza-not-a-client-key"})
     assert refused.status_code == 401 and refused.json["error"]["code"] == "UNAUTHORIZED"
+
+
+def _hold_of(app, headers, path, body):
+    """The micro-dollars a request holds once admitted (its before_request hooks run, nothing sent)."""
+    ledgers = app.extensions["budgets"]
+    with app.test_request_context(path, method="POST", headers=headers, json=body):
+        app.preprocess_request()
+        entries = [entry for each in ledgers.holds["day"]._pending.values() for entry in each]
+        ledgers.settle(next(iter(ledgers._applied)), 0) if ledgers._applied else None
+    return entries[0][4] if entries else 0
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1beta/interactions", {"model": MODELS[0], "input": "hello"}),
+    (NATIVE, BODY),
+])
+def test_every_request_that_generates_holds_its_estimate(app, path, body):
+    """A request admitted holding nothing lets any number run at once past the budget: an interaction
+    generates as generateContent does, so it holds as much."""
+    _, headers = key(app)
+    assert _hold_of(app, headers, path, body) > 0
+
+
+def test_an_interaction_settles_at_its_real_cost(app):
+    client_id, headers = key(app)
+    answer = app.test_client().post("/v1beta/interactions", json={"model": MODELS[0], "input": "hello"},
+                                    headers=headers)
+    assert answer.status_code == 200 and held(app) == 0
+    assert spent(app, client_id) == budgets.to_micro(recorded_cost(app, client_id))
