@@ -94,3 +94,17 @@ def test_alerts_sent_as_the_thread_goes_idle_are_all_delivered(server):
     while len(hook.seen) < 30 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(hook.seen) == 30
+
+
+def test_a_daily_and_a_monthly_period_from_the_same_day_alert_apart(tmp_path, caplog):
+    """On the 1st, a day's period and the month's begin the same day: a key moved from a daily budget to a
+    monthly one still hears of its month."""
+    import logging
+
+    from proxy.access.budget_alerts import BudgetAlerts, LocalMarks
+
+    alerts = BudgetAlerts([0.8], LocalMarks(str(tmp_path / "alerts")))
+    with caplog.at_level(logging.WARNING, "proxy.access.budget_alerts"):
+        alerts.check(3, "day", "2026-12-01", 9.0, 10.0)
+        alerts.check(3, "month", "2026-12-01", 90.0, 100.0)
+    assert len([r for r in caplog.records if "budget alert" in r.getMessage()]) == 2

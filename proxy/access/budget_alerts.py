@@ -151,11 +151,12 @@ class BudgetAlerts:
         for threshold in self.thresholds:
             if share < threshold:
                 break
-            key = (scope, period_key, threshold)
+            key = (scope, period, period_key, threshold)
             if key in self._sent:
                 continue
             try:
-                first = self.marks.first(str(scope), period_key, threshold)
+                # The period's name with its first day: a day's and the month's both begin on the 1st.
+                first = self.marks.first(str(scope), f"{period}:{period_key}", threshold)
             except Exception:  # noqa: BLE001 - the store being down must not fail the request
                 log.warning("budget alert unmarked (its store did not answer); not sent", exc_info=True)
                 return
