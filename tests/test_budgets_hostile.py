@@ -139,3 +139,7 @@ def test_a_name_with_control_characters_is_refused(admin_app, name):
 def test_the_cli_refuses_a_name_with_control_characters(admin_app):
     result = admin_app.test_cli_runner().invoke(args=["keys", "create", "a\nb"])
     assert result.exit_code != 0 and "NAME" in result.output and "control characters" in result.output
+
+
+def test_minus_zero_parses_as_zero():
+    assert math.copysign(1, terms.parse({"budget_usd": -0.0})["budget_usd"]) == 1

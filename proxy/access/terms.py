@@ -37,7 +37,7 @@ def name(value):
 def budget_usd(value):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BadTerm("budget_usd", "must be a number of USD")
-    value = float(value)
+    value = float(value) + 0.0  # -0.0 becomes 0.0 (PostgreSQL would keep and show the sign)
     if not math.isfinite(value) or not 0 <= value <= BUDGET_USD_MAX:
         raise BadTerm("budget_usd", f"must be from 0 to {BUDGET_USD_MAX:,} USD")
     return value
