@@ -128,3 +128,18 @@ def test_an_interaction_settles_at_its_real_cost(app):
                                     headers=headers)
     assert answer.status_code == 200 and held(app) == 0
     assert spent(app, client_id) == budgets.to_micro(recorded_cost(app, client_id))
+
+
+def test_a_client_reusing_anothers_request_id_settles_only_its_own_hold(app):
+    """X-Request-ID is the client's to choose: B naming A's id must not settle A's hold with B's cost."""
+    a_id, a = key(app)
+    b_id, b = key(app)
+    ledgers = app.extensions["budgets"]
+    shared = {"X-Request-ID": "chosen-by-both-0001"}
+    with app.test_request_context(NATIVE, method="POST", headers={**a, **shared}, json=BODY):
+        app.preprocess_request()  # A is in flight, holding its estimate
+        a_held = spent(app, a_id)
+        assert app.test_client().post(NATIVE, json=BODY, headers={**b, **shared}).status_code == 200
+        assert spent(app, a_id) == a_held  # still A's own hold, not B's cost
+        assert spent(app, b_id) == budgets.to_micro(recorded_cost(app, b_id)) > 0
+        assert ledgers.holding(budgets.hold_id(a_id, "chosen-by-both-0001"))
