@@ -223,8 +223,13 @@ def _thresholds(env, name, default):
     return shares
 
 
-def _optional_url(env, name):
-    return _url(env, name, "") if _text(env, name, "") else ""
+def _webhook_url(env, name):
+    """An http(s) URL used exactly as given, never echoed in the error: a webhook's URL is often its secret."""
+    value = _text(env, name, "")
+    parsed = urlparse(value)
+    if value and (parsed.scheme not in ("http", "https") or not parsed.netloc):
+        raise ConfigError(f"{name} must be empty or an http(s) URL (its value is not shown: it may hold a token)")
+    return value
 
 
 def load_settings(env=None):
@@ -292,7 +297,7 @@ def load_settings(env=None):
         # Budgets in USD (client budgets are set per key); 0: no operator-wide monthly budget
         "OPERATOR_BUDGET_USD": _budget(env, "OPERATOR_BUDGET_USD"),
         "BUDGET_ALERT_THRESHOLDS": _thresholds(env, "BUDGET_ALERT_THRESHOLDS", "0.8,1.0"),
-        "ALERT_WEBHOOK_URL": _optional_url(env, "ALERT_WEBHOOK_URL"),
+        "ALERT_WEBHOOK_URL": _webhook_url(env, "ALERT_WEBHOOK_URL"),
         "ALERT_WEBHOOK_TIMEOUT_SECONDS": _number(env, "ALERT_WEBHOOK_TIMEOUT_SECONDS", 5.0, minimum=0.1, maximum=60),
         "ALERT_WEBHOOK_ATTEMPTS": _number(env, "ALERT_WEBHOOK_ATTEMPTS", 3, int, minimum=1, maximum=10),
         "CORS_ORIGINS": _list(env, "CORS_ORIGINS"),

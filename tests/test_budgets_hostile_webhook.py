@@ -108,3 +108,16 @@ def test_a_daily_and_a_monthly_period_from_the_same_day_alert_apart(tmp_path, ca
         alerts.check(3, "day", "2026-12-01", 9.0, 10.0)
         alerts.check(3, "month", "2026-12-01", 90.0, 100.0)
     assert len([r for r in caplog.records if "budget alert" in r.getMessage()]) == 2
+
+
+def test_the_webhook_url_is_kept_as_given_and_never_echoed():
+    """A webhook URL is often a secret (Slack's carries its token in the path): a bad one is named, not
+    printed; a good one is used as given, its trailing slash kept (dropping it can earn a redirect)."""
+    from config import ConfigError, load_settings
+
+    secret = "ftp://hooks.example.com/services/T0/B0/s3cr3t-token"
+    with pytest.raises(ConfigError, match="ALERT_WEBHOOK_URL") as raised:
+        load_settings({"ALERT_WEBHOOK_URL": secret})
+    assert "s3cr3t" not in str(raised.value)
+    url = "https://hooks.example.com/services/T0/B0/token/"
+    assert load_settings({"ALERT_WEBHOOK_URL": url})["ALERT_WEBHOOK_URL"] == url
