@@ -1,6 +1,7 @@
 """Settings read once from the environment (and `.env`), validated at start-up."""
 import math
 import os
+import re
 from urllib.parse import urlparse
 
 from dotenv import load_dotenv
@@ -143,15 +144,22 @@ _PRICES_SHAPE = ("model=input/output[/cached][;long=input/output[/cached]][;batc
                  "gemini-2.5-pro=priority=2)")
 
 
+# Far above any real price, yet low enough that no request's cost overflows a float (1e308 did, into a 500).
+PRICE_MAX = 1_000_000_000  # USD per million tokens, or times the list price for a share
+# ASCII only (float() takes "１" and "1_0"); signs and inf/nan pass here to be refused by name below.
+_DECIMAL = re.compile(r"\s*[+-]?(([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?|inf|infinity|nan)\s*", re.I)
+_PRICED_MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,99}")
+
+
 def _price_numbers(text, counts=(1,)):
-    try:
-        numbers = tuple(float(x) for x in text.split("/"))
-    except ValueError:
-        raise ValueError(f"{text.strip()!r} is not a number") from None
+    parts = text.split("/")
+    if not all(_DECIMAL.fullmatch(x) for x in parts):
+        raise ValueError(f"{text.strip()!r} is not a number" + (" (or numbers split by /)" if counts != (1,) else ""))
+    numbers = tuple(float(x) for x in parts)
     if len(numbers) not in counts:
         raise ValueError(f"{text.strip()!r} should be {' or '.join(str(n) for n in counts)} number(s)")
-    if any(not math.isfinite(x) or x < 0 for x in numbers):
-        raise ValueError(f"{text.strip()!r} must be finite and 0 or more")
+    if any(not math.isfinite(x) or not 0 <= x <= PRICE_MAX for x in numbers):
+        raise ValueError(f"{text.strip()!r} must be finite and 0 or more, at most {PRICE_MAX:g}")
     return numbers
 
 
@@ -183,8 +191,8 @@ def _prices(env, name):
     for item in _list(env, name):
         model, _, spec = (text.strip() for text in item.partition("="))
         try:
-            if not model or len(model) > 100:
-                raise ValueError("the model's name must be 1 to 100 characters")
+            if not _PRICED_MODEL.fullmatch(model):
+                raise ValueError("the model's name must be 1 to 100 letters, digits, '.', '_', '-' or '/'")
             if model in prices:
                 raise ValueError(f"{model} is given twice")
             prices[model] = _price_entry(spec)
@@ -215,8 +223,13 @@ def _thresholds(env, name, default):
     return shares
 
 
-def _optional_url(env, name):
-    return _url(env, name, "") if _text(env, name, "") else ""
+def _webhook_url(env, name):
+    """An http(s) URL used exactly as given, never echoed in the error: a webhook's URL is often its secret."""
+    value = _text(env, name, "")
+    parsed = urlparse(value)
+    if value and (parsed.scheme not in ("http", "https") or not parsed.netloc):
+        raise ConfigError(f"{name} must be empty or an http(s) URL (its value is not shown: it may hold a token)")
+    return value
 
 
 def load_settings(env=None):
@@ -286,7 +299,7 @@ def load_settings(env=None):
         # Budgets in USD (client budgets are set per key); 0: no operator-wide monthly budget
         "OPERATOR_BUDGET_USD": _budget(env, "OPERATOR_BUDGET_USD"),
         "BUDGET_ALERT_THRESHOLDS": _thresholds(env, "BUDGET_ALERT_THRESHOLDS", "0.8,1.0"),
-        "ALERT_WEBHOOK_URL": _optional_url(env, "ALERT_WEBHOOK_URL"),
+        "ALERT_WEBHOOK_URL": _webhook_url(env, "ALERT_WEBHOOK_URL"),
         "ALERT_WEBHOOK_TIMEOUT_SECONDS": _number(env, "ALERT_WEBHOOK_TIMEOUT_SECONDS", 5.0, minimum=0.1, maximum=60),
         "ALERT_WEBHOOK_ATTEMPTS": _number(env, "ALERT_WEBHOOK_ATTEMPTS", 3, int, minimum=1, maximum=10),
         "CORS_ORIGINS": _list(env, "CORS_ORIGINS"),

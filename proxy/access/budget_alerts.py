@@ -53,11 +53,22 @@ class RedisMarks:
         return bool(self.redis.set(f"{self.prefix}{scope}:{period}:{threshold:g}", "1", nx=True, ex=_MARK_TTL))
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib follows a redirect of a POST as a GET without the alert, and a 200 there looked delivered."""
+
+    def redirect_request(self, *args, **kwargs):
+        return None  # the 3xx is raised as an HTTPError instead
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 class Webhook:
     """POSTs alerts to a URL from a daemon thread: a timeout on each attempt, a few attempts with backoff."""
 
-    def __init__(self, url, timeout, attempts, sleep=time.sleep):
+    def __init__(self, url, timeout, attempts, sleep=time.sleep, idle_seconds=60.0):
         self.url, self.timeout, self.attempts, self.sleep = url, timeout, attempts, sleep
+        self.idle_seconds = idle_seconds  # the thread ends after this long with nothing to send
         self._queue = queue.Queue(_QUEUE_MAX)
         self._thread = None
         self._lock = threading.Lock()
@@ -69,16 +80,21 @@ class Webhook:
             log.warning("budget alert webhook: %d alerts waiting; this one is dropped", _QUEUE_MAX)
             return
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
+            if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="budget-alert-webhook", daemon=True)
                 self._thread.start()
 
     def _run(self):
         while True:
             try:
-                alert = self._queue.get(timeout=60)
+                alert = self._queue.get(timeout=self.idle_seconds)
             except queue.Empty:
-                return  # idle: started again by the next alert
+                # Idle: end, unless an alert came in since (its send saw this thread and started none).
+                with self._lock:
+                    if self._queue.empty():
+                        self._thread = None
+                        return
+                continue
             self.deliver(alert)
 
     def deliver(self, alert):
@@ -91,11 +107,13 @@ class Webhook:
                                              headers={"Content-Type": "application/json",
                                                       "User-Agent": "gemini-proxy-budget-alerts"})
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - operator's URL
+                with _OPENER.open(request, timeout=self.timeout) as response:  # noqa: S310 - operator's URL
                     response.read()
                 return True
             except urllib.error.HTTPError as exc:
                 last = f"HTTP {exc.code}"
+                if 300 <= exc.code < 400:  # not followed; its Location is not logged (it may carry a token)
+                    last += ", a redirect: set ALERT_WEBHOOK_URL to the URL it points to"
                 if exc.code < 500 and exc.code != 429:
                     break
             except (OSError, ValueError) as exc:  # refused, unreachable, timed out
@@ -133,11 +151,12 @@ class BudgetAlerts:
         for threshold in self.thresholds:
             if share < threshold:
                 break
-            key = (scope, period_key, threshold)
+            key = (scope, period, period_key, threshold)
             if key in self._sent:
                 continue
             try:
-                first = self.marks.first(str(scope), period_key, threshold)
+                # The period's name with its first day: a day's and the month's both begin on the 1st.
+                first = self.marks.first(str(scope), f"{period}:{period_key}", threshold)
             except Exception:  # noqa: BLE001 - the store being down must not fail the request
                 log.warning("budget alert unmarked (its store did not answer); not sent", exc_info=True)
                 return

@@ -67,8 +67,17 @@ def period_key(period, now):
     return period_start(period, now).date().isoformat()
 
 
+def hold_id(client_id, request_id):
+    """What a request's budget holds are kept under: X-Request-ID is the client's to choose, so another
+    client naming the same id must not settle (and so move its cost onto) this client's hold."""
+    return f"{'-' if client_id is None else client_id}:{request_id}"
+
+
 def to_micro(usd):
-    return int(math.ceil(usd * MICRO - 1e-6))
+    """USD as whole micro-dollars, at most _HOLD_MAX: a cost past it (a price typo) stops a budget, never
+    the request with an OverflowError."""
+    micro = usd * MICRO - 1e-6
+    return _HOLD_MAX if not math.isfinite(micro) or micro >= _HOLD_MAX else int(math.ceil(micro))
 
 
 class BudgetLedgers:
@@ -220,7 +229,8 @@ def check_budget():
     ledgers = app.extensions["budgets"]
     try:
         ledgers.floor(applied, state.started_at, prices_of(app), app.extensions["quotas"].warn)
-        refused = ledgers.reserve(state.request_id, applied, estimate, state.started_at)
+        refused = ledgers.reserve(hold_id(getattr(state.client, "id", None), state.request_id), applied, estimate,
+                                  state.started_at)
     except sqlite3.Error:
         app.extensions["quotas"].warn("budget unchecked: the budget ledger did not answer")
         return
@@ -264,10 +274,11 @@ def count_spend(app, record):
     """An observer of each finished request's record (registered in the app factory): its real cost settles
     the holds it made, and may pass an alert's threshold. A request that held nothing is not counted."""
     ledgers = app.extensions.get("budgets")
-    if ledgers is None or not ledgers.holding(record.request_id):  # most requests: no budget applies
+    held = hold_id(record.client_id, record.request_id)
+    if ledgers is None or not ledgers.holding(held):  # most requests: no budget applies
         return
     try:
-        applied = ledgers.settle(record.request_id, to_micro(record_cost(prices_of(app), record)))
+        applied = ledgers.settle(held, to_micro(record_cost(prices_of(app), record)))
     except sqlite3.Error:  # the hold expires by itself; never fail the record over it
         app.extensions["quotas"].warn("spend not settled: the budget ledger did not answer")
         return
@@ -294,9 +305,9 @@ def spend_now(app, client, usage, model, now=None):
     return left
 
 
-def release_holds(app, request_id):
+def release_holds(app, request_id, client=None):
     """Let a request's holds go (a Live session: its turns are counted as they come instead)."""
-    app.extensions["budgets"].settle(request_id, 0)
+    app.extensions["budgets"].settle(hold_id(getattr(client, "id", None), request_id), 0)
 
 
 def check_alerts(app, applied, now):

@@ -77,6 +77,10 @@ def create_command(name, rate_limit, token_quota, **options):
     """Issue a key for NAME; the secret is printed once."""
     if rate_limit and not valid_rate_limit(rate_limit):
         raise click.BadParameter(f"{rate_limit!r} is not a limit such as 10/minute;1000/day")
+    try:
+        terms.name(name)
+    except terms.BadTerm as exc:
+        raise click.BadParameter(exc.message, param_hint="NAME") from None
     given = _terms(options)
     client, secret = clients.create(name, rate_limit, token_quota, **given)
     click.echo(f"Created client {client.id} ({client.name}). Its key, shown only now:\n{secret}")

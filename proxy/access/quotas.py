@@ -38,13 +38,15 @@ def recorded_today(client_id, day_start):
 
 def is_generation(state):
     """Whether this request can spend output tokens: the /gemini APIs' POSTs, and the native generation
-    calls."""
+    calls (an interaction's too)."""
     if request.method != "POST":
         return False
     if state.area == API:
         return True
     route = state.native.route  # parsed by the access check, which refuses a path that does not parse
-    return not route.prefix and (route.generation or (route.openai and route.segments[1:] == ("chat", "completions")))
+    # An interaction generates as generateContent does: holding nothing, any number would run at once.
+    return not route.prefix and (route.generation or route.segments == ("interactions",) or (
+        route.openai and route.segments[1:] == ("chat", "completions")))
 
 
 def _estimate():

@@ -21,10 +21,23 @@ class BadTerm(ValueError):
         self.field, self.message = field, message
 
 
+NAME_MAX = 100  # characters in a key's name
+
+
+def name(value):
+    """Who the key is for: no control character (PostgreSQL refuses a NUL in text, a newline forges a log
+    or CLI line)."""
+    if not isinstance(value, str) or not value.strip() or len(value) > NAME_MAX:
+        raise BadTerm("name", f"must be 1 to {NAME_MAX} characters")
+    if any(ord(char) < 32 or 127 <= ord(char) < 160 for char in value):
+        raise BadTerm("name", "must not hold control characters")
+    return value
+
+
 def budget_usd(value):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BadTerm("budget_usd", "must be a number of USD")
-    value = float(value)
+    value = float(value) + 0.0  # -0.0 becomes 0.0 (PostgreSQL would keep and show the sign)
     if not math.isfinite(value) or not 0 <= value <= BUDGET_USD_MAX:
         raise BadTerm("budget_usd", f"must be from 0 to {BUDGET_USD_MAX:,} USD")
     return value
@@ -94,6 +107,10 @@ def parse(given, current_period=None):
     unknown = sorted(set(given) - set(PARSERS))
     if unknown:
         raise BadTerm(unknown[0], "is not a term of a key")
+    if "budget_period" in given and given["budget_period"] is None and \
+            not ("budget_usd" in given and given["budget_usd"] is None):
+        # A budget without a period is counted nowhere: clearing the period alone would switch it off.
+        raise BadTerm("budget_period", "is cleared only with the budget (send budget_usd null as well)")
     terms = {name: None if value is None else PARSERS[name](value) for name, value in given.items()}
     if terms.get("budget_usd") is not None and terms.get("budget_period") is None and \
             (current_period is None or "budget_period" in given):

@@ -6,6 +6,8 @@ from functools import cached_property
 from datetime import datetime
 from typing import Optional
 
+from config import PRICE_MAX
+
 from ..wire.usage import Usage
 
 # USD per million tokens, Google's paid-tier list prices for text (ai.google.dev/gemini-api/docs/pricing),
@@ -112,8 +114,8 @@ class Price:
             raise PriceError(f"{unknown[0]!r} is not a price field (fields: {', '.join(PRICE_FIELDS)}, long)")
         for name, value in entry.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value < 0:
-                raise PriceError(f"{name} must be a number, 0 or more")
+                    or not 0 <= value <= PRICE_MAX:  # past it, a request's cost can overflow to infinity
+                raise PriceError(f"{name} must be a number, 0 or more, at most {PRICE_MAX:g}")
         if base is not None and not {"input", "output"} & set(entry):
             return replace(base, **{name: float(value) for name, value in entry.items()})
         if not {"input", "output"} <= set(entry):

@@ -129,7 +129,11 @@ class ClientList(Resource):
             raise InvalidRequest(f"rate_limit {limit!r} is not a limit such as 10/minute;1000/day.")
         given = _terms({name: payload[name] for name in ("budget_usd", "budget_period", "models", "expires_at")
                         if name in payload})
-        client, secret = clients.create(payload["name"], limit, payload.get("daily_token_quota"), source="admin",
+        try:
+            name = terms.name(payload["name"])
+        except terms.BadTerm as exc:
+            raise InvalidRequest(f"name {exc.message}.", details={"name": exc.message}) from None
+        client, secret = clients.create(name, limit, payload.get("daily_token_quota"), source="admin",
                                         **given)
         client.api_key = secret
         return _with_spend(client), 201
@@ -143,7 +147,8 @@ class ClientItem(Resource):
     def patch(self, client_id):
         """Change a client key's budget, allowlist, expiry, rate limit or quota (null clears one)."""
         client = _find(client_id)
-        payload = request.get_json(silent=True)
+        # Not silent: a body the bounded parser refuses (NaN, a repeated field) says why, as on POST.
+        payload = request.get_json()
         if not isinstance(payload, dict):
             raise InvalidRequest("Send a JSON object of the terms to change.")
         given = _terms(payload, client.budget_period)

@@ -47,7 +47,7 @@ def _spend(app, state):
     upgrade holds no estimate) are let go, so the session's record does not count its turns again."""
     if not budgets.budgets_of(state.client, app.config):
         return None
-    budgets.release_holds(app, state.request_id)
+    budgets.release_holds(app, state.request_id, state.client)
 
     def spend(metadata, model):
         # Live's usageMetadata names the answer's tokens responseTokenCount (generateContent's: candidates).

@@ -7,10 +7,10 @@ from flask import Blueprint, Response, current_app, request
 from ..cache.answers import fold_body, replay
 from ..cache.policy import OFF
 from ..access.clients import hash_key
-from ..errors import InvalidRequest, NotFound, PromptTooLong
+from ..errors import InvalidRequest, ModelNotAllowedForKey, NotFound, PromptTooLong
 from ..requestctx import current as current_state
 from ..storage.exchanges import record_exchange
-from ..upstream.chain import PERMITTED
+from ..upstream.chain import PERMITTED, client_models
 from ..wire import jsonbody, openai_errors, references, routes, upload_urls
 from ..wire.routes import GENERATION_ACTIONS
 from . import stateful, uploads
@@ -66,6 +66,14 @@ def _body_model(payload):
     return model.removeprefix("models/")
 
 
+def _token_model(payload):
+    """The model a Live ephemeral token locks (its bidiGenerateContentSetup's, in either JSON spelling):
+    its sessions run on that model whatever their setup names, so it is checked when the token is minted."""
+    setup = (payload or {}).get("bidiGenerateContentSetup", (payload or {}).get("bidi_generate_content_setup"))
+    setup = setup.get("setup", setup) if isinstance(setup, dict) else None
+    return _body_model(setup) if isinstance(setup, dict) else None
+
+
 def _call_from_request(incoming, state, native):
     route = native.route
     body = incoming.get_data(cache=False)
@@ -88,8 +96,15 @@ def _call_from_request(incoming, state, native):
             raise InvalidRequest(str(exc)) from None
     if route.collection in BODY_MODEL_COLLECTIONS and incoming.method == "POST":
         call.model = _body_model(call.payload)  # so ALLOWED_MODELS, limits and records see it
-        if call.model is None and route.segments in NAMES_MODEL and current_app.extensions["engine"].chain.allowed:
-            raise InvalidRequest("Name the model in the body's `model`: this proxy allows only some models.")
+        if call.model is None and route.segments in NAMES_MODEL:
+            # Nothing named (an interaction's agent, say) would pass every allowlist unchecked.
+            if client_models() is not None:
+                raise ModelNotAllowedForKey("Name the model in the body's `model`: this API key may use only "
+                                            f"{', '.join(client_models())}.")
+            if current_app.extensions["engine"].chain.allowed:
+                raise InvalidRequest("Name the model in the body's `model`: this proxy allows only some models.")
+    elif route.segments == ("auth_tokens",) and incoming.method == "POST":
+        call.model = _token_model(call.payload)
     return call
 
 
