@@ -3,7 +3,7 @@ from datetime import datetime, timezone
 from typing import Optional
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, false, true
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, LargeBinary, String, Text, false, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -327,3 +327,8 @@ class OwnedResource(db.Model):
     ended_at: Mapped[Optional[datetime]]  # a batch or operation, when the proxy first saw it finished
     usage_counted_at: Mapped[Optional[datetime]]  # a batch's usage, counted once
     deleted_at: Mapped[Optional[datetime]]
+    # A batch's estimated cost, counted as spent against its client's budgets until its usage is (access.budgets)
+    budget_micro: Mapped[Optional[int]] = mapped_column(BigInteger)  # micro-dollars
+    budget_scopes: Mapped[Optional[str]] = mapped_column(String(64))  # "client id:period,..." it counted against
+    budget_at: Mapped[Optional[datetime]]  # when it was counted: the period it was counted in
+    budget_settled_at: Mapped[Optional[datetime]]  # when the real cost replaced it: exactly once

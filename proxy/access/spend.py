@@ -1,7 +1,7 @@
 """What the database has recorded a client (or everyone) spending since a moment: tokens, requests, cost."""
 from sqlalchemy import func, select
 
-from models import RequestLog, db
+from models import OwnedResource, RequestLog, db
 
 from ..wire.usage import Usage
 
@@ -31,3 +31,13 @@ def recorded(client_id, since, prices):
                                          tool_use_prompt=tool_use), bool(batch), long_context=False) \
             if at_read_time else stored
     return {"tokens": int(tokens), "requests": int(requests), "cost_usd": round(cost, 6)}
+
+
+def outstanding_batches(client_id, since):
+    """Micro-dollars of the estimates of batches counted since `since` whose usage is not counted yet: spent
+    as far as a budget knows (the client's, or everyone's for None)."""
+    whose = [OwnedResource.client_id == client_id] if client_id is not None else []
+    (total,) = db.session.execute(select(func.coalesce(func.sum(OwnedResource.budget_micro), 0)).where(
+        *whose, OwnedResource.budget_micro.is_not(None), OwnedResource.budget_settled_at.is_(None),
+        OwnedResource.budget_at >= since)).one()
+    return int(total)

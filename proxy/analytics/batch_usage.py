@@ -98,10 +98,19 @@ def _request_id(name):
     return f"batch-usage-{hashlib.sha256(name.encode()).hexdigest()[:40]}"
 
 
+def _settled(name, cost_usd):
+    """Tell the budgets (access.budgets.settle_batch, installed by them) what the batch really cost: it
+    replaces the estimate they counted at its creation, once, whoever calls first."""
+    hook = current_app.extensions.get("batch_settled")
+    if hook is not None:
+        hook(name, cost_usd)
+
+
 def _note_ended(name, now):
     db.session.execute(update(OwnedResource).where(OwnedResource.name == name, OwnedResource.ended_at.is_(None))
                        .values(ended_at=now))
     db.session.commit()
+    _settled(name, 0.0)  # failed, cancelled, expired or gone: billed nothing, so the estimate comes back
 
 
 def claim(name, now):
@@ -136,7 +145,8 @@ def count_if_finished(name, batch, download=lambda file_name: None, now=None):
         client_id=owner.client_id, model_requested=owner.model, model_used=_model(batch, owner), attempt_count=0,
         streamed=False, token_source="usage_metadata" if usage else None, batch=True).with_usage(usage)
     records = current_app.extensions["records"]
-    records.finished(record)  # its observers (metrics, token quotas) see it as any request's
+    records.finished(record)  # its observers (metrics, token quotas, its cost) see it as any request's
+    _settled(name, record.cost_usd or 0.0)
     records.submit(record)
     log.info("counted the usage of %s for client %s: %s tokens", name, owner.client_id, usage.total)
     return record
@@ -202,7 +212,7 @@ def _reader(app):
 def count_answer(name, batch, key):
     """The pass-through's hook: a client's GET batches/{id} answered on `key` (never raises)."""
     try:
-        if state_of(batch) in SUCCEEDED:
+        if state_of(batch) in ENDED:  # a failed one too: its budget estimate comes back at once
             reader = _reader(current_app)
             count_if_finished(name, batch, lambda file_name: reader.download(key, file_name))
     except Exception:  # the client's answer goes on; the poller counts the batch later

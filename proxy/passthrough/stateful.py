@@ -10,6 +10,7 @@ import binascii
 import json
 from dataclasses import replace
 
+from ..access.budgets import BATCH_ACTIONS, batch_created
 from ..analytics.batch_usage import count_answer
 from ..errors import InvalidRequest, ResourceKeyGone, ResourceNotFound, ResourcesApart
 from ..wire import references, routes
@@ -121,6 +122,8 @@ def after(call, reply, body, state, owners):
     names = references.created(call.route, answer) if call.method == "POST" else references.handed_out(answer)
     if names and key_id:
         owners.record(names, key_id, upload_client if state.upload is not None else client_id, call.model)
+        if call.method == "POST" and call.action in BATCH_ACTIONS:
+            batch_created(names)  # its estimated cost counts against its budgets until its usage does
     if call.method == "GET":
         named = references.path_resource(call.route)
         if named and named.startswith(BATCHES) and reply.key:
