@@ -8,8 +8,10 @@ from flask import Flask
 
 from config import ConfigError, load_settings
 from proxy.access.auth import authenticate
+from proxy.access.batch_budgets import settle_batch
 from proxy.access.budget_alerts import BudgetAlerts
-from proxy.access.budgets import BudgetLedgers, budget_status, check_budget, count_spend
+from proxy.access.budget_check import check_budget
+from proxy.access.budgets import BudgetLedgers, budget_status, count_spend
 from proxy.access.cli import cli as keys_cli
 from proxy.access.env_keys import sync_env_keys
 from proxy.access.holds import QuotaHolds
@@ -112,6 +114,8 @@ def create_app(config=None):
     # Budgets price requests with analytics' table: handed to access here, as features do not import each other.
     app.extensions["price_table"] = price_table
     app.extensions["budgets"] = BudgetLedgers.from_app(app)
+    # Analytics (batch_usage) counts a batch's usage and cannot import access: it finds this hook here.
+    app.extensions["batch_settled"] = partial(settle_batch, app)
     app.extensions["budget_alerts"] = BudgetAlerts.from_app(app)
     app.extensions["budget_status"] = partial(budget_status, app)  # the Prometheus gauge reads it at scrape time
     app.extensions["resource_owners"] = ResourceOwners()

@@ -1,7 +1,6 @@
 """Budgets hold for batches: a batch's estimated cost (at batch prices) is counted as spent when Gemini makes
 it, refused when nothing is left, and replaced by its real cost exactly once when it ends (given back when it
 fails or is cancelled), surviving a worker's restart or a new ledger through the owned_resources row."""
-import json
 import threading
 
 import pytest
@@ -9,7 +8,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from sqlalchemy import select
 
 from models import OwnedResource, db
-from proxy.access import budgets, clients
+from proxy.access import batch_budgets, budgets, clients
 from proxy.access.holds import QuotaHolds
 from proxy.access.ledger import LocalLedger
 from proxy.errors import InvalidRequest
@@ -127,7 +126,7 @@ def test_success_settles_the_real_cost_exactly_once(priced, emulator):
     assert owned(priced, name).budget_settled_at is not None
     poll(client, name, secret)
     with priced.app_context():  # another caller (the poller, another worker) settles nothing again
-        assert budgets.settle_batch(priced, name, 123.0) is False
+        assert batch_budgets.settle_batch(priced, name, 123.0) is False
     assert spent(priced, client_id) == pytest.approx(cost, abs=1e-5)
 
 
@@ -230,7 +229,7 @@ def test_any_batch_body_is_estimated_or_refused_cleanly(priced, body, embedding)
                    {"batch": {"inputConfig": {"requests": body}}},
                    {"batch": {"inputConfig": {"requests": {"requests": body}}}}):
         try:
-            assert 0 <= budgets.estimate_batch(shaped, MODEL, embedding, prices, 8192) <= budgets._HOLD_MAX
+            assert 0 <= batch_budgets.estimate_batch(shaped, MODEL, embedding, prices, 8192) <= budgets._HOLD_MAX
         except InvalidRequest as refused:  # a file-sourced batch, named by a truthy fileName
             assert "file" in str(refused)
 
@@ -239,5 +238,5 @@ def test_unseen_input_counts_the_largest_context_not_the_whole_budget(priced):
     body = batch(count=1)
     body["batch"]["inputConfig"]["requests"]["requests"][0]["request"]["contents"][0]["parts"] = [
         {"fileData": {"fileUri": "https://example/files/x"}}]
-    micro = budgets.estimate_batch(body, MODEL, False, budgets.prices_of(priced), 8192)
-    assert micro == budgets.to_micro((budgets.UNSEEN_INPUT_TOKENS + 10) * 0.5)
+    micro = batch_budgets.estimate_batch(body, MODEL, False, budgets.prices_of(priced), 8192)
+    assert micro == budgets.to_micro((batch_budgets.UNSEEN_INPUT_TOKENS + 10) * 0.5)

@@ -39,7 +39,7 @@ if ARGV[1] ~= '' then
   redis.call('ZREM', KEYS[2], ARGV[1])
   redis.call('HDEL', KEYS[3], ARGV[1])
 end
-if tonumber(ARGV[2]) ~= 0 then  -- below 0: a batch's estimate given back (access.budgets.settle_batch)
+if tonumber(ARGV[2]) ~= 0 then  -- below 0: a batch's estimate given back (access.batch_budgets.settle_batch)
   redis.call('INCRBY', KEYS[1], ARGV[2])
   redis.call('EXPIRE', KEYS[1], ARGV[3])
 end

@@ -99,7 +99,7 @@ def _request_id(name):
 
 
 def _settled(name, cost_usd):
-    """Tell the budgets (access.budgets.settle_batch, installed by them) what the batch really cost: it
+    """Tell the budgets (access.batch_budgets.settle_batch, installed by the app factory) what the batch really cost: it
     replaces the estimate they counted at its creation, once, whoever calls first."""
     hook = current_app.extensions.get("batch_settled")
     if hook is not None:

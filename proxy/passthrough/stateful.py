@@ -10,7 +10,7 @@ import binascii
 import json
 from dataclasses import replace
 
-from ..access.budgets import BATCH_ACTIONS, batch_created
+from ..access.batch_budgets import BATCH_ACTIONS, batch_created
 from ..analytics.batch_usage import count_answer
 from ..errors import InvalidRequest, ResourceKeyGone, ResourceNotFound, ResourcesApart
 from ..wire import references, routes
