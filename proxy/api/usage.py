@@ -44,8 +44,8 @@ usage_model = ns.model("Usage", {
     "generated_at": UtcDateTime(description="When this was read (UTC)"),
     "today": fields.Nested(today_model, description="Since UTC midnight"),
     "period": fields.Nested(period_model, description="Since the budget period began"),
-    "budget": fields.Nested(budget_model, allow_null=True, description="Null: the key has no budget"),
-    "quota": fields.Nested(quota_model, allow_null=True, description="Null: no daily token quota applies"),
+    "budget": nullable(fields.Nested)(budget_model, allow_null=True, description="Null: the key has no budget"),
+    "quota": nullable(fields.Nested)(quota_model, allow_null=True, description="Null: no daily token quota applies"),
     "models": nullable(fields.List)(fields.String, description="The only models the key may use; null: every "
                                                                "model the proxy offers"),
     "expires_at": nullable(UtcDateTime)(description="When the key stops working; null: never"),
