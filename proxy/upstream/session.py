@@ -14,6 +14,7 @@ import urllib3
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_environ_proxies
 
+from . import fast_headers
 from .failures import untrusted_certificate
 from .h2pool import H2Pool
 
@@ -39,6 +40,7 @@ def upstream_pool(base_url, pool_size, http2=False):
     """Connections to Gemini for either API: through the operator's HTTPS_PROXY (or HTTP_PROXY, ALL_PROXY)
     unless NO_PROXY exempts the host; the pool's own retries off, the callers retry. HTTP/2 over TLS when
     `http2` (many requests to a connection), else urllib3's HTTP/1.1 (a connection per request in flight)."""
+    fast_headers.install()
     proxies = get_environ_proxies(base_url)
     proxy = proxies.get(base_url.split(":", 1)[0]) or proxies.get("all")
     if http2 and base_url.startswith("https:"):  # h2 without TLS (h2c) is not what Google serves
