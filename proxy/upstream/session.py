@@ -14,7 +14,7 @@ import urllib3
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_environ_proxies
 
-from . import fast_headers
+from . import fast_headers, url_memo
 from .failures import untrusted_certificate
 from .h2pool import H2Pool
 
@@ -41,6 +41,7 @@ def upstream_pool(base_url, pool_size, http2=False):
     unless NO_PROXY exempts the host; the pool's own retries off, the callers retry. HTTP/2 over TLS when
     `http2` (many requests to a connection), else urllib3's HTTP/1.1 (a connection per request in flight)."""
     fast_headers.install()
+    url_memo.install()
     proxies = get_environ_proxies(base_url)
     proxy = proxies.get(base_url.split(":", 1)[0]) or proxies.get("all")
     if http2 and base_url.startswith("https:"):  # h2 without TLS (h2c) is not what Google serves
