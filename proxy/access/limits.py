@@ -14,15 +14,19 @@ def _rate_key():
     return f"client:{client.id}" if client is not None else f"addr:{get_remote_address()}"
 
 
-def _limit_for_caller():
-    client = current_state().client
+def _limit_of(client):
     return (client.rate_limit if client is not None and client.rate_limit else None) or \
         current_app.config["RATE_LIMIT"]
 
 
+def _limit_for_caller():
+    return _limit_of(current_state().client)
+
+
 def _exempt():
     # Only the generation APIs are limited; health, docs and operator endpoints are not.
-    return not current_state().recorded_area or request.method == "OPTIONS" or not _limit_for_caller()
+    state = current_state()  # once: every request asks
+    return not state.recorded_area or request.method == "OPTIONS" or not _limit_of(state.client)
 
 
 def storage_url(app):
