@@ -56,6 +56,10 @@ class UpstreamHttp:
     def __init__(self, credentials, http):
         self.credentials = credentials
         self.http = http
+        # urllib3's request() only turns the headers into an HTTPHeaderDict (which its pool then copies
+        # field by field) before calling urlopen, which reads the answer whole as request() would: a plain
+        # dict goes straight to urlopen. H2Pool's urlopen leaves the answer to read: its request reads it.
+        self._send = http.request if isinstance(http, H2Pool) else http.urlopen
 
     def request(self, method, url, timeout=None, headers=None, params=None, data=None, **unused):
         headers = dict(headers or {})
@@ -65,8 +69,8 @@ class UpstreamHttp:
         body = data.encode("utf-8") if isinstance(data, str) else data
         connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
         try:
-            reply = self.http.request(method, url, body=body, headers=headers, redirect=False,
-                                      timeout=urllib3.Timeout(connect=connect, read=read))
+            reply = self._send(method, url, body=body, headers=headers, redirect=False,
+                               timeout=urllib3.Timeout(connect=connect, read=read))
         except urllib3.exceptions.NewConnectionError as exc:  # a ConnectTimeoutError, yet no timeout
             raise requests.exceptions.ConnectionError(str(exc)) from None
         except urllib3.exceptions.ConnectTimeoutError as exc:
