@@ -1,5 +1,6 @@
 """Per-client request rate limits (Flask-Limiter); daily token quotas live in quotas.py."""
 from flask import current_app, request
+from flask.globals import request_ctx
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
@@ -13,15 +14,19 @@ def _rate_key():
     return f"client:{client.id}" if client is not None else f"addr:{get_remote_address()}"
 
 
-def _limit_for_caller():
-    client = current_state().client
+def _limit_of(client):
     return (client.rate_limit if client is not None and client.rate_limit else None) or \
         current_app.config["RATE_LIMIT"]
 
 
+def _limit_for_caller():
+    return _limit_of(current_state().client)
+
+
 def _exempt():
     # Only the generation APIs are limited; health, docs and operator endpoints are not.
-    return not current_state().recorded_area or request.method == "OPTIONS" or not _limit_for_caller()
+    state = current_state()  # once: every request asks
+    return not state.recorded_area or request.method == "OPTIONS" or not _limit_of(state.client)
 
 
 def storage_url(app):
@@ -62,5 +67,37 @@ def init_limits(app):
     # Checked before Flask-Limiter resolves any limit: most requests have none, and resolving costs.
     limiter.request_filter(_exempt)
     limiter.init_app(app)
+    _skip_when_exempt(app, limiter)
     app.extensions["rate_limiter"] = limiter
     return limiter
+
+
+def _skip_when_exempt(app, limiter):
+    """Flask-Limiter's three hooks, run only for a request a limit applies to. For the others (most: no
+    RATE_LIMIT, or not a generation API) its before hook finds no limit after building its request context,
+    evaluating the (absent) meta limits and asking its exemption scopes, and its after and teardown hooks
+    then find that context empty: about 190 calls a request that change nothing. The before hook asks
+    `_exempt` first, as the request filter would; the others run when the before hook made a context."""
+    before, after, teardown = (hooks[None][-1] for hooks in (app.before_request_funcs, app.after_request_funcs,
+                                                             app.teardown_request_funcs))
+    # Its hooks as Flask-Limiter 4.1 registers them: another version must be looked at again, not guessed at.
+    if before != limiter._check_request_limit or getattr(after, "args", None) != (limiter,) \
+            or teardown != getattr(limiter, "_Limiter__release_context", None):
+        raise RuntimeError("Flask-Limiter's request hooks are not where limits.py expects them")
+
+    def check_request_limit():
+        if not _exempt():
+            return before()
+
+    def inject_headers(response):
+        if getattr(request_ctx._get_current_object(), "_limiter_request_context", None) is None:
+            return response
+        return after(response)
+
+    def release_context(exc=None):
+        if getattr(request_ctx._get_current_object(), "_limiter_request_context", None) is not None:
+            teardown(exc)
+
+    app.before_request_funcs[None][-1] = check_request_limit
+    app.after_request_funcs[None][-1] = inject_headers
+    app.teardown_request_funcs[None][-1] = release_context

@@ -14,6 +14,7 @@ import urllib3
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_environ_proxies
 
+from . import fast_headers, url_memo
 from .failures import untrusted_certificate
 from .h2pool import H2Pool
 
@@ -39,6 +40,8 @@ def upstream_pool(base_url, pool_size, http2=False):
     """Connections to Gemini for either API: through the operator's HTTPS_PROXY (or HTTP_PROXY, ALL_PROXY)
     unless NO_PROXY exempts the host; the pool's own retries off, the callers retry. HTTP/2 over TLS when
     `http2` (many requests to a connection), else urllib3's HTTP/1.1 (a connection per request in flight)."""
+    fast_headers.install()
+    url_memo.install()
     proxies = get_environ_proxies(base_url)
     proxy = proxies.get(base_url.split(":", 1)[0]) or proxies.get("all")
     if http2 and base_url.startswith("https:"):  # h2 without TLS (h2c) is not what Google serves
@@ -53,6 +56,10 @@ class UpstreamHttp:
     def __init__(self, credentials, http):
         self.credentials = credentials
         self.http = http
+        # urllib3's request() only turns the headers into an HTTPHeaderDict (which its pool then copies
+        # field by field) before calling urlopen, which reads the answer whole as request() would: a plain
+        # dict goes straight to urlopen. H2Pool's urlopen leaves the answer to read: its request reads it.
+        self._send = http.request if isinstance(http, H2Pool) else http.urlopen
 
     def request(self, method, url, timeout=None, headers=None, params=None, data=None, **unused):
         headers = dict(headers or {})
@@ -62,8 +69,8 @@ class UpstreamHttp:
         body = data.encode("utf-8") if isinstance(data, str) else data
         connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
         try:
-            reply = self.http.request(method, url, body=body, headers=headers, redirect=False,
-                                      timeout=urllib3.Timeout(connect=connect, read=read))
+            reply = self._send(method, url, body=body, headers=headers, redirect=False,
+                               timeout=urllib3.Timeout(connect=connect, read=read))
         except urllib3.exceptions.NewConnectionError as exc:  # a ConnectTimeoutError, yet no timeout
             raise requests.exceptions.ConnectionError(str(exc)) from None
         except urllib3.exceptions.ConnectTimeoutError as exc:
