@@ -208,7 +208,7 @@ class Spool:
                         if written != len(line):
                             # The lock keeps other appends out, so ours is the file's last `written` bytes.
                             os.ftruncate(descriptor, os.fstat(descriptor).st_size - written)  # a torn line
-                            raise OSError(errno.ENOSPC, "the spool's disk took only part of a record")
+                            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (the spool's disk took part of a record)")
                         if self._kept is not None:
                             self._kept.append(record if keep is None else keep)
                             if len(self._kept) > _KEPT_MAX:
