@@ -15,6 +15,7 @@ from tests.emulator_thread import ThreadedEmulator
 
 KEYS = ["test-key-alpha-0001", "test-key-bravo-0002", "test-key-charlie-0003"]
 MODELS = ["gemini-2.5-flash", "gemini-2.5-flash-lite"]
+ADMIN_KEY = "admin-key-for-tests-0123456789"  # admin_app's ADMIN_API_KEY
 
 pytest_plugins = ["tests.fast_tier"]
 
@@ -144,6 +145,24 @@ def client(app):
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
+
+
+def as_admin(client):
+    """`client`, sending the admin key on every request from now on."""
+    client.environ_base["HTTP_X_API_KEY"] = ADMIN_KEY
+    return client
+
+
+@pytest.fixture
+def admin_app(make_app):
+    """The app with its operator endpoints on: ADMIN_API_KEY is ADMIN_KEY."""
+    return make_app(ADMIN_API_KEY=ADMIN_KEY)
+
+
+@pytest.fixture
+def admin_client(admin_app):
+    """A client of admin_app that sends the admin key on every request; app.test_client() sends none."""
+    return as_admin(admin_app.test_client())
 
 
 @pytest.fixture

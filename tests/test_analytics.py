@@ -13,8 +13,8 @@ import requests
 from models import ApiClient, Attempt, RequestLog, db
 from proxy.analytics import synthetic
 from tests import processes
+from tests.conftest import ADMIN_KEY
 
-ADMIN_KEY = "admin-key-for-analytics-01234"
 T0 = datetime(2026, 3, 10, 12, 0, 0)  # a fixed, naive-UTC moment the history is laid around
 WINDOW = {"from": "2026-03-10T00:00:00Z", "to": "2026-03-11T00:00:00Z"}
 
@@ -25,21 +25,9 @@ def nearest_rank(values, point):
 
 
 @pytest.fixture
-def app(make_app):
-    return make_app(ADMIN_API_KEY=ADMIN_KEY)
-
-
-@pytest.fixture
-def client(app):
-    client = app.test_client()
-    client.environ_base["HTTP_X_API_KEY"] = ADMIN_KEY  # the admin key on every request of this module
-    return client
-
-
-@pytest.fixture
-def history(app):
+def history(admin_app):
     """60 requests in the window plus some outside it, with known latencies, tokens and failures."""
-    with app.app_context():
+    with admin_app.app_context():
         client = ApiClient(name="team-a", key_hash="0" * 64, key_prefix="gp_x")
         db.session.add(client)
         db.session.flush()
@@ -72,8 +60,8 @@ def history(app):
         return {"rows": snapshot, "client_id": client.id}
 
 
-def test_summary_is_exact(app, client, history):
-    body = client.get("/analytics/summary", query_string=WINDOW).json
+def test_summary_is_exact(admin_app, admin_client, history):
+    body = admin_client.get("/analytics/summary", query_string=WINDOW).json
     rows = history["rows"]
     ok = [r for r in rows if r.status_code == 200]
     assert body["requests"] == 60 and body["errors"] == 6 and body["successes"] == 54
@@ -91,45 +79,46 @@ def test_summary_is_exact(app, client, history):
     assert body["cost_usd"] == pytest.approx(expected_cost, abs=1e-6)
 
 
-def test_filters_narrow_every_report(client, history):
-    body = client.get("/analytics/summary", query_string={**WINDOW, "model": "gemini-2.5-flash-lite"}).json
+def test_filters_narrow_every_report(admin_client, history):
+    body = admin_client.get("/analytics/summary", query_string={**WINDOW, "model": "gemini-2.5-flash-lite"}).json
     assert body["requests"] == 20
-    assert client.get("/analytics/summary", query_string={**WINDOW, "status": 502}).json["requests"] == 6
-    assert client.get("/analytics/summary",
-                      query_string={**WINDOW, "client": history["client_id"]}).json["requests"] == 30
+    assert admin_client.get("/analytics/summary", query_string={**WINDOW, "status": 502}).json["requests"] == 6
+    assert admin_client.get("/analytics/summary",
+                            query_string={**WINDOW, "client": history["client_id"]}).json["requests"] == 30
 
 
-def test_empty_window(client, history):
-    body = client.get("/analytics/summary", query_string={"from": "2020-01-01T00:00:00Z",
-                                                          "to": "2020-01-02T00:00:00Z"}).json
+def test_empty_window(admin_client, history):
+    body = admin_client.get("/analytics/summary", query_string={"from": "2020-01-01T00:00:00Z",
+                                                                "to": "2020-01-02T00:00:00Z"}).json
     assert body["requests"] == 0 and body["error_rate"] == 0 and body["cost_usd"] == 0
     assert body["latency_ms"] == {"avg": None, "p50": None, "p95": None, "p99": None, "exact": True}
-    series = client.get("/analytics/usage", query_string={"from": "2020-01-01T00:00:00Z", "to": "2020-01-01T05:00:00Z",
-                                                          "group_by": "hour"}).json["groups"]
+    series = admin_client.get("/analytics/usage", query_string={"from": "2020-01-01T00:00:00Z",
+                                                                "to": "2020-01-01T05:00:00Z",
+                                                                "group_by": "hour"}).json["groups"]
     assert [g["requests"] for g in series] == [0] * 5
 
 
-def test_usage_by_model_route_client_and_time(client, history):
-    by_model = {g["key"]: g for g in client.get("/analytics/usage", query_string={**WINDOW, "group_by": "model"})
+def test_usage_by_model_route_client_and_time(admin_client, history):
+    by_model = {g["key"]: g for g in admin_client.get("/analytics/usage", query_string={**WINDOW, "group_by": "model"})
                 .json["groups"]}
     assert by_model["gemini-2.5-flash"]["requests"] == 40 and by_model["gemini-2.5-flash-lite"]["requests"] == 20
-    by_route = client.get("/analytics/usage", query_string={**WINDOW, "group_by": "route"}).json["groups"]
+    by_route = admin_client.get("/analytics/usage", query_string={**WINDOW, "group_by": "route"}).json["groups"]
     assert by_route == [dict(by_route[0], key="/gemini/generate", requests=60)]
     by_client = {g["key"]: g["requests"] for g in
-                 client.get("/analytics/usage", query_string={**WINDOW, "group_by": "client"}).json["groups"]}
+                 admin_client.get("/analytics/usage", query_string={**WINDOW, "group_by": "client"}).json["groups"]}
     assert by_client == {f"{history['client_id']}:team-a": 30, "(none)": 30}
-    hours = client.get("/analytics/usage", query_string={**WINDOW, "group_by": "hour"}).json["groups"]
+    hours = admin_client.get("/analytics/usage", query_string={**WINDOW, "group_by": "hour"}).json["groups"]
     assert len(hours) == 24 and hours[0]["key"] == "2026-03-10T00:00:00Z" and hours[0]["requests"] == 0
     per_hour = {}
     for row in history["rows"]:
         per_hour[row.created_at.hour] = per_hour.get(row.created_at.hour, 0) + 1
     assert [h["requests"] for h in hours] == [per_hour.get(hour, 0) for hour in range(24)]
-    days = client.get("/analytics/usage", query_string={**WINDOW, "group_by": "day"}).json["groups"]
+    days = admin_client.get("/analytics/usage", query_string={**WINDOW, "group_by": "day"}).json["groups"]
     assert [(d["key"], d["requests"]) for d in days] == [("2026-03-10T00:00:00Z", 60)]
 
 
-def test_performance_series(client, history):
-    series = client.get("/analytics/performance", query_string={**WINDOW, "bucket": "hour"}).json["series"]
+def test_performance_series(admin_client, history):
+    series = admin_client.get("/analytics/performance", query_string={**WINDOW, "bucket": "hour"}).json["series"]
     noon = next(s for s in series if s["bucket"] == "2026-03-10T12:00:00Z")
     in_hour = [r for r in history["rows"] if r.created_at.hour == 12]
     assert noon["requests"] == len(in_hour)
@@ -138,15 +127,15 @@ def test_performance_series(client, history):
     assert noon["overhead_ms_avg"] == pytest.approx(2.0)
 
 
-def test_errors_report(client, history):
-    body = client.get("/analytics/errors", query_string=WINDOW).json
+def test_errors_report(admin_client, history):
+    body = admin_client.get("/analytics/errors", query_string=WINDOW).json
     assert body["by_code"] == [{"code": "UPSTREAM_ERROR", "status": 502, "count": 6}]
     assert body["by_upstream_status"] == [{"status": 503, "count": 10}]
     assert [e["request_id"] for e in body["latest"]][:2] == ["req-0050", "req-0040"]
 
 
-def test_fallbacks_report(client, history):
-    body = client.get("/analytics/fallbacks", query_string=WINDOW).json
+def test_fallbacks_report(admin_client, history):
+    body = admin_client.get("/analytics/fallbacks", query_string=WINDOW).json
     # Every sixth request tried flash first; when it then answered with flash-lite, that is a fallback.
     moved = [r for r in history["rows"] if r.attempt_count == 2 and r.model_used != "gemini-2.5-flash"]
     assert body["first_model_failed"] == len(moved)
@@ -155,8 +144,8 @@ def test_fallbacks_report(client, history):
     assert body["attempts_by_outcome"] == {"ok": 60, "transient": 10}
 
 
-def test_costs_and_savings(client, history):
-    body = client.get("/analytics/costs", query_string=WINDOW).json
+def test_costs_and_savings(admin_client, history):
+    body = admin_client.get("/analytics/costs", query_string=WINDOW).json
     flash = next(m for m in body["by_model"] if m["model"] == "gemini-2.5-flash")
     assert flash["price_per_million"] == {"input": 0.30, "output": 2.50, "cached": 0.03}
     assert body["cheapest_fallback_model"] == "gemini-2.5-flash-lite"
@@ -165,15 +154,15 @@ def test_costs_and_savings(client, history):
     assert body["by_day"] == [{"day": "2026-03-10T00:00:00Z", "cost_usd": body["total_cost_usd"]}]
 
 
-def test_operator_prices_override_the_table(app, client, history):
-    app.config["MODEL_PRICES"] = {"gemini-2.5-flash": (1.0, 1.0)}
-    flash = next(m for m in client.get("/analytics/costs", query_string=WINDOW).json["by_model"]
+def test_operator_prices_override_the_table(admin_app, admin_client, history):
+    admin_app.config["MODEL_PRICES"] = {"gemini-2.5-flash": (1.0, 1.0)}
+    flash = next(m for m in admin_client.get("/analytics/costs", query_string=WINDOW).json["by_model"]
                  if m["model"] == "gemini-2.5-flash")
     assert flash["cost_usd"] == pytest.approx((flash["prompt_tokens"] + flash["completion_tokens"]) / 1e6)
 
 
-def test_anomalies_flag_a_spike_against_its_baseline(app, client):
-    with app.app_context():
+def test_anomalies_flag_a_spike_against_its_baseline(admin_app, admin_client):
+    with admin_app.app_context():
         start = datetime(2026, 4, 1, 0, 0)
         rows = []
         for hour in range(30):
@@ -183,61 +172,61 @@ def test_anomalies_flag_a_spike_against_its_baseline(app, client):
                                        route="/gemini/generate", status_code=200, latency_ms=100.0, total_tokens=50))
         db.session.add_all(rows)
         db.session.commit()
-    body = client.get("/analytics/anomalies", query_string={"from": "2026-04-02T00:00:00Z",
-                                                            "to": "2026-04-02T06:00:00Z"}).json
+    body = admin_client.get("/analytics/anomalies", query_string={"from": "2026-04-02T00:00:00Z",
+                                                                  "to": "2026-04-02T06:00:00Z"}).json
     assert [a["hour"] for a in body["anomalies"]] == ["2026-04-02T04:00:00Z"]
     metrics = {r["metric"] for r in body["anomalies"][0]["reasons"]}
     assert {"requests", "total_tokens"} <= metrics
 
 
-def test_request_log_paging_and_detail(client, history):
-    first = client.get("/analytics/requests", query_string={**WINDOW, "page_size": 25}).json
+def test_request_log_paging_and_detail(admin_client, history):
+    first = admin_client.get("/analytics/requests", query_string={**WINDOW, "page_size": 25}).json
     assert first["total"] == 60 and len(first["requests"]) == 25 and first["requests"][0]["request_id"] == "req-0059"
-    third = client.get("/analytics/requests", query_string={**WINDOW, "page_size": 25, "page": 3}).json
+    third = admin_client.get("/analytics/requests", query_string={**WINDOW, "page_size": 25, "page": 3}).json
     assert len(third["requests"]) == 10
-    failed = client.get("/analytics/requests", query_string={**WINDOW, "error_code": "UPSTREAM_ERROR"}).json
+    failed = admin_client.get("/analytics/requests", query_string={**WINDOW, "error_code": "UPSTREAM_ERROR"}).json
     assert failed["total"] == 6
-    detail = client.get("/analytics/requests/req-0006").json
+    detail = admin_client.get("/analytics/requests/req-0006").json
     assert [a["outcome"] for a in detail["attempts"]] == ["transient", "ok"]
-    assert client.get("/analytics/requests/nope").status_code == 404
+    assert admin_client.get("/analytics/requests/nope").status_code == 404
 
 
 @pytest.mark.parametrize("params", [
     {"from": "yesterday"}, {"to": "2026-13-01"}, {"from": "2026-03-11T00:00:00Z", "to": "2026-03-10T00:00:00Z"},
     {"from": "2020-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}, {"status": "abc"}, {"client": "-1"},
 ])
-def test_bad_parameters_get_400(client, params):
-    response = client.get("/analytics/summary", query_string=params)
+def test_bad_parameters_get_400(admin_client, params):
+    response = admin_client.get("/analytics/summary", query_string=params)
     assert response.status_code == 400 and response.json["error"]["code"] == "INVALID_REQUEST"
 
 
 @pytest.mark.parametrize("path,params", [("usage", {"group_by": "planet"}), ("performance", {"bucket": "week"}),
                                          ("requests", {"page": "0"}), ("requests", {"page_size": "1000"})])
-def test_bad_report_options_get_400(client, path, params):
-    assert client.get(f"/analytics/{path}", query_string=params).status_code == 400
+def test_bad_report_options_get_400(admin_client, path, params):
+    assert admin_client.get(f"/analytics/{path}", query_string=params).status_code == 400
 
 
-def test_analytics_needs_the_admin_key_when_keys_are_on(app, history):
+def test_analytics_needs_the_admin_key_when_keys_are_on(admin_app, history):
     from proxy.access import clients
 
-    with app.app_context():
+    with admin_app.app_context():
         _, secret = clients.create("user")
-    plain = app.test_client()
+    plain = admin_app.test_client()
     assert plain.get("/analytics/summary").status_code == 401
     assert plain.get("/analytics/summary", headers={"X-API-KEY": secret}).status_code == 401
     assert plain.get("/analytics/summary", headers={"X-API-KEY": ADMIN_KEY}).status_code == 200
 
 
-def test_seed_command_fills_realistic_history(app, client):
-    result = app.test_cli_runner().invoke(args=["ops", "seed", "--rows", "3000", "--days", "2"])
+def test_seed_command_fills_realistic_history(admin_app, admin_client):
+    result = admin_app.test_cli_runner().invoke(args=["ops", "seed", "--rows", "3000", "--days", "2"])
     assert result.exit_code == 0 and "Inserted 3,000 requests" in result.output
     three_days = {"from": (datetime.now(timezone.utc) - timedelta(days=3)).isoformat()}
-    body = client.get("/analytics/summary", query_string=three_days).json
+    body = admin_client.get("/analytics/summary", query_string=three_days).json
     assert body["requests"] == 3000 and 0 < body["errors"] < 150 and body["cost_usd"] > 0
-    models = {g["key"] for g in client.get("/analytics/usage",
-                                             query_string={**three_days, "group_by": "model"}).json["groups"]}
+    models = {g["key"] for g in admin_client.get("/analytics/usage",
+                                                   query_string={**three_days, "group_by": "model"}).json["groups"]}
     assert models == {"gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.5-pro"}
-    assert client.get("/analytics/fallbacks", query_string=three_days).json["retries"] > 0
+    assert admin_client.get("/analytics/fallbacks", query_string=three_days).json["retries"] > 0
 
 
 @pytest.mark.e2e

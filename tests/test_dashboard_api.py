@@ -8,7 +8,6 @@ from hypothesis import strategies as st
 
 from models import ApiClient, RequestLog, db
 
-ADMIN_KEY = "admin-key-for-the-dashboard-0123"
 T0 = datetime(2026, 5, 4, 9, 0, 0)
 WINDOW = {"from": "2026-05-04T00:00:00Z", "to": "2026-05-05T00:00:00Z"}
 ROUTES = ("/gemini/generate", "/v1beta/models/{model}:generateContent")
@@ -17,21 +16,9 @@ STATUSES = (200, 200, 400, 429, 502)
 
 
 @pytest.fixture
-def app(make_app):
-    return make_app(ADMIN_API_KEY=ADMIN_KEY)
-
-
-@pytest.fixture
-def client(app):
-    client = app.test_client()
-    client.environ_base["HTTP_X_API_KEY"] = ADMIN_KEY
-    return client
-
-
-@pytest.fixture
-def rows(app):
+def rows(admin_app):
     """40 requests over 40 × 17 minutes from T0, cycling through two clients, routes, models and statuses."""
-    with app.app_context():
+    with admin_app.app_context():
         owners = [ApiClient(name=f"c{n}", key_hash=str(n) * 64, key_prefix=f"gp_{n}") for n in (1, 2)]
         db.session.add_all(owners)
         db.session.flush()
@@ -60,7 +47,7 @@ def matches(row, filters):
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_every_filter_combination_counts_and_lists_exactly_the_matching_rows(client, rows, data):
+def test_every_filter_combination_counts_and_lists_exactly_the_matching_rows(admin_client, rows, data):
     made, owners = rows
     filters = {"from": WINDOW["from"], "to": WINDOW["to"]}
     for name, values in (("client", owners), ("model", MODELS), ("route", ROUTES), ("status", sorted(set(STATUSES))),
@@ -69,7 +56,7 @@ def test_every_filter_combination_counts_and_lists_exactly_the_matching_rows(cli
         if data.draw(st.booleans(), label=f"filter on {name}"):
             filters[name] = str(data.draw(st.sampled_from(values), label=name))
     expected = sorted((r["request_id"] for r in made if matches(r, filters)), reverse=True)
-    answer = client.get("/analytics/requests", query_string={**filters, "page_size": 200})
+    answer = admin_client.get("/analytics/requests", query_string={**filters, "page_size": 200})
     assert answer.status_code == 200, answer.json
     body = answer.json
     assert body["total"] == len(expected) and [r["request_id"] for r in body["requests"]] == expected
@@ -78,8 +65,8 @@ def test_every_filter_combination_counts_and_lists_exactly_the_matching_rows(cli
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=st.sampled_from(["outcome", "error_code", "status", "client", "from", "to", "page"]),
        value=st.text(max_size=80))
-def test_a_bad_filter_value_is_a_400_with_its_code_never_a_500(client, name, value):
-    answer = client.get("/analytics/requests", query_string={name: value})
+def test_a_bad_filter_value_is_a_400_with_its_code_never_a_500(admin_client, name, value):
+    answer = admin_client.get("/analytics/requests", query_string={name: value})
     assert answer.status_code in (200, 400), (name, value, answer.status_code)
     if answer.status_code == 400:
         assert answer.json["error"]["code"] == "INVALID_REQUEST"
@@ -87,20 +74,21 @@ def test_a_bad_filter_value_is_a_400_with_its_code_never_a_500(client, name, val
 
 @pytest.mark.parametrize("query", ["outcome=failed", "outcome=", "error_code=", "error_code=" + "A" * 65, "error_code=a%20b",
                                    "error_code=X%0A"])
-def test_the_new_filters_refuse_what_no_row_could_match(client, query):
-    answer = client.get(f"/analytics/requests?{query}")
+def test_the_new_filters_refuse_what_no_row_could_match(admin_client, query):
+    answer = admin_client.get(f"/analytics/requests?{query}")
     assert answer.status_code == 400 and answer.json["error"]["code"] == "INVALID_REQUEST", answer.json
 
 
-def test_the_new_filters_are_documented(client):
-    parameters = {p["name"]: p for p in client.get("/swagger.json").json["paths"]["/analytics/requests"]["get"]["parameters"]}
+def test_the_new_filters_are_documented(admin_client):
+    spec = admin_client.get("/swagger.json").json
+    parameters = {p["name"]: p for p in spec["paths"]["/analytics/requests"]["get"]["parameters"]}
     assert parameters["outcome"]["enum"] == ["ok", "error"]
     assert parameters["error_code"]["maxLength"] == 64
 
 
 @pytest.mark.parametrize("path", ["/dashboard", "/dashboard/requests", "/dashboard/clients"])
-def test_each_page_is_served_under_its_content_security_policy(client, path):
-    page = client.get(path)
+def test_each_page_is_served_under_its_content_security_policy(admin_client, path):
+    page = admin_client.get(path)
     assert page.status_code == 200 and b"vendor/chart.umd.min.js" in page.data
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
     assert page.headers["Referrer-Policy"] == "no-referrer"

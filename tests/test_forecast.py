@@ -11,7 +11,6 @@ from models import ApiClient, RequestLog, db
 from proxy.analytics import forecast, forecast_fit, rollups, synthetic
 from proxy.analytics.pricing import PriceTable
 
-ADMIN_KEY = "admin-key-for-forecasts-0123456"
 NOW = datetime(2026, 3, 18, 10, 30)  # a Wednesday, mid-month, mid-morning (naive UTC)
 DAY_END, MONTH_END = datetime(2026, 3, 19), datetime(2026, 4, 1)
 ROWS, DAYS, TREND = 12_000, 35, 0.02
@@ -19,21 +18,9 @@ PRICES = PriceTable()
 
 
 @pytest.fixture
-def app(make_app):
-    return make_app(ADMIN_API_KEY=ADMIN_KEY)
-
-
-@pytest.fixture
-def client(app):
-    client = app.test_client()
-    client.environ_base["HTTP_X_API_KEY"] = ADMIN_KEY
-    return client
-
-
-@pytest.fixture
-def patterned(app):
+def patterned(admin_app):
     """35 days of history growing 2% a day, with quiet weekends, shared by two clients, ending at NOW."""
-    with app.app_context():
+    with admin_app.app_context():
         synthetic.seed(ROWS, DAYS, 7, end=NOW, trend=TREND, weekly=True, clients=2)
     return synthetic.Pattern(NOW, DAYS, TREND, weekly=True)
 
@@ -43,8 +30,8 @@ def _truth(pattern, so_far, end, measure):
     return so_far + remaining, remaining
 
 
-def test_forecast_finds_the_known_trend_and_week_within_its_interval(app, patterned):
-    with app.app_context():
+def test_forecast_finds_the_known_trend_and_week_within_its_interval(admin_app, patterned):
+    with admin_app.app_context():
         answer = forecast.forecast(PRICES, 28, now=NOW)
         month_start = datetime(2026, 3, 1)
         recorded = db.session.execute(select(func.sum(RequestLog.total_tokens)).where(
@@ -69,15 +56,15 @@ def test_forecast_finds_the_known_trend_and_week_within_its_interval(app, patter
     assert clients[0]["month"]["tokens"]["expected"] > 1.5 * clients[1]["month"]["tokens"]["expected"]
 
 
-def test_settled_hours_read_from_rollups_forecast_as_raw_rows_do(app, patterned):
-    with app.app_context():
+def test_settled_hours_read_from_rollups_forecast_as_raw_rows_do(admin_app, patterned):
+    with admin_app.app_context():
         raw = forecast.forecast(PRICES, 28, now=NOW)
         assert rollups.roll_up(now=NOW) > 24 * 28
         assert forecast.forecast(PRICES, 28, now=NOW) == raw
 
 
-def test_weekly_seasonality_needs_two_weeks_of_history(app, patterned):
-    with app.app_context():
+def test_weekly_seasonality_needs_two_weeks_of_history(admin_app, patterned):
+    with admin_app.app_context():
         short = forecast.forecast(PRICES, 13, now=NOW)
         enough = forecast.forecast(PRICES, 14, now=NOW)
     assert (short["seasonality"], short["weekly_index"], short["history_days"]) == ("none", None, 13)
@@ -85,8 +72,8 @@ def test_weekly_seasonality_needs_two_weeks_of_history(app, patterned):
     assert {c["seasonality"] for c in short["clients"]} == {"none"}
 
 
-def test_a_young_installation_has_only_the_days_it_has(app):
-    with app.app_context():
+def test_a_young_installation_has_only_the_days_it_has(admin_app):
+    with admin_app.app_context():
         synthetic.seed(3000, 10, 3, end=NOW, weekly=True)
         answer = forecast.forecast(PRICES, 28, now=NOW)
     assert answer["history_days"] == 10 and answer["seasonality"] == "none"
@@ -98,10 +85,10 @@ PER_REQUEST_USD = (600 * 0.30 + 400 * 2.50) / 1_000_000  # gemini-2.5-flash's li
 
 
 @pytest.fixture
-def steady(app):
+def steady(admin_app):
     """A client with one request at the top of every hour for 28 days and today until 10:00 (11 today), a
     second client with none, and a cache hit that costs nothing."""
-    with app.app_context():
+    with admin_app.app_context():
         busy = ApiClient(name="steady", key_hash="1" * 64, key_prefix="gp_s", daily_token_quota=18_000)
         idle = ApiClient(name="idle", key_hash="2" * 64, key_prefix="gp_i")
         db.session.add_all([busy, idle])
@@ -137,8 +124,8 @@ def _with_budget(app, client_id, usd, period):
                                budget_usd=usd, budget_period=period)
 
 
-def test_steady_usage_projects_exactly(app, steady):
-    with app.app_context():
+def test_steady_usage_projects_exactly(admin_app, steady):
+    with admin_app.app_context():
         answer = forecast.forecast(PRICES, 28, now=NOW)
     busy, idle = answer["clients"]
     # 11 requests today; the rest of 10:00's hour and 13 more hours to come, at 1,000 tokens an hour.
@@ -153,8 +140,8 @@ def test_steady_usage_projects_exactly(app, steady):
     assert idle["history_days"] == 0 and idle["quota"] is None and idle["budget"] is None
 
 
-def test_the_daily_token_quota_runs_out_when_the_hours_say(app, steady):
-    with app.app_context():
+def test_the_daily_token_quota_runs_out_when_the_hours_say(admin_app, steady):
+    with admin_app.app_context():
         busy = forecast.forecast(PRICES, 28, now=NOW)["clients"][0]
         # 11,000 used; 500 by 11:00, then 1,000 an hour: 18,000 at 17:30.
         assert (busy["quota"]["daily_tokens"], busy["quota"]["used"]) == (18_000, 11_000)
@@ -170,9 +157,9 @@ def test_the_daily_token_quota_runs_out_when_the_hours_say(app, steady):
 
 @pytest.mark.parametrize("usd,period,expected_day", [
     (0.58, "month", "2026-03-21"), (0.02, "day", "2026-03-18"), (1.00, "day", None), (100.0, "month", None)])
-def test_a_budget_runs_out_on_the_day_the_steady_spend_reaches_it(app, steady, usd, period, expected_day):
-    client = _with_budget(app, steady.busy, usd, period)
-    with app.app_context():
+def test_a_budget_runs_out_on_the_day_the_steady_spend_reaches_it(admin_app, steady, usd, period, expected_day):
+    client = _with_budget(admin_app, steady.busy, usd, period)
+    with admin_app.app_context():
         budget = forecast.forecast(PRICES, 28, now=NOW, clients=[client])["clients"][0]["budget"]
     period_start = NOW.replace(hour=0, minute=0) if period == "day" else datetime(2026, 3, 1)
     spent = ((NOW - period_start).days * 24 + 11) * PER_REQUEST_USD
@@ -188,9 +175,9 @@ def test_a_budget_runs_out_on_the_day_the_steady_spend_reaches_it(app, steady, u
     assert abs((found - moment).total_seconds()) < 1
 
 
-def test_a_spent_budget_ran_out_in_the_hour_it_was_passed(app, steady):
-    client = _with_budget(app, steady.busy, 3.5 * PER_REQUEST_USD, "day")
-    with app.app_context():
+def test_a_spent_budget_ran_out_in_the_hour_it_was_passed(admin_app, steady):
+    client = _with_budget(admin_app, steady.busy, 3.5 * PER_REQUEST_USD, "day")
+    with admin_app.app_context():
         budget = forecast.forecast(PRICES, 28, now=NOW, clients=[client])["clients"][0]["budget"]
     assert _near(budget["runs_out_at"], datetime(2026, 3, 18, 3, 30))  # the 4th request, at 03:00, crossed it
 
@@ -214,8 +201,8 @@ def test_the_t_quantile_is_students():
 
 
 # The resource --------------------------------------------------------------------------------------------------
-def test_an_empty_database_forecasts_zeros(client):
-    body = client.get("/analytics/forecast").json
+def test_an_empty_database_forecasts_zeros(admin_client):
+    body = admin_client.get("/analytics/forecast").json
     assert body["history_days"] == 0 and body["days"] == 28 and body["seasonality"] == "none"
     zeros = {"so_far": 0, "expected": 0, "low": 0, "high": 0}
     for period in ("day", "month"):
@@ -224,8 +211,8 @@ def test_an_empty_database_forecasts_zeros(client):
     assert body["clients"] == [] and body["weekly_index"] is None
 
 
-def test_the_resource_answers_the_shared_shape(app, client, steady):
-    body = client.get("/analytics/forecast", query_string={"days": "14"}).json
+def test_the_resource_answers_the_shared_shape(admin_app, admin_client, steady):
+    body = admin_client.get("/analytics/forecast", query_string={"days": "14"}).json
     assert {"generated_at", "history_days", "seasonality", "total", "clients"} <= set(body)
     busy = body["clients"][0]
     assert {"client_id", "name", "day", "month", "budget", "quota"} <= set(busy)
@@ -237,37 +224,37 @@ def test_the_resource_answers_the_shared_shape(app, client, steady):
 
 @pytest.mark.parametrize("query", [{"days": "0"}, {"days": "366"}, {"days": "two"}, {"days": ""},
                                    {"days": "1.5"}, {"dayz": "7"}])
-def test_bad_parameters_are_400s(client, query):
-    response = client.get("/analytics/forecast", query_string=query)
+def test_bad_parameters_are_400s(admin_client, query):
+    response = admin_client.get("/analytics/forecast", query_string=query)
     assert response.status_code == 400 and response.json["error"]["code"] == "INVALID_REQUEST"
 
 
-def test_the_forecast_is_for_the_operator(app):
-    assert app.test_client().get("/analytics/forecast").status_code == 401
+def test_the_forecast_is_for_the_operator(admin_app):
+    assert admin_app.test_client().get("/analytics/forecast").status_code == 401
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(days=st.text(max_size=12))
-def test_any_days_value_is_a_forecast_or_a_400(client, days):
-    response = client.get("/analytics/forecast", query_string={"days": days})
+def test_any_days_value_is_a_forecast_or_a_400(admin_client, days):
+    response = admin_client.get("/analytics/forecast", query_string={"days": days})
     assert response.status_code in (200, 400)
     assert response.status_code == 400 or response.json["days"] == int(days)
 
 
-def test_docs_describe_the_forecast(client):
-    spec = client.get("/swagger.json").json
+def test_docs_describe_the_forecast(admin_client):
+    spec = admin_client.get("/swagger.json").json
     operation = spec["paths"]["/analytics/forecast"]["get"]
     assert operation["summary"] and {"200", "400", "401"} <= set(operation["responses"])
     assert [(p["name"], p["minimum"], p["maximum"]) for p in operation["parameters"]] == [("days", 1, 365)]
     assert {"ForecastFigure", "ForecastClient", "ForecastBudget", "ForecastQuota"} <= set(spec["definitions"])
 
 
-def test_ops_seed_makes_a_known_pattern(app):
-    runner = app.test_cli_runner()
+def test_ops_seed_makes_a_known_pattern(admin_app):
+    runner = admin_app.test_cli_runner()
     result = runner.invoke(args=["ops", "seed", "--rows", "600", "--days", "15", "--trend", "0.02", "--weekly",
                                  "--clients", "2"])
     assert result.exit_code == 0, result.output
-    with app.app_context():
+    with admin_app.app_context():
         counts = dict(db.session.execute(select(ApiClient.name, func.count(RequestLog.id)).join(
             RequestLog, RequestLog.client_id == ApiClient.id).group_by(ApiClient.name)).all())
     assert set(counts) == {"synthetic-1", "synthetic-2"} and sum(counts.values()) == 600

@@ -8,9 +8,7 @@ import pytest
 import requests
 
 from proxy.analytics import rollups, synthetic
-from tests.conftest import KEYS, generate_over_http, native_over_http, rows, wait_for
-
-ADMIN_KEY = "admin-key-for-postgres-0123456789"
+from tests.conftest import ADMIN_KEY, KEYS, as_admin, generate_over_http, native_over_http, rows, wait_for
 
 
 def send(server, count, start=0):
@@ -85,8 +83,7 @@ def test_rollups_on_postgresql_agree_with_the_raw_rows(make_app, postgres):
     end = datetime(2026, 6, 1, 12, 30)
     with app.app_context():
         synthetic.seed(3000, days=2, end=end)
-    client = app.test_client()
-    client.environ_base["HTTP_X_API_KEY"] = ADMIN_KEY
+    client = as_admin(app.test_client())
     window = "from=2026-05-30T12:00:00Z&to=2026-06-01T12:00:00Z"
     raw = client.get(f"/analytics/summary?{window}").json
     with app.app_context():

@@ -18,7 +18,6 @@ from proxy.analytics.operations import prune
 from tests import processes
 from tests.conftest import rows, wait_for
 
-ADMIN_KEY = "admin-key-for-rollups-0123456789"
 END = datetime(2026, 6, 1, 12, 30, 0)
 WINDOW = {"from": "2026-05-30T09:15:00Z", "to": "2026-06-01T12:30:00Z"}  # partial hours at both ends
 REPORTS = ["summary", "usage?group_by=model", "usage?group_by=route", "usage?group_by=hour", "usage?group_by=day",
@@ -29,18 +28,11 @@ PERCENTILE_KEYS = {"p50", "p95", "p99"}
 
 
 @pytest.fixture
-def app(make_app):
-    app = make_app(ADMIN_API_KEY=ADMIN_KEY)
-    with app.app_context():
+def seeded_app(admin_app):
+    """admin_app (admin_client is its client) over three days of synthetic history ending at END."""
+    with admin_app.app_context():
         synthetic.seed(4000, days=3, end=END)
-    return app
-
-
-@pytest.fixture
-def client(app):
-    client = app.test_client()
-    client.environ_base["HTTP_X_API_KEY"] = ADMIN_KEY
-    return client
+    return admin_app
 
 
 def report(client, path):
@@ -77,13 +69,13 @@ def roll_up(app, now=END + timedelta(hours=2)):
         return rollups.roll_up(now=now)
 
 
-def test_every_report_agrees_with_the_raw_rows(app, client):
-    raw = {path: report(client, path) for path in REPORTS}
+def test_every_report_agrees_with_the_raw_rows(seeded_app, admin_client):
+    raw = {path: report(admin_client, path) for path in REPORTS}
     assert raw["summary"]["latency_ms"]["exact"] is True and raw["summary"]["requests"] > 1000
 
-    built = roll_up(app)
+    built = roll_up(seeded_app)
     assert built >= 72  # three days of settled hours
-    rolled = {path: report(client, path) for path in REPORTS}
+    rolled = {path: report(admin_client, path) for path in REPORTS}
 
     for path in REPORTS:
         assert_agrees(raw[path], rolled[path], path)
@@ -91,12 +83,12 @@ def test_every_report_agrees_with_the_raw_rows(app, client):
     assert rolled["performance"]["exact"] is False
     # Two filters have no histogram of their own: that report reads every row, and says so.
     assert rolled["summary?model=gemini-2.5-pro&route=/gemini/generate"]["latency_ms"]["exact"] is True
-    with app.app_context():
+    with seeded_app.app_context():
         assert db.session.execute(select(func.sum(HourlyRollup.requests))).scalar() == 4000
 
 
-def test_writers_go_on_while_an_hour_is_aggregated_and_a_record_landing_meanwhile_is_not_missed(app):
-    url = app.config["SQLALCHEMY_DATABASE_URI"]
+def test_writers_go_on_while_an_hour_is_aggregated_and_a_record_landing_meanwhile_is_not_missed(seeded_app):
+    url = seeded_app.config["SQLALCHEMY_DATABASE_URI"]
     (earliest,), = rows(url, "SELECT min(created_at) FROM request_log")
     late_at = earliest[:14] + "07:00.000000"  # in the first hour the first run builds
     landed = []
@@ -116,58 +108,58 @@ def test_writers_go_on_while_an_hour_is_aggregated_and_a_record_landing_meanwhil
             writer.close()
         landed.append(late_at)
 
-    with app.app_context():
+    with seeded_app.app_context():
         event.listen(db.engine, "after_cursor_execute", another_writer)
-    first = roll_up(app)
+    first = roll_up(seeded_app)
     assert landed
-    with app.app_context():
+    with seeded_app.app_context():
         assert db.session.get(RolledHour, late_at[:13] + ":00:00") is None  # its run is left for the next
-    second = roll_up(app)
+    second = roll_up(seeded_app)
     assert second > 0 and first + second >= 72
-    with app.app_context():
+    with seeded_app.app_context():
         assert db.session.execute(select(func.sum(HourlyRollup.requests))).scalar() == 4001
 
 
-def test_a_second_run_builds_nothing_and_the_hour_still_open_is_left_alone(app):
-    assert roll_up(app) > 0
-    assert roll_up(app) == 0
-    with app.app_context():
+def test_a_second_run_builds_nothing_and_the_hour_still_open_is_left_alone(seeded_app):
+    assert roll_up(seeded_app) > 0
+    assert roll_up(seeded_app) == 0
+    with seeded_app.app_context():
         newest = db.session.execute(select(func.max(RolledHour.hour))).scalar()
     # END + 2 h minus the settling time: 14:00 - 0:30 floors to 14:00, so the last hour built is 13:00.
     assert newest == "2026-06-01 13:00:00"
 
 
-def test_a_late_record_sends_its_hour_back_to_raw_rows_until_rebuilt(app, client):
-    roll_up(app)
-    before = report(client, "summary")["requests"]
+def test_a_late_record_sends_its_hour_back_to_raw_rows_until_rebuilt(seeded_app, admin_client):
+    roll_up(seeded_app)
+    before = report(admin_client, "summary")["requests"]
     late = datetime(2026, 5, 31, 3, 20)
-    with app.app_context():
+    with seeded_app.app_context():
         db.session.add(RequestLog(request_id="late-one", created_at=late, route="/gemini/generate",
                                   model_used="gemini-2.5-flash", status_code=200, latency_ms=5.0,
                                   prompt_tokens=7, completion_tokens=3, total_tokens=10))
         db.session.commit()
         assert db.session.get(RolledHour, hour_text(late.replace(minute=0))) is None
-    assert report(client, "summary")["requests"] == before + 1
-    assert roll_up(app) == 1
-    assert report(client, "summary")["requests"] == before + 1
+    assert report(admin_client, "summary")["requests"] == before + 1
+    assert roll_up(seeded_app) == 1
+    assert report(admin_client, "summary")["requests"] == before + 1
 
 
-def test_prune_takes_the_rollups_of_the_hours_it_deletes(app, client):
-    roll_up(app)
-    with app.app_context():
+def test_prune_takes_the_rollups_of_the_hours_it_deletes(seeded_app, admin_client):
+    roll_up(seeded_app)
+    with seeded_app.app_context():
         prune(days=1, body_days=0, now=END)
         kept = db.session.execute(select(func.count()).select_from(RequestLog)).scalar()
-    assert report(client, "summary")["requests"] == kept
-    roll_up(app)
-    assert report(client, "summary")["requests"] == kept
+    assert report(admin_client, "summary")["requests"] == kept
+    roll_up(seeded_app)
+    assert report(admin_client, "summary")["requests"] == kept
 
 
-def test_two_builders_at_once_build_each_hour_once(app):
+def test_two_builders_at_once_build_each_hour_once(seeded_app):
     results, errors = [], []
 
     def run():
         try:
-            results.append(roll_up(app))
+            results.append(roll_up(seeded_app))
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -177,18 +169,18 @@ def test_two_builders_at_once_build_each_hour_once(app):
     for thread in threads:
         thread.join(timeout=120)
     assert not errors
-    with app.app_context():
+    with seeded_app.app_context():
         hours = db.session.execute(select(func.count()).select_from(RolledHour)).scalar()
         total = db.session.execute(select(func.sum(HourlyRollup.requests))).scalar()
     assert sum(results) == hours and total == 4000
 
 
-def test_the_background_builder_catches_up_and_stops(app):
+def test_the_background_builder_catches_up_and_stops(seeded_app):
     stop = threading.Event()
-    thread = rollups.start_periodic_rollups(app, 0.05, stop=stop)
+    thread = rollups.start_periodic_rollups(seeded_app, 0.05, stop=stop)
     try:
         for _ in range(200):
-            with app.app_context():
+            with seeded_app.app_context():
                 if db.session.execute(select(func.count()).select_from(RolledHour)).scalar() >= 72:
                     break
             threading.Event().wait(0.05)
