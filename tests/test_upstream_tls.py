@@ -1,25 +1,22 @@
 """Gemini is reached over TLS, as in production: both APIs, a stream and an official SDK through the proxy
 to an HTTPS emulator whose certificate the proxy verifies; an untrusted certificate refused at once with
 a message that says what to do; and the operator's HTTPS egress proxy used as a CONNECT tunnel."""
-import json
 import ssl
 
 import pytest
 import requests
 import trustme
 import urllib3
-from google import genai
-from google.genai import types
 
 from proxy.upstream.failures import untrusted_certificate
 from tests import processes
-from tests.conftest import KEYS, MODELS, rows, wait_for
+from tests.conftest import KEYS, rows, wait_for
 from tests.conftest import generate_over_http as generate
 from tests.conftest import native_over_http as native
+from tests.upstream_checks import both_apis_a_stream_and_the_sdk
 
 pytestmark = pytest.mark.e2e
 
-MODEL = MODELS[0]
 HIDDEN_HOST = "gemini.invalid"  # resolves nowhere: only the egress proxy reaches it
 
 
@@ -48,17 +45,9 @@ def emulated_requests(emulator):
 
 def test_both_apis_and_a_stream_reach_gemini_over_verified_tls(gunicorn, tls_emulator, authority):
     server = gunicorn(GEMINI_BASE_URL=tls_emulator.url, SSL_CERT_FILE=str(authority / "ca.pem"), WEB_CONCURRENCY=1)
-    assert generate(server, "over TLS").json()["text"].startswith("Emulated")
-    assert native(server, "native over TLS").json()["candidates"]
-    stream = native(server, "a stream over TLS", f"/v1beta/models/{MODEL}:streamGenerateContent?alt=sse")
-    events = [json.loads(line[5:]) for line in stream.text.splitlines() if line.startswith("data:")]
-    assert stream.status_code == 200 and len(events) > 1 and events[-1]["candidates"][0]["finishReason"] == "STOP"
-    client = genai.Client(api_key=KEYS[0], http_options=types.HttpOptions(base_url=server.url))
-    assert client.models.generate_content(model=MODEL, contents="an SDK, over TLS beyond the proxy").text
+    both_apis_a_stream_and_the_sdk(server, "TLS")
     hosts = [seen["headers"]["host"] for seen in emulated_requests(tls_emulator)[-4:]]
     assert all(host.startswith("localhost:") for host in hosts)
-    wait_for(lambda: rows(server.database_url, "SELECT count(*) FROM request_log WHERE status_code = 200") == [(4,)],
-             message="four records")
 
 
 def test_a_certificate_no_trusted_authority_signed_is_refused_at_once(gunicorn, tls_emulator):
