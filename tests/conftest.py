@@ -5,6 +5,7 @@ import time
 
 import pytest
 import requests
+import trustme
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
@@ -109,6 +110,16 @@ class Sleeps(list):
         self.append(seconds)
 
 
+class Clock:
+    """Time a test moves by hand (`clock.now += seconds`), for the parts that take a clock."""
+
+    def __init__(self, now=1_000_000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
 @pytest.fixture
 def make_app(tmp_path, emulator):
     def build(**overrides):
@@ -178,6 +189,15 @@ def redis_server(tmp_path_factory):
     process = processes.start_redis(str(tmp_path_factory.mktemp("redis")))
     yield process
     process.stop()
+
+
+def private_authority(folder, *hosts):
+    """`folder`, holding a new private CA's certificate (ca.pem) and one it signed for `hosts` (server.pem:
+    the key and the chain)."""
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    ca.issue_cert(*hosts).private_key_and_cert_chain_pem.write_to_path(str(folder / "server.pem"))
+    return folder
 
 
 def wait_for(predicate, timeout=30.0, message="condition"):

@@ -6,9 +6,8 @@ import requests
 
 from proxy.access import clients
 from tests import processes
-from tests.conftest import KEYS, MODELS, rows, wait_recorded
+from tests.conftest import ADMIN_KEY, KEYS, MODELS, rows, wait_recorded
 
-ADMIN_KEY = "admin-key-for-tests-0123456789"
 GENERATE = {"prompt": {"text": "hello"}}
 NATIVE_BODY = {"contents": [{"parts": [{"text": "hello"}]}]}
 NATIVE_PATH = f"/v1beta/models/{MODELS[0]}:generateContent"

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from proxy.access import terms
-from tests.conftest import MODELS
-from tests.test_access import ADMIN_KEY, call
+from tests.conftest import ADMIN_KEY, MODELS
+from tests.test_access import call
 
 ADMIN = {"X-API-KEY": ADMIN_KEY}
 
@@ -16,11 +16,6 @@ json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=10)
-
-
-@pytest.fixture
-def admin_app(make_app):
-    return make_app(ADMIN_API_KEY=ADMIN_KEY)
 
 
 def create(client, **body):

@@ -10,9 +10,8 @@ from sqlalchemy import create_engine
 from proxy.access import clients
 from tests import processes
 from tests.schemas import as_before_migrations
-from tests.conftest import rows
+from tests.conftest import ADMIN_KEY, rows
 
-ADMIN_KEY = "admin-key-for-tests-0123456789"
 REVOKED = "env-key-to-revoke-1234567890"
 ROTATED = "env-key-to-rotate-1234567890"
 ADMIN = {"X-API-KEY": ADMIN_KEY}

@@ -12,16 +12,9 @@ from limits.strategies import MovingWindowRateLimiter
 
 from proxy.access.limit_store import HostFileStorage
 from tests import processes
+from tests.conftest import Clock
 from tests.processes import free_port
 from tests.test_access import GENERATE, NATIVE_BODY, NATIVE_PATH, call, issue
-
-
-class Clock:
-    def __init__(self, now=1_000_000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
 
 
 @pytest.fixture

@@ -8,10 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-import trustme
 
 from tests import processes
-from tests.conftest import KEYS, MODELS, rows, wait_for
+from tests.conftest import KEYS, MODELS, private_authority, rows, wait_for
 from tests.conftest import generate_over_http as generate
 from tests.conftest import native_over_http as native
 from tests.upstream_checks import both_apis_a_stream_and_the_sdk
@@ -24,11 +23,7 @@ RESET_MODEL = "gemini-reset-midflight"  # the front resets every stream that cal
 
 @pytest.fixture(scope="module")
 def authority(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("h2-tls")
-    ca = trustme.CA()
-    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
-    ca.issue_cert("localhost", "127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(folder / "server.pem"))
-    return folder
+    return private_authority(tmp_path_factory.mktemp("h2-tls"), "localhost", "127.0.0.1")
 
 
 def _front(folder, **options):

@@ -11,13 +11,12 @@ from zlib import decompress
 import pytest
 import requests
 import simple_websocket
-import trustme
 from google import genai
 from google.genai import types
 
 from proxy.upstream.keypool import fingerprint
 from tests import processes
-from tests.conftest import KEYS, rows, wait_for
+from tests.conftest import KEYS, private_authority, rows, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -78,17 +77,14 @@ def server(gunicorn):
 
 @pytest.fixture
 def authority(tmp_path):
-    ca = trustme.CA()
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    ca.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "proxy.pem"))
-    return tmp_path
+    return private_authority(tmp_path, "127.0.0.1", "localhost")
 
 
 @pytest.fixture
 def front(server, authority, tmp_path):
     """The repo's nginx site terminating TLS in front of `server`: python-genai always dials wss://."""
     nginx = processes.start_nginx(str(tmp_path), int(server.url.rsplit(":", 1)[1]),
-                                  tls=(str(authority / "proxy.pem"), str(authority / "proxy.pem")))
+                                  tls=(str(authority / "server.pem"), str(authority / "server.pem")))
     nginx.ca = str(authority / "ca.pem")
     yield nginx
     nginx.stop()

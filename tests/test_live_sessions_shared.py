@@ -11,21 +11,11 @@ import simple_websocket
 
 from proxy.access.sessions import HostSessions, LiveSessions
 from proxy.access.sessions_redis import TTL_SECONDS, RedisSessions
-from tests.conftest import KEYS, rows, wait_for
+from tests.conftest import KEYS, Clock, rows, wait_for
 from tests.processes import free_port
 from tests.test_live_e2e import LIVE_MODEL, closed, raw_session, ws_url
 
 CLIENT = 7
-
-
-class Clock:
-    """Time a test moves by hand."""
-
-    def __init__(self, now=1_000_000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
 
 
 def instance(tmp_path, name, url, clock, prefix):

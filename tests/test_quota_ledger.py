@@ -8,16 +8,9 @@ from proxy.access.estimate import UNBOUNDED, estimate_tokens, requested_output
 from proxy.access.ledger import LocalLedger, decide
 from proxy.access.ledger_redis import RedisLedger
 from proxy.access.holds import QuotaHolds
+from tests.conftest import Clock
 
 DAY = "2026-12-02"
-
-
-class Clock:
-    def __init__(self, now=1_000_000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
 
 
 @pytest.fixture(params=["local", pytest.param("redis", marks=pytest.mark.e2e)])

@@ -11,18 +11,10 @@ import requests
 
 from proxy.upstream.cooldowns import FileRests, MemoryRests, RedisRests
 from proxy.upstream.keypool import KeyPool, fingerprint
-from tests.conftest import KEYS, MODELS, rows
+from tests.conftest import KEYS, MODELS, Clock, rows
 from tests.processes import worker_holding, workers_of
 
 MODEL = MODELS[0]
-
-
-class Clock:
-    def __init__(self, now=1_000_000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
 
 
 class Failure:

@@ -5,12 +5,11 @@ import ssl
 
 import pytest
 import requests
-import trustme
 import urllib3
 
 from proxy.upstream.failures import untrusted_certificate
 from tests import processes
-from tests.conftest import KEYS, rows, wait_for
+from tests.conftest import KEYS, private_authority, rows, wait_for
 from tests.conftest import generate_over_http as generate
 from tests.conftest import native_over_http as native
 from tests.upstream_checks import both_apis_a_stream_and_the_sdk
@@ -23,12 +22,7 @@ HIDDEN_HOST = "gemini.invalid"  # resolves nowhere: only the egress proxy reache
 @pytest.fixture(scope="module")
 def authority(tmp_path_factory):
     """A private CA, its certificate in ca.pem, and a server certificate it signed for the emulator."""
-    folder = tmp_path_factory.mktemp("tls")
-    ca = trustme.CA()
-    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
-    ca.issue_cert("localhost", "127.0.0.1", HIDDEN_HOST).private_key_and_cert_chain_pem.write_to_path(
-        str(folder / "server.pem"))
-    return folder
+    return private_authority(tmp_path_factory.mktemp("tls"), "localhost", "127.0.0.1", HIDDEN_HOST)
 
 
 @pytest.fixture(scope="module")
