@@ -1,5 +1,6 @@
 """Fixtures: the emulator (a thread for in-process tests, a real process for e2e ones), the app built
-from a dict, Gunicorn servers. The fast tier's rules (no process outside e2e) are in fast_tier.py."""
+from a dict (and the operator's, with its admin client), Gunicorn servers; helpers the test files share.
+The fast tier's rules (no process outside e2e) are in fast_tier.py."""
 import os
 import time
 
