@@ -7,6 +7,7 @@ from ..cache.generations import generate_cached
 from ..requestctx import current as current_state
 from ..upstream.chain import ON_CHAIN
 from ..upstream.messages import GenerationRequest
+from .rendering import restx_json
 from .schemas import document_errors, error_detail, error_model
 from .validation import expect_valid
 
@@ -105,7 +106,7 @@ class Generate(Resource):
             state.cache_status = cache_status
         state.generation = generation
         completion = generation.completion
-        return {
+        return restx_json({
             "text": completion.text or "",
             "metrics": {
                 "prompt_tokens": completion.prompt_tokens,
@@ -118,4 +119,4 @@ class Generate(Resource):
             "request_id": state.request_id,
             "token_source": completion.token_source,
             "cache": state.cache_status or "OFF",
-        }
+        })
