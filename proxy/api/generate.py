@@ -97,9 +97,10 @@ class Generate(Resource):
     def post(self):
         """Generate text with Gemini, retrying transient failures and falling back along the model chain."""
         state = current_state()
-        state.model_requested = ns.payload.get("model")
+        payload = ns.payload
+        state.model_requested = payload.get("model")
         app = current_app._get_current_object()  # looked up once: the app's config and extensions serve below
-        state.generation_request = request = parse_generate(ns.payload, app)
+        state.generation_request = request = parse_generate(payload, app)
         generation, cache_status = generate_cached(app.extensions["cache"], app.extensions["gemini"], request,
                                                    http_request)
         if cache_status:
