@@ -74,13 +74,13 @@ class _Fields:
         return field.name, kind, detail, repeated, oneof
 
 
-_TABLES = {}
+_TABLES = {}  # descriptor: its _Fields, made the first time an answer holds that message
 
 
 def _fields(descriptor):
-    table = _TABLES.get(descriptor.full_name)
+    table = _TABLES.get(descriptor)
     if table is None:
-        table = _TABLES[descriptor.full_name] = _Fields(descriptor)
+        table = _TABLES[descriptor] = _Fields(descriptor)
     return table
 
 
