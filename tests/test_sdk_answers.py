@@ -83,7 +83,7 @@ def _same(descriptor, text):
     assert _outcome(sdk_answers.parse, descriptor, text) == _outcome(json_format.Parse, descriptor, text)
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.sampled_from(ANSWERS).flatmap(lambda cls: st.tuples(st.just(cls.DESCRIPTOR), answers(cls.DESCRIPTOR))),
        st.booleans())
 def test_the_same_message_or_refusal_as_json_format(case, as_bytes):

@@ -89,7 +89,7 @@ def _fast_accepts(check, body):
         return None
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_bodies())
 @example(("GenerateRequest", {"prompt": {"text": "\x1c"}}))
 @example(("GenerateRequest", {"prompt": {"text": "\x85\ufeff"}}))
