@@ -10,9 +10,8 @@ import contextlib
 import io
 import time
 
-from flask import request
-
 from .errors import MalformedBody, PayloadTooLarge, RequestTimeout
+from .requestctx import current_request
 
 _ERROR = "gemini_proxy.body_error"
 _BODY = "gemini_proxy.body"  # the body as read, for a view that wants it whole (as wsgi.input has it)
@@ -143,7 +142,7 @@ class BodyGuard:
 def refuse_unread_body():
     """A before_request hook, after authentication (so the refusal is recorded as the caller's): the body
     error the middleware found, if any."""
-    error = request.environ.get(_ERROR)
+    error = current_request().environ.get(_ERROR)
     if error is not None:
         raise error
 

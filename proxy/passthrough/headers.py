@@ -18,11 +18,12 @@ _names = {}  # environ key: (the header's name as Werkzeug spells it, whether it
 def _name_of(key):
     if key.startswith("HTTP_") and key[5:] not in _UNPREFIXED:
         name = key[5:].replace("_", "-").title()
+        known = name, name.lower() not in NOT_FORWARDED
     elif key in _UNPREFIXED:
         name = key.replace("_", "-").title()
+        known = name, name.lower() not in NOT_FORWARDED
     else:
-        return None
-    known = name, name.lower() not in NOT_FORWARDED
+        known = None  # not a header (wsgi.input, REMOTE_ADDR, ...)
     if len(_names) < _KNOWN_MAX:
         _names[key] = known
     return known

@@ -2,14 +2,14 @@
 import json
 import logging
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response
 
 from ..cache.answers import fold_body, replay
 from ..cache.policy import OFF
 from ..access.clients import hash_key
 from ..errors import InvalidRequest, ModelNotAllowedForKey, NotFound, PromptTooLong
 from ..request_body import whole_body
-from ..requestctx import current as current_state
+from ..requestctx import current as current_state, current_application, current_request
 from ..storage.exchanges import record_exchange
 from ..upstream.chain import PERMITTED, client_models
 from ..wire import jsonbody, openai_errors, references, routes, upload_urls
@@ -108,7 +108,7 @@ def _call_from_request(incoming, state, native):
             if client_models() is not None:
                 raise ModelNotAllowedForKey("Name the model in the body's `model`: this API key may use only "
                                             f"{', '.join(client_models())}.")
-            if current_app.extensions["engine"].chain.allowed:
+            if current_application().extensions["engine"].chain.allowed:
                 raise InvalidRequest("Name the model in the body's `model`: this proxy allows only some models.")
     elif route.segments == ("auth_tokens",) and incoming.method == "POST":
         call.model = _token_model(call.payload)
@@ -119,7 +119,7 @@ def _call_from_request(incoming, state, native):
 @bp.route("/<any(v1beta, v1, v1alpha):version>/<path:path>", methods=_METHODS)
 def forward(version, path, prefix=None):
     # The objects behind Flask's proxies, looked up once: this is the pass-through's every request.
-    app, state, incoming = current_app._get_current_object(), current_state(), request._get_current_object()
+    app, state, incoming = current_application(), current_state(), current_request()
     native = state.native
     if native is None:  # only a path the access check parsed is forwarded
         raise NotFound("The path is not one of Gemini's API.")
@@ -238,11 +238,11 @@ def _upload_headers(app, state, call, reply, headers, url_root):
 
 def _consult_cache(state, call):
     """(decision, key, cached answer) for a generation call; the cache is off for anything else."""
-    cache = current_app.extensions["cache"]
+    cache = current_application().extensions["cache"]
     if not cache.config["CACHE_ENABLED"] or call.action not in GENERATION_ACTIONS or not call.model \
             or call.method != "POST" or call.payload is None:
         return OFF, None, None
-    decision = cache.decision(request.headers, call.payload)
+    decision = cache.decision(current_request().headers, call.payload)
     key, cached = cache.lookup(decision, call.model, call.payload)
     if decision.used:
         state.cache_status = "HIT" if cached is not None else "MISS"
