@@ -49,6 +49,8 @@ class RequestState:
     cache_status: Optional[str] = None  # HIT or MISS when the response cache was consulted
     error: Optional["ProxyError"] = None  # the typed error the request was answered with
     native_recorded: bool = False  # the pass-through (and a Live session) records itself, when it ends
+    # An answer built with the headers `finish` would add already in it (the pass-through's own), not set again.
+    answer_with_headers: Any = None
 
     def elapsed_ms(self):
         return round((time.perf_counter() - self.started) * 1000, 3)
@@ -119,8 +121,18 @@ def begin():
         started=time.perf_counter())
 
 
+def answer_headers(state):
+    """The headers `finish` adds, for a view that builds them into its answer: (name, value) pairs."""
+    pairs = [("X-Request-ID", state.request_id)]
+    if state.cache_status:
+        pairs.append(("X-Cache", state.cache_status))
+    return pairs
+
+
 def finish(response):
     state = getattr(_globals(), "request_state", None)
+    if state is not None and state.answer_with_headers is response:
+        return response
     response.headers["X-Request-ID"] = state.request_id if state is not None else ""
     if state is not None and state.cache_status:
         response.headers["X-Cache"] = state.cache_status

@@ -32,7 +32,7 @@ def _read(incoming, area):
     """What the request presents (and on the pass-through, its parsed route and query); 4xx if malformed."""
     try:
         if area == NATIVE:
-            native = native_wire.read(incoming.environ, incoming.headers)
+            native = native_wire.read(incoming.environ, credentials.EnvironHeaders(incoming.environ))
             return native, native.presented
         if area == LIVE:
             live = live_wire.read_request(incoming.path, incoming.environ.get("QUERY_STRING", ""), incoming.headers)
@@ -41,7 +41,7 @@ def _read(incoming, area):
             if incoming.headers.get("Upgrade", "").lower() != "websocket":
                 raise InvalidRequest("The Live API is a WebSocket: open it with an Upgrade: websocket request.")
             return live, live.presented
-        return None, credentials.presented(incoming.headers)
+        return None, credentials.presented(credentials.EnvironHeaders(incoming.environ))
     except routes.BadRoute as exc:
         raise (NotFound(str(exc)) if exc.status == 404 else InvalidRequest(str(exc))) from None
     except (queries.BadQuery, credentials.BadCredentials) as exc:

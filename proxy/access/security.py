@@ -13,6 +13,11 @@ _EVERY_ANSWER = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-
 _API_ANSWER = _EVERY_ANSWER + (("Cache-Control", "no-store"),
                                ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"))
 _DOCS = ("/docs", "/swaggerui")
+# Each pair with its name in lower case, worked out once.
+_EVERY_ANSWER_NAMED = [(pair, pair[0].lower()) for pair in _EVERY_ANSWER]
+_API_ANSWER_NAMED = [(pair, pair[0].lower()) for pair in _API_ANSWER]
+_KNOWN_MAX = 4096  # header names remembered in lower case; upstream's may be any
+_lower = {}
 
 
 class SecurityHeaders:
@@ -23,14 +28,22 @@ class SecurityHeaders:
         self.app = app
 
     def __call__(self, environ, start_response):
-        defaults = _EVERY_ANSWER if environ.get("PATH_INFO", "").startswith(_DOCS) else _API_ANSWER
+        defaults = _EVERY_ANSWER_NAMED if environ.get("PATH_INFO", "").startswith(_DOCS) else _API_ANSWER_NAMED
 
         def start(status, headers, exc_info=None):
-            present = {name.lower() for name, _ in headers}
-            headers.extend(pair for pair in defaults if pair[0].lower() not in present)
+            lower = _lower
+            present = {lower[name] if name in lower else _lowered(name) for name, _ in headers}
+            headers += [pair for pair, name in defaults if name not in present]
             return start_response(status, headers, exc_info)
 
         return self.app(environ, start)
+
+
+def _lowered(name):
+    lowered = name.lower()
+    if len(_lower) < _KNOWN_MAX:
+        _lower[name] = lowered
+    return lowered
 
 
 def init_security(app):
