@@ -23,6 +23,8 @@ if TYPE_CHECKING:  # types only: the request state stands below everything that 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 API, NATIVE, LIVE, ADMIN = "api", "native", "live", "admin"  # the areas of the app, by path (access.auth.area_of)
 RECORDED_AREAS = (API, NATIVE, LIVE)  # the generation APIs, whose every request is recorded, limited, counted
+_ENVIRON_KEY = "gemini_proxy.request_state"  # where begin leaves the state for answer_headers
+_ID_ONLY, _ID_AND_CACHE = frozenset({"x-request-id"}), frozenset({"x-request-id", "x-cache"})
 
 
 @dataclass(slots=True, eq=False)
@@ -49,8 +51,6 @@ class RequestState:
     cache_status: Optional[str] = None  # HIT or MISS when the response cache was consulted
     error: Optional["ProxyError"] = None  # the typed error the request was answered with
     native_recorded: bool = False  # the pass-through (and a Live session) records itself, when it ends
-    # An answer built with the headers `finish` would add already in it (the pass-through's own), not set again.
-    answer_with_headers: Any = None
 
     def elapsed_ms(self):
         return round((time.perf_counter() - self.started) * 1000, 3)
@@ -114,26 +114,21 @@ def current_request_id(default=None):
 
 def begin():
     """before_request, the first: the request's state, with its id and start time."""
-    incoming = current_request().environ.get("HTTP_X_REQUEST_ID", "")  # request.headers.get, without building its view
-    _globals().request_state = RequestState(
+    environ = current_request().environ
+    incoming = environ.get("HTTP_X_REQUEST_ID", "")  # request.headers.get, without building its view
+    environ[_ENVIRON_KEY] = _globals().request_state = RequestState(
         request_id=incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex,
         started_at=datetime.now(timezone.utc).replace(tzinfo=None),
         started=time.perf_counter())
 
 
-def answer_headers(state):
-    """The headers `finish` adds, for a view that builds them into its answer: (name, value) pairs."""
-    pairs = [("X-Request-ID", state.request_id)]
+def answer_headers(environ):
+    """The headers every answer carries, from the state its request left in the WSGI environ: (lower-case
+    names they replace, (name, value) pairs). Added by access.security's middleware to the plain list the
+    app hands start_response, where Werkzeug's header methods cost a dozen calls a header."""
+    state = environ.get(_ENVIRON_KEY)
+    if state is None:  # the request never began (begin did not run)
+        return _ID_ONLY, [("X-Request-ID", "")]
     if state.cache_status:
-        pairs.append(("X-Cache", state.cache_status))
-    return pairs
-
-
-def finish(response):
-    state = getattr(_globals(), "request_state", None)
-    if state is not None and state.answer_with_headers is response:
-        return response
-    response.headers["X-Request-ID"] = state.request_id if state is not None else ""
-    if state is not None and state.cache_status:
-        response.headers["X-Cache"] = state.cache_status
-    return response
+        return _ID_AND_CACHE, [("X-Request-ID", state.request_id), ("X-Cache", state.cache_status)]
+    return _ID_ONLY, [("X-Request-ID", state.request_id)]

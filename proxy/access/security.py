@@ -1,5 +1,7 @@
-"""CORS for browser clients, and the security headers every answer carries."""
+"""CORS for browser clients, and the headers every answer carries: security's, and the request's id."""
 from flask_cors import CORS
+
+from ..requestctx import answer_headers
 
 _EXPOSED = ["X-Request-ID", "X-Gemini-Model", "Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining",
             "X-RateLimit-Reset"]
@@ -21,8 +23,9 @@ _lower = {}
 
 
 class SecurityHeaders:
-    """WSGI middleware: adds each header the app did not set itself. It works on the plain list of pairs
-    the app hands start_response, a tenth of the cost of Werkzeug's header methods on every answer."""
+    """WSGI middleware: adds the request's id (requestctx.answer_headers) and each security header the app
+    did not set itself. It works on the plain list of pairs the app hands start_response, a tenth of the
+    cost of Werkzeug's header methods on every answer."""
 
     def __init__(self, app):
         self.app = app
@@ -33,6 +36,10 @@ class SecurityHeaders:
         def start(status, headers, exc_info=None):
             lower = _lower
             present = {lower[name] if name in lower else _lowered(name) for name, _ in headers}
+            replaced, own = answer_headers(environ)
+            if replaced & present:  # the request's own id (and cache status) replace any other
+                headers[:] = [(name, value) for name, value in headers if name.lower() not in replaced]
+            headers += own
             headers += [pair for pair, name in defaults if name not in present]
             return start_response(status, headers, exc_info)
 

@@ -9,7 +9,7 @@ from ..cache.policy import OFF
 from ..access.clients import hash_key
 from ..errors import InvalidRequest, ModelNotAllowedForKey, NotFound, PromptTooLong
 from ..request_body import whole_body
-from ..requestctx import answer_headers, current as current_state, current_application, current_request
+from ..requestctx import current as current_state, current_application, current_request
 from ..storage.exchanges import record_exchange
 from ..upstream.chain import PERMITTED, client_models
 from ..wire import jsonbody, openai_errors, references, routes, upload_urls
@@ -30,9 +30,8 @@ BODY_MODEL_COLLECTIONS = frozenset({routes.OPENAI, "cachedContents", "interactio
 OPENAI_CHAT = ("openai", "chat", "completions")  # a generation in OpenAI's shape, its tool calls signed too
 NAMES_MODEL = frozenset({OPENAI_CHAT, ("cachedContents",), ("interactions",)})
 # The headers of an answer the proxy sets itself (so upstream's are not passed on beside them), lower case.
-_ALWAYS_SET_HERE = frozenset({"x-accel-buffering", "x-request-id"})
+_ALWAYS_SET_HERE = frozenset({"x-accel-buffering"})
 _SET_HERE = _ALWAYS_SET_HERE | {"x-gemini-model"}
-_CACHE_HEADER = frozenset({"x-cache"})
 
 
 class Stream:
@@ -156,8 +155,7 @@ def forward(version, path, prefix=None):
         stream.signatures = references.SignatureScanner()  # the next turn must come back to this key
     body = _relay(reply, stream, state.elapsed_ms)
     upstream = reply.headers
-    set_here = _SET_HERE if reply.model else _ALWAYS_SET_HERE
-    headers = client_headers(upstream, set_here | _CACHE_HEADER if state.cache_status else set_here)
+    headers = client_headers(upstream, _SET_HERE if reply.model else _ALWAYS_SET_HERE)
     if upload:
         headers = _upload_headers(app, state, call, reply, headers, incoming.url_root)
     length = upstream.get("Content-Length") or upstream.get("content-length")
@@ -166,8 +164,7 @@ def forward(version, path, prefix=None):
     if reply.model:
         headers.append(("X-Gemini-Model", reply.model))
     headers.append(("X-Accel-Buffering", "no"))  # nginx must pass streams on as they come
-    headers += answer_headers(state)  # what requestctx.finish would set on every answer, set here at once
-    response = state.answer_with_headers = Response(body, status=reply.status, headers=response_headers(headers))
+    response = Response(body, status=reply.status, headers=response_headers(headers))
     response.call_on_close(lambda: record_exchange(app, state, call, reply, stream, None))
     if stream.signatures is not None:
         response.call_on_close(lambda: _remember_signatures(app, state, call, reply, stream))
