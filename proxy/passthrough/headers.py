@@ -1,4 +1,7 @@
 """Header hygiene: hop-by-hop headers dropped, secrets never forwarded twice (wire.headers redacts stored ones)."""
+from types import GeneratorType
+
+from flask import Response
 from werkzeug.datastructures import Headers
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -11,8 +14,11 @@ NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "accept-encoding", "x-go
 # Google's alt-svc advertises its own HTTP/3 endpoint, which is not where the client is talking.
 NOT_RETURNED = HOP_BY_HOP | {"alt-svc", "content-length", "server", "date"}
 _UNPREFIXED = ("CONTENT_TYPE", "CONTENT_LENGTH")  # the two headers a WSGI environ keeps without HTTP_
-_KNOWN_MAX = 4096  # environ keys remembered: clients may invent header names without end
+_KNOWN_MAX = 4096  # names remembered, in each of the caches below: clients and upstream may invent any
 _names = {}  # environ key: (the header's name as Werkzeug spells it, whether it goes upstream), or None
+_lower = {}  # a header's name as upstream spells it: in lower case
+# What Werkzeug fixes up in an answer's headers as it starts it (Response.get_wsgi_headers).
+_FIXED_AT_START = frozenset({"location", "content-location"})
 
 
 def _name_of(key):
@@ -46,11 +52,35 @@ def sent_headers(environ):
     return sent, forwarded
 
 
+def _lowered(name):
+    lowered = name.lower()
+    if len(_lower) < _KNOWN_MAX:
+        _lower[name] = lowered
+    return lowered
+
+
 def client_headers(upstream, replaced=frozenset()):
     """Upstream's headers the client is given (name, value pairs), without those named in `replaced`
     (lower case), which the proxy sets itself."""
+    lower = _lower
     return [(name, value) for name, value in upstream.items()
-            if (lower := name.lower()) not in NOT_RETURNED and lower not in replaced]
+            if (low := lower[name] if name in lower else _lowered(name)) not in NOT_RETURNED and low not in replaced]
+
+
+class RelayedResponse(Response):
+    """An answer relayed as it streams. Werkzeug copies every answer's headers as it starts it, to fix up
+    Location and Content-Location, and Content-Length for a few statuses and a body it holds whole: one
+    streamed with neither, and a status that needs nothing, starts with its own (thirty calls fewer)."""
+
+    def get_wsgi_headers(self, environ):
+        status = self.status_code
+        if status < 200 or status in (204, 304) or not isinstance(self.response, GeneratorType):
+            return super().get_wsgi_headers(environ)
+        lower = _lower
+        for name, _ in self.headers._list:
+            if (lower[name] if name in lower else _lowered(name)) in _FIXED_AT_START:
+                return super().get_wsgi_headers(environ)
+        return self.headers
 
 
 def response_headers(pairs):

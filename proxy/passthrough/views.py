@@ -17,7 +17,7 @@ from ..wire.routes import GENERATION_ACTIONS
 from . import stateful, uploads
 from .capture import Capture
 from .forwarder import NativeCall, NativeError, Reply
-from .headers import client_headers, response_headers, sent_headers
+from .headers import RelayedResponse, client_headers, response_headers, sent_headers
 from .keys import CLIENT, SERVER, KeyChoice
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ def forward(version, path, prefix=None):
     if reply.model:
         headers.append(("X-Gemini-Model", reply.model))
     headers.append(("X-Accel-Buffering", "no"))  # nginx must pass streams on as they come
-    response = Response(body, status=reply.status, headers=response_headers(headers))
+    response = RelayedResponse(body, status=reply.status, headers=response_headers(headers))
     response.call_on_close(lambda: record_exchange(app, state, call, reply, stream, None))
     if stream.signatures is not None:
         response.call_on_close(lambda: _remember_signatures(app, state, call, reply, stream))
