@@ -175,7 +175,7 @@ def insert_records(records, *, reject, tried=True, written=()):
         raise
     except _INVALID:
         db.session.rollback()
-    written = duplicates = 0
+    count = duplicates = 0  # not `written`, the observers each transaction is handed
     for record in records:  # one by one, to find the record the database refuses
         try:
             done, already = _insert([record], True, written)
@@ -185,8 +185,8 @@ def insert_records(records, *, reject, tried=True, written=()):
             db.session.rollback()
             reject(record, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
             continue
-        written, duplicates = written + done, duplicates + already
-    return written, duplicates
+        count, duplicates = count + done, duplicates + already
+    return count, duplicates
 
 
 def _insert(records, tried, observers):
