@@ -5,6 +5,7 @@ import time
 from functools import partial
 
 from flask import Flask
+from flask.sessions import NullSession, SecureCookieSessionInterface
 
 from config import ConfigError, load_settings
 from proxy.access.auth import authenticate
@@ -61,12 +62,23 @@ from proxy.upstream.retry import RetryPolicy
 from proxy.upstream.service import GenerationService
 
 
+class _Sessionless(SecureCookieSessionInterface):
+    """Flask's cookie sessions, for an app given a SECRET_KEY. The proxy sets none, so no request has a
+    session, and Flask builds a new NullSession (which refuses every write) for each: one serves them all."""
+
+    _none = NullSession()
+
+    def open_session(self, app, request):
+        return super().open_session(app, request) if app.secret_key else self._none
+
+
 class ProxyFlask(Flask):
     """Flask, asking once per function rather than on every request whether a hook or view is `async def`:
     Flask asks for each of the fourteen hooks and views a request passes, a twentieth of its calls.
     Request bodies are parsed with bounds (depth, no NaN), for every view and schema check alike."""
 
     url_map_class = ExactPathMap
+    session_interface = _Sessionless()
     json_provider_class = BoundedJSONProvider
     request_class = BoundedRequest
     _KNOWN_MAX = 4096  # functions remembered; a bound method is remembered by its function
