@@ -4,9 +4,9 @@ Every hook, view and error handler that learns something about a request writes 
 recorders read it from here: the contract between them is this class, not loose attributes on `g`."""
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Optional
@@ -112,12 +112,20 @@ def current_request_id(default=None):
     return state.request_id if state is not None else default
 
 
+def _new_id():
+    """A random UUID's 32 hex digits, as uuid.uuid4().hex gives them, in three calls rather than seven."""
+    digits = bytearray(os.urandom(16))
+    digits[6] = digits[6] & 0x0F | 0x40  # version 4
+    digits[8] = digits[8] & 0x3F | 0x80  # RFC 4122's variant
+    return digits.hex()
+
+
 def begin():
     """before_request, the first: the request's state, with its id and start time."""
     environ = current_request().environ
     incoming = environ.get("HTTP_X_REQUEST_ID", "")  # request.headers.get, without building its view
     environ[_ENVIRON_KEY] = _globals().request_state = RequestState(
-        request_id=incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex,
+        request_id=incoming if _SAFE_ID.match(incoming) else _new_id(),
         started_at=datetime.now(timezone.utc).replace(tzinfo=None),
         started=time.perf_counter())
 
