@@ -88,12 +88,15 @@ class ProxyFlask(Flask):
         self._coroutine = {}
 
     def ensure_sync(self, func):
-        key = getattr(func, "__func__", func)  # Flask-RESTX binds a new resource to every request
-        coroutine = self._coroutine.get(key)
+        known = self._coroutine
+        coroutine = known[func] if func in known else None  # a hook or view: the same function every time
         if coroutine is None:
-            if len(self._coroutine) >= self._KNOWN_MAX:
-                self._coroutine.clear()
-            coroutine = self._coroutine[key] = inspect.iscoroutinefunction(func)
+            key = getattr(func, "__func__", func)  # Flask-RESTX binds a new resource to every request
+            coroutine = known.get(key)
+            if coroutine is None:
+                if len(known) >= self._KNOWN_MAX:
+                    known.clear()
+                coroutine = known[key] = inspect.iscoroutinefunction(func)
         return super().ensure_sync(func) if coroutine else func
 
 
