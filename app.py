@@ -5,6 +5,7 @@ import time
 from functools import partial
 
 from flask import Flask
+from flask.sessions import NullSession, SecureCookieSessionInterface
 
 from config import ConfigError, load_settings
 from proxy.access.auth import authenticate
@@ -44,7 +45,7 @@ from proxy.observability.views import bp as metrics_bp
 from proxy.passthrough.forwarder import Forwarder
 from proxy.passthrough.views import bp as passthrough
 from proxy.request_body import BodyGuard, refuse_unread_body
-from proxy.requestctx import begin, finish
+from proxy.requestctx import begin
 from proxy.storage import admitted
 from proxy.storage.database import init_database, local_path, release_connection
 from proxy.storage.recorder import record
@@ -61,12 +62,23 @@ from proxy.upstream.retry import RetryPolicy
 from proxy.upstream.service import GenerationService
 
 
+class _Sessionless(SecureCookieSessionInterface):
+    """Flask's cookie sessions, for an app given a SECRET_KEY. The proxy sets none, so no request has a
+    session, and Flask builds a new NullSession (which refuses every write) for each: one serves them all."""
+
+    _none = NullSession()
+
+    def open_session(self, app, request):
+        return super().open_session(app, request) if app.secret_key else self._none
+
+
 class ProxyFlask(Flask):
     """Flask, asking once per function rather than on every request whether a hook or view is `async def`:
     Flask asks for each of the fourteen hooks and views a request passes, a twentieth of its calls.
     Request bodies are parsed with bounds (depth, no NaN), for every view and schema check alike."""
 
     url_map_class = ExactPathMap
+    session_interface = _Sessionless()
     json_provider_class = BoundedJSONProvider
     request_class = BoundedRequest
     _KNOWN_MAX = 4096  # functions remembered; a bound method is remembered by its function
@@ -76,12 +88,15 @@ class ProxyFlask(Flask):
         self._coroutine = {}
 
     def ensure_sync(self, func):
-        key = getattr(func, "__func__", func)  # Flask-RESTX binds a new resource to every request
-        coroutine = self._coroutine.get(key)
+        known = self._coroutine
+        coroutine = known[func] if func in known else None  # a hook or view: the same function every time
         if coroutine is None:
-            if len(self._coroutine) >= self._KNOWN_MAX:
-                self._coroutine.clear()
-            coroutine = self._coroutine[key] = inspect.iscoroutinefunction(func)
+            key = getattr(func, "__func__", func)  # Flask-RESTX binds a new resource to every request
+            coroutine = known.get(key)
+            if coroutine is None:
+                if len(known) >= self._KNOWN_MAX:
+                    known.clear()
+                coroutine = known[key] = inspect.iscoroutinefunction(func)
         return super().ensure_sync(func) if coroutine else func
 
 
@@ -167,8 +182,7 @@ def create_app(config=None):
     app.before_request(track_in_flight)
     app.after_request(release_in_flight)
     app.after_request(forget_on_close)  # after_request hooks run last first: this one after the recorder's
-    app.after_request(record)
-    app.after_request(finish)
+    app.after_request(record)  # X-Request-ID is added to every answer by init_security's middleware
     _one_hook_each(app)  # last of the hooks: any registered later runs after these, as it would have
     init_security(app)
     register_errors(app)

@@ -100,3 +100,28 @@ def _same_summary(text):
     from proxy.wire.stream import iter_json_objects, summarize, summarize_text
 
     assert repr(summarize_text(text)) == repr(summarize(iter_json_objects(text)))
+
+
+def _count_as_it_was(value):
+    """wire.usage.count before its shortcut for a plain int."""
+    import math
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not (text.isascii() and text.isdigit()) or len(text) > 10:
+            return None
+        value = int(text)
+    elif isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            return None
+        value = int(value)
+    elif not isinstance(value, int):
+        return None
+    return value if 0 <= value <= 2**31 - 1 else None
+
+
+@given(st.one_of(st.integers(), st.booleans(), st.none(), st.floats(), st.text(), st.integers().map(str)))
+def test_a_token_count_is_read_as_it_was(value):
+    from proxy.wire.usage import count
+    assert count(value) == _count_as_it_was(value)

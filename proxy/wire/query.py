@@ -26,10 +26,15 @@ class Query:
     pairs: tuple  # (name, value), decoded, credentials removed
     key: str = ""  # the one `key` parameter, if any
 
+    # Most requests have no query at all: each method answers such a one without building anything.
     def get(self, name, default=""):
+        if not self.pairs:
+            return default
         return next((value for known, value in self.pairs if known == name), default)
 
     def without(self, name):
+        if not self.pairs:
+            return self  # immutable: nothing to take away
         return Query(tuple(pair for pair in self.pairs if pair[0] != name), self.key)
 
     def with_pair(self, name, value):
@@ -37,11 +42,15 @@ class Query:
 
     def encoded(self, key=None):
         """The query to send upstream, with `key` as its key parameter where given."""
+        if not self.pairs and not key:
+            return ""
         pairs = list(self.pairs) + ([(KEY, key)] if key else [])
         return urlencode(pairs, quote_via=quote, safe="$;,:")
 
     def stored(self):
         """The query as the database keeps it: no credential, no upload token."""
+        if not self.pairs:
+            return None
         pairs = [(name, REDACTED if name in UPLOAD_TOKENS else value) for name, value in self.pairs]
         return urlencode(pairs, quote_via=quote, safe="$;,:[]") or None
 
@@ -53,6 +62,8 @@ class Query:
 def parse(raw, ephemeral_token=False):
     """The Query of a raw query string (bytes or text); BadQuery for one no client of Gemini's sends.
     With `ephemeral_token` (the Live API's constrained endpoint) one access_token, spelled so, is kept."""
+    if not raw:  # no query: what parse_qsl would make of it
+        return _EMPTY
     text = raw.decode("latin-1") if isinstance(raw, bytes) else raw
     if not text.isascii():
         raise BadQuery("The query string must be percent-encoded ASCII.")
@@ -80,3 +91,6 @@ def parse(raw, ephemeral_token=False):
     if len(keys) > 1:
         raise BadQuery("The query string carries more than one key parameter; send one credential.")
     return Query(tuple(kept), keys[0] if keys else "")
+
+
+_EMPTY = Query(())
