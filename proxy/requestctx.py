@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # types only: the request state stands below everything that 
     from .wire.native import NativeRequest
 
 # A client-supplied id is kept only if it is short and plain, so it is safe in logs and headers.
-_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+_SAFE_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")  # fullmatch: `$` would let a final newline through
 API, NATIVE, LIVE, ADMIN = "api", "native", "live", "admin"  # the areas of the app, by path (access.auth.area_of)
 RECORDED_AREAS = (API, NATIVE, LIVE)  # the generation APIs, whose every request is recorded, limited, counted
 _ENVIRON_KEY = "gemini_proxy.request_state"  # where begin leaves the state for answer_headers
@@ -125,7 +125,7 @@ def begin():
     environ = current_request().environ
     incoming = environ.get("HTTP_X_REQUEST_ID", "")  # request.headers.get, without building its view
     environ[_ENVIRON_KEY] = _globals().request_state = RequestState(
-        request_id=incoming if _SAFE_ID.match(incoming) else _new_id(),
+        request_id=incoming if _SAFE_ID.fullmatch(incoming) else _new_id(),
         started_at=datetime.now(timezone.utc).replace(tzinfo=None),
         started=time.perf_counter())
 

@@ -44,7 +44,7 @@ def _from_text(name, text):
     if name == "daily_token_quota":
         if not (text.strip().isascii() and text.strip().isdigit()):  # "²" is a digit to isdigit(), not to int()
             raise terms.BadTerm(name, f"{text[:40]!r} is not a whole number of tokens")
-        return int(text)
+        return int(text.strip())  # strip() takes \x1c-\x1f off as space; int() would refuse them
     return text
 
 

@@ -50,13 +50,14 @@ class _PythonPattern:
 
 def _python_patterns(schema):
     """The schema for jsonschema_rs: each pattern keyword renamed to the keyword _PythonPattern checks;
-    None if the schema holds a regular expression jsonschema_rs would still read (patternProperties)."""
+    None if the schema holds a regular expression jsonschema_rs would still read (patternProperties), or a
+    multipleOf, which it reads with a float tolerance (0.3 a multiple of 0.1) where jsonschema refuses."""
     if isinstance(schema, list):
         items = [_python_patterns(item) for item in schema]
         return None if None in items else items
     if not isinstance(schema, dict):
         return schema
-    if "patternProperties" in schema or _PYTHON_PATTERN in schema:
+    if "patternProperties" in schema or "multipleOf" in schema or _PYTHON_PATTERN in schema:
         return None
     fast = {}
     for key, value in schema.items():

@@ -43,6 +43,8 @@ def observation(slots, amount, adds):
     first whose upper bound the amount does not exceed, as Histogram.observe finds it)."""
     total, buckets, bounds = slots
     adds.append((total, amount))
+    if amount != amount:  # NaN is no bound's: Histogram.observe counts it in no bucket
+        return
     index = bisect_left(bounds, amount)
     if index < len(buckets):
         adds.append((buckets[index], 1))

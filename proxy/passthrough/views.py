@@ -153,7 +153,15 @@ def forward(version, path, prefix=None):
     if (call.route.generation or call.route.segments == OPENAI_CHAT) and call.key.source == SERVER and \
             len(forwarder.pool) > 1:
         stream.signatures = references.SignatureScanner()  # the next turn must come back to this key
-    body = _relay(reply, stream, state.elapsed_ms)
+    relay = _relay(reply, stream, state.elapsed_ms)
+    try:  # the head goes out with the first chunk: an answer broken before it is still a 502 in Google's shape
+        first = next(relay)
+    except StopIteration:
+        first = None
+    except Exception:  # logged, and the connection closed, by the relay
+        broke = NativeError(502, "UNAVAILABLE", "Gemini broke off its answer before its first byte.", reply.attempts)
+        return _failed(broke, app, state, call, stream)
+    body = _resumed(first, relay)
     upstream = reply.headers
     headers = client_headers(upstream, _SET_HERE if reply.model else _ALWAYS_SET_HERE)
     if upload:
@@ -165,6 +173,7 @@ def forward(version, path, prefix=None):
         headers.append(("X-Gemini-Model", reply.model))
     headers.append(("X-Accel-Buffering", "no"))  # nginx must pass streams on as they come
     response = RelayedResponse(body, status=reply.status, headers=response_headers(headers))
+    response.call_on_close(relay.close)  # a client gone before the first write: the connection is not reused
     response.call_on_close(lambda: record_exchange(app, state, call, reply, stream, None))
     if stream.signatures is not None:
         response.call_on_close(lambda: _remember_signatures(app, state, call, reply, stream))
@@ -297,6 +306,13 @@ def _keep_whole(stream, chunk):
         stream.whole = None  # too large to cache; forwarding goes on untouched
     else:
         stream.whole.append(chunk)
+
+
+def _resumed(first, relay):
+    """The relay again from its first chunk, which forward read to see that the answer has begun."""
+    if first is not None:
+        yield first
+    yield from relay
 
 
 def _relay(reply, stream, elapsed_ms):

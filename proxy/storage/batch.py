@@ -20,7 +20,7 @@ _MARKS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 # The database cannot take records now (locked, full, read-only, gone, unreachable): they wait.
 UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError)
 # The database will never take this record as it is: it is put aside, not retried forever.
-_INVALID = (SQLAlchemyError, KeyError, TypeError, ValueError)
+_INVALID = (SQLAlchemyError, KeyError, TypeError, ValueError, OverflowError)  # sqlite3: an int past 64 bits
 
 
 def _fields(kind):
