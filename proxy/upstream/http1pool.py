@@ -103,6 +103,14 @@ class Http1Pool:
         else:
             connection.close()
 
+    def clear(self):
+        """Close every idle connection (urllib3's PoolManager.clear)."""
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for connections in idle.values():
+            for connection in connections:
+                connection.close()
+
     def connections(self):
         """How many connections are idle (the tests' count)."""
         return sum(len(idle) for idle in self._idle.values())

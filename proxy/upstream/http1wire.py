@@ -65,7 +65,9 @@ def request_head(line, host, method, headers, body):
     Accept-Encoding unless the headers name them, the body's framing, a User-Agent, the headers, the body."""
     if headers and _STRINGS.issuperset(map(type, headers)) and _STRINGS.issuperset(map(type, headers.values())):
         fields = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
-        if _SENDABLE.fullmatch(fields) is None:
+        # One line a header (no CR or LF inside a name or value), each of them plain.
+        if fields.count("\n") != len(headers) or fields.count("\r") != len(headers) or \
+                _SENDABLE.fullmatch(fields) is None:
             fields = _checked(headers)
     else:
         fields = _checked(headers) if headers else ""
