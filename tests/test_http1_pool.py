@@ -1,21 +1,25 @@
 """proxy/upstream/http1pool.py against real loopback servers: the bytes urllib3 would send, answers read
 as urllib3 reads them, keep-alive and its limits, timeouts and broken answers as urllib3's errors, a
-chunked stream relayed chunk by chunk, and TLS verified."""
+chunked stream relayed chunk by chunk, and TLS verified; and the requests.Response session.py builds for the
+SDK, the one requests would."""
 import gzip
+import pickle
 import socket
 import ssl
 import threading
 import time
 
 import pytest
+import requests
 import trustme
 import urllib3
+from requests.cookies import RequestsCookieJar
+from requests.structures import CaseInsensitiveDict
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProtocolError, ReadTimeoutError, SSLError
 
-from proxy.upstream import fast_headers
 from proxy.upstream.failures import untrusted_certificate
 from proxy.upstream.http1pool import Http1Pool
-from proxy.upstream.session import _case_insensitive
+from proxy.upstream.session import _Answer, _case_insensitive
 
 TIMEOUT = urllib3.Timeout(connect=5.0, read=5.0)
 GZIPPED = gzip.compress(b'{"zipped": true}')
@@ -322,13 +326,28 @@ def test_tls_is_verified_against_ssl_cert_file_and_an_untrusted_certificate_refu
 
 
 def test_the_sdks_headers_are_requests_own():
-    fast_headers.install()
     plain = {"Content-Type": "application/json", "Vary": "Origin, X-Origin"}
     folded = _case_insensitive(plain)
-    assert folded == requests_headers(plain) and folded["content-type"] == "application/json"
-    assert list(folded) == list(plain) and dict(folded.lower_items()) == {k.lower(): v for k, v in plain.items()}
+    assert folded == CaseInsensitiveDict(plain) and folded["content-type"] == "application/json"
+    assert list(folded) == list(plain) and list(folded.lower_items()) == list(CaseInsensitiveDict(plain).lower_items())
+    assert folded.copy() == folded and repr(folded) == repr(CaseInsensitiveDict(plain))
 
 
-def requests_headers(plain):
-    from requests.structures import CaseInsensitiveDict
-    return CaseInsensitiveDict(plain)
+def test_the_sdks_response_is_the_one_requests_would_build():
+    url, content = "http://gemini.test/v1beta/models/m:generateContent", b'{"error": {"code": 429}}'
+    before = requests.Response()  # what session.py built before, field by field
+    before.status_code, before._content, before.url, before.encoding = 429, content, url, "utf-8"
+    before.headers = CaseInsensitiveDict({"Content-Type": "application/json"})
+    request = requests.PreparedRequest()
+    request.method, request.url = "POST", url
+    before.request = request
+    now = _Answer(429, content, _case_insensitive({"Content-Type": "application/json"}), url, request)
+    assert isinstance(now, requests.Response)
+    fields = ("_content", "status_code", "headers", "url", "history", "encoding", "reason", "elapsed", "request")
+    assert {name: getattr(now, name) for name in fields} == {name: getattr(before, name) for name in fields}
+    assert (now.json(), now.text, now.ok, now.content) == (before.json(), before.text, before.ok, before.content)
+    assert isinstance(now.cookies, RequestsCookieJar) and len(now.cookies) == 0
+    with pytest.raises(requests.HTTPError, match="429 Client Error: None for url"):
+        now.raise_for_status()
+    again = pickle.loads(pickle.dumps(now))
+    assert (again.status_code, again.content, again.url) == (429, content, url)
