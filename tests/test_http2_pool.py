@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from config import ConfigError, load_settings
 from proxy.upstream import h2pool
 from proxy.upstream.failures import untrusted_certificate
+from proxy.upstream.http1pool import Http1Pool
 from proxy.upstream.session import upstream_pool
 
 
@@ -99,8 +100,8 @@ def test_requests_carry_host_and_length_as_urllib3_would():
 
 def test_the_setting_chooses_the_pool():
     assert isinstance(upstream_pool("https://gemini.test", 10, http2=True), h2pool.H2Pool)
-    assert isinstance(upstream_pool("https://gemini.test", 10, http2=False), urllib3.PoolManager)
-    assert isinstance(upstream_pool("http://127.0.0.1:8090", 10, http2=True), urllib3.PoolManager)  # no h2c
+    assert isinstance(upstream_pool("https://gemini.test", 10, http2=False), Http1Pool)
+    assert isinstance(upstream_pool("http://127.0.0.1:8090", 10, http2=True), Http1Pool)  # no h2c
 
 
 def test_upstream_http2_is_on_by_default_and_validated():

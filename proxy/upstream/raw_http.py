@@ -24,7 +24,7 @@ class Reply:
     headers: dict
     model: Optional[str]
     attempts: list = field(default_factory=list)
-    live: object = None  # urllib3 response (or h2pool.H2Response), unread
+    live: object = None  # http1pool.Http1Response (or h2pool.H2Response, urllib3's), unread
     body: bytes = b""
     key_id: Optional[str] = None
     key: Optional[str] = field(default=None, repr=False)  # the server key that answered (never stored)
@@ -51,7 +51,9 @@ class HttpTransport:
                                          timeout=timeout)
         except urllib3.exceptions.HTTPError as exc:
             raise _unreachable(exc) from None
-        reply = Reply(response.status, dict(response.headers), attempt.model, key_id=attempt.key_id, key=attempt.key)
+        headers = getattr(response, "plain_headers", None)  # http1pool's, else what dict() makes of urllib3's
+        reply = Reply(response.status, headers if headers is not None else dict(response.headers), attempt.model,
+                      key_id=attempt.key_id, key=attempt.key)
         if response.status not in RETRYABLE_STATUSES:
             reply.live = response
             return reply
