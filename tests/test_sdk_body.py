@@ -5,8 +5,7 @@ from types import SimpleNamespace
 from google.protobuf import json_format
 from hypothesis import given, strategies as st
 
-from proxy.upstream import gemini_sdk
-from proxy.upstream.gemini_sdk import rest_base
+from proxy.upstream import gemini_sdk, sdk_seams
 
 _TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
 
@@ -20,12 +19,11 @@ def _request(prompt, system, temperature):
 def test_the_same_json_as_the_sdk_writes(prompt, system, temperature):
     message = gemini_sdk._generate_request("gemini-2.5-flash", _request(prompt, system, temperature))
     pb = type(message).pb(message)
-    ours = gemini_sdk._compact_body({"body": pb})
+    ours = sdk_seams._compact_body({"body": pb})
     assert "\n" not in ours
     assert json.loads(ours) == json.loads(json_format.MessageToJson(pb, use_integers_for_enums=True))
 
 
 def test_the_transport_writes_them():
-    base = rest_base._BaseGenerativeServiceRestTransport
-    for method in (base._BaseGenerateContent, base._BaseCountTokens):
-        assert method._get_request_body_json is gemini_sdk._compact_body
+    for method in sdk_seams.METHODS:
+        assert method._get_request_body_json is sdk_seams._compact_body

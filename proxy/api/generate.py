@@ -7,6 +7,7 @@ from ..cache.generations import generate_cached
 from ..requestctx import current as current_state
 from ..upstream.chain import ON_CHAIN
 from ..upstream.messages import GenerationRequest
+from .rendering import restx_json
 from .schemas import document_errors, error_detail, error_model
 from .validation import expect_valid
 
@@ -96,16 +97,17 @@ class Generate(Resource):
     def post(self):
         """Generate text with Gemini, retrying transient failures and falling back along the model chain."""
         state = current_state()
-        state.model_requested = ns.payload.get("model")
+        payload = ns.payload
+        state.model_requested = payload.get("model")
         app = current_app._get_current_object()  # looked up once: the app's config and extensions serve below
-        state.generation_request = request = parse_generate(ns.payload, app)
+        state.generation_request = request = parse_generate(payload, app)
         generation, cache_status = generate_cached(app.extensions["cache"], app.extensions["gemini"], request,
                                                    http_request)
         if cache_status:
             state.cache_status = cache_status
         state.generation = generation
         completion = generation.completion
-        return {
+        return restx_json({
             "text": completion.text or "",
             "metrics": {
                 "prompt_tokens": completion.prompt_tokens,
@@ -118,4 +120,4 @@ class Generate(Resource):
             "request_id": state.request_id,
             "token_source": completion.token_source,
             "cache": state.cache_status or "OFF",
-        }
+        })

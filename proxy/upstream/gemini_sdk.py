@@ -1,4 +1,5 @@
-"""The only module that touches google-generativeai: one REST client per key, no SDK retries."""
+"""The only module that calls google-generativeai (sdk_seams adjusts its transport): one REST client per key, no SDK
+retries."""
 import threading
 import warnings
 from collections import OrderedDict
@@ -9,12 +10,12 @@ with warnings.catch_warnings():
     from google.generativeai import protos
 import requests
 from google.ai import generativelanguage as glm
-from google.ai.generativelanguage_v1beta.services.generative_service.transports import rest_base
 from google.api_core import exceptions as api_exceptions
 from google.api_core.gapic_v1.client_info import ClientInfo
 from google.protobuf import json_format
 
 from ..wire.usage import Usage
+from . import sdk_seams
 from .failures import (
     REJECTED, TIMEOUT, TRANSIENT, UNTRUSTED, UpstreamFailure, from_google_error, untrusted_message,
 )
@@ -34,17 +35,7 @@ BLOCKING_FINISH_REASONS = {
 }
 
 
-def _compact_body(transcoded_request):
-    """The request's JSON as the SDK writes it (field names, enums as numbers), without its indentation:
-    json.dumps indents only in pure Python, about 190 calls for a short prompt; json's C encoder writes the
-    same JSON without them."""
-    return json_format.MessageToJson(transcoded_request["body"], use_integers_for_enums=True, indent=None)
-
-
-# The calls GeminiSdk makes (this module is the SDK's only user): their bodies written compact.
-for _method in (rest_base._BaseGenerativeServiceRestTransport._BaseGenerateContent,
-                rest_base._BaseGenerativeServiceRestTransport._BaseCountTokens):
-    _method._get_request_body_json = staticmethod(_compact_body)
+sdk_seams.install()  # the calls GeminiSdk makes (this module is the SDK's only user), each step cheaper
 
 
 def estimate_tokens(text):
@@ -91,7 +82,7 @@ class GeminiSdk:
     def generate(self, key, model, request, timeout):
         """One generateContent call; raises UpstreamFailure on anything but an answer."""
         response = self._call(self.client_for(key).generate_content, request=_generate_request(model, request),
-                              retry=None, timeout=timeout)
+                              retry=None, timeout=sdk_seams.AttemptTimeout(timeout))
         completion = _completion(type(response).pb(response))
         if completion.prompt_tokens is None:
             self._count_missing_tokens(key, model, request.prompt, completion, timeout)
@@ -106,7 +97,8 @@ class GeminiSdk:
                 request = protos.CountTokensRequest(
                     model=f"models/{model}", contents=[{"role": "user", "parts": [{"text": text}]}]
                 )
-                counts.append(self._call(client.count_tokens, request, retry=None, timeout=timeout).total_tokens)
+                counts.append(self._call(client.count_tokens, request, retry=None,
+                                         timeout=sdk_seams.AttemptTimeout(timeout)).total_tokens)
             completion.prompt_tokens, completion.completion_tokens = counts
             completion.token_source = "count_tokens"
         except UpstreamFailure:
