@@ -44,7 +44,7 @@ from proxy.observability.views import bp as metrics_bp
 from proxy.passthrough.forwarder import Forwarder
 from proxy.passthrough.views import bp as passthrough
 from proxy.request_body import BodyGuard, refuse_unread_body
-from proxy.requestctx import begin, finish
+from proxy.requestctx import begin
 from proxy.storage import admitted
 from proxy.storage.database import init_database, local_path, release_connection
 from proxy.storage.recorder import record
@@ -167,8 +167,7 @@ def create_app(config=None):
     app.before_request(track_in_flight)
     app.after_request(release_in_flight)
     app.after_request(forget_on_close)  # after_request hooks run last first: this one after the recorder's
-    app.after_request(record)
-    app.after_request(finish)
+    app.after_request(record)  # X-Request-ID is added to every answer by init_security's middleware
     _one_hook_each(app)  # last of the hooks: any registered later runs after these, as it would have
     init_security(app)
     register_errors(app)

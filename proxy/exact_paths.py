@@ -1,8 +1,8 @@
 """Paths matched as sent: a path with an empty segment (`//`) is a JSON 404 on every route, never a redirect."""
-from flask import request
 from werkzeug.routing import Map
 
 from .errors import NotFound
+from .requestctx import current_request
 
 
 class ExactPathMap(Map):
@@ -19,5 +19,5 @@ def refuse_empty_segments():
     """A before_request hook. Werkzeug strips leading slashes (from request.path too) before matching, and
     the pass-through's <path:...> takes `//` in its stride: no API has an empty segment, so refuse it
     here, on the path as sent, once for all."""
-    if "//" in request.environ.get("PATH_INFO", ""):
+    if "//" in current_request().environ.get("PATH_INFO", ""):
         raise NotFound("No route has an empty segment (//) in its path.")

@@ -10,11 +10,11 @@ import contextlib
 import io
 import time
 
-from flask import request
-
 from .errors import MalformedBody, PayloadTooLarge, RequestTimeout
+from .requestctx import current_request
 
 _ERROR = "gemini_proxy.body_error"
+_BODY = "gemini_proxy.body"  # the body as read, for a view that wants it whole (as wsgi.input has it)
 _READ_SIZE = 64 * 1024  # bytes per read
 # A body over the limit is read to its end only up to four times the limit (64 MiB at least): past that,
 # a client declaring gigabytes would hold a worker (a fast sender's reads never wait, so never yield)
@@ -97,6 +97,7 @@ class BodyGuard:
         else:
             body, error = self._read(stream, declared, started)
         environ["wsgi.input"] = io.BytesIO(body)
+        environ[_BODY] = body
         environ["CONTENT_LENGTH"] = str(len(body))
         environ.pop("HTTP_TRANSFER_ENCODING", None)  # what the app reads now has a length
         if error is None:
@@ -141,6 +142,12 @@ class BodyGuard:
 def refuse_unread_body():
     """A before_request hook, after authentication (so the refusal is recorded as the caller's): the body
     error the middleware found, if any."""
-    error = request.environ.get(_ERROR)
+    error = current_request().environ.get(_ERROR)
     if error is not None:
         raise error
+
+
+def whole_body(environ):
+    """The body the middleware read, as bytes (what wsgi.input holds), or None when it read none (none was
+    declared): the same bytes as request.get_data, without Werkzeug's stream around them."""
+    return environ.get(_BODY)

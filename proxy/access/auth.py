@@ -1,14 +1,13 @@
 """Who is calling: client keys on every generation API, the admin key on operator endpoints."""
 import hmac
 
-from flask import current_app, request
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from models import ApiClient, db
 
 from ..errors import AdminDisabled, InvalidRequest, KeyExpired, NotFound, Unauthorized
-from ..requestctx import ADMIN, API, LIVE, NATIVE, current as current_state
+from ..requestctx import ADMIN, API, LIVE, NATIVE, current as current_state, current_application, current_request
 from ..wire import credentials, live as live_wire, native as native_wire, query as queries, references, routes
 from ..wire import upload_urls
 from . import clients, upload_grants
@@ -26,14 +25,14 @@ def area_of(path):
 
 
 def keys_required():
-    return current_app.config["REQUIRE_API_KEY"] or clients.any_issued()
+    return current_application().config["REQUIRE_API_KEY"] or clients.any_issued()
 
 
 def _read(incoming, area):
     """What the request presents (and on the pass-through, its parsed route and query); 4xx if malformed."""
     try:
         if area == NATIVE:
-            native = native_wire.read(incoming.environ, incoming.headers)
+            native = native_wire.read(incoming.environ, credentials.EnvironHeaders(incoming.environ))
             return native, native.presented
         if area == LIVE:
             live = live_wire.read_request(incoming.path, incoming.environ.get("QUERY_STRING", ""), incoming.headers)
@@ -42,7 +41,7 @@ def _read(incoming, area):
             if incoming.headers.get("Upgrade", "").lower() != "websocket":
                 raise InvalidRequest("The Live API is a WebSocket: open it with an Upgrade: websocket request.")
             return live, live.presented
-        return None, credentials.presented(incoming.headers)
+        return None, credentials.presented(credentials.EnvironHeaders(incoming.environ))
     except routes.BadRoute as exc:
         raise (NotFound(str(exc)) if exc.status == 404 else InvalidRequest(str(exc))) from None
     except (queries.BadQuery, credentials.BadCredentials) as exc:
@@ -67,7 +66,7 @@ _KEY_REFUSED = "The API key is not valid or has been revoked."
 
 def authenticate():
     """before_request: who is calling, in the request state (None when the proxy is open); 401 when it must."""
-    state, incoming = current_state(), request._get_current_object()  # every request passes here
+    state, incoming = current_state(), current_request()  # every request passes here
     state.area = area = area_of(incoming.path)
     if area is None or incoming.method == "OPTIONS":
         return
@@ -125,7 +124,7 @@ def _live_caller(state, presented):
     if token is None:
         return _caller(state, NATIVE, presented)
     name = references.token_resource(token[1])
-    owner = current_app.extensions["resource_owners"].find([name]).get(name)
+    owner = current_application().extensions["resource_owners"].find([name]).get(name)
     if owner is None or owner.client_id is None:
         return None
     return clients.find_by_id(owner.client_id)
@@ -133,9 +132,10 @@ def _live_caller(state, presented):
 
 def _admit_upload_chunk(state, native, incoming, client):
     """A chunk sent to an upload URL the proxy gave out: its grant names the client that began it."""
+    extensions = current_application().extensions
     state.upload = upload_grants.admit(
         native, incoming.method, incoming.headers.get("X-Goog-Upload-Command", ""), client,
-        current_app.extensions["forwarder"].pool, current_app.extensions["ended_uploads"])
+        extensions["forwarder"].pool, extensions["ended_uploads"])
     state.client = state.upload.client
     if state.client is None and keys_required():
         # Begun while the proxy was open: no client to charge now that it is closed.
@@ -144,13 +144,13 @@ def _admit_upload_chunk(state, native, incoming, client):
 
 def require_admin():
     """Operator endpoints: the admin key when one is set; closed when keys are on and none is."""
-    admin_key = current_app.config["ADMIN_API_KEY"]
+    admin_key = current_application().config["ADMIN_API_KEY"]
     if not admin_key:
         if keys_required():
             raise AdminDisabled("Operator endpoints are off: set ADMIN_API_KEY to use them.")
         return
     try:
-        presented = credentials.presented(request.headers)
+        presented = credentials.presented(current_request().headers)
     except credentials.BadCredentials as exc:
         raise InvalidRequest(str(exc)) from None
     given = presented.api_key or presented.bearer

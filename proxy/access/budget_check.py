@@ -2,10 +2,10 @@
 applies, or the request refused (429 BUDGET_EXCEEDED, Retry-After at the period's end)."""
 import sqlite3
 
-from flask import current_app, g, request
+from flask import g
 
 from ..errors import BudgetExceeded
-from ..requestctx import current as current_state
+from ..requestctx import current as current_state, current_application, current_request
 from .batch_budgets import batch_estimate, is_batch_creation, manages_a_batch
 from .budgets import (ADJECTIVES, MICRO, OPERATOR, budgets_of, estimate_micro, hold_id, model_of, payload_of,
                       period_end, prices_of, utcnow)
@@ -17,7 +17,7 @@ _HELD_RETRY_SECONDS = 1  # a budget held by requests in flight frees up as soon 
 def _generation_estimate(state, app):
     if not is_generation(state):  # the quotas' rule: which requests can spend output
         return 0
-    body = request.get_data(cache=True)
+    body = current_request().get_data(cache=True)
     payload = payload_of(body)
     return estimate_micro(body, payload, model_of(state, payload, app), prices_of(app),
                           app.config["MAX_OUTPUT_TOKENS_LIMIT"])
@@ -27,14 +27,15 @@ def check_budget():
     """before_request: hold this request's estimated cost against every budget that applies, or refuse it
     (429 BUDGET_EXCEEDED, Retry-After at the period's end) when one is spent; count_spend settles it."""
     state = current_state()
-    if not state.recorded_area or request.method == "OPTIONS" or request.path in UNMETERED_PATHS:
+    incoming = current_request()
+    if not state.recorded_area or incoming.method == "OPTIONS" or incoming.path in UNMETERED_PATHS:
         return
-    app = current_app._get_current_object()
+    app = current_application()
     applied = budgets_of(state.client, app.config)
     if not applied or manages_a_batch(state):
         return
     batch = is_batch_creation(state)
-    estimate = batch_estimate(request.get_data(cache=True), state, app) if batch else _generation_estimate(state, app)
+    estimate = batch_estimate(incoming.get_data(cache=True), state, app) if batch else _generation_estimate(state, app)
     ledgers = app.extensions["budgets"]
     try:
         ledgers.floor(applied, state.started_at, prices_of(app), app.extensions["quotas"].warn)

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Optional
 
-from flask import current_app
-
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from models import ApiClient, db, utcnow
+
+from ..requestctx import current_application
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class Caller:
 
 
 def _cache():
-    return current_app.extensions["key_cache"]
+    return current_application().extensions["key_cache"]
 
 
 def find_active(key):

@@ -1,10 +1,8 @@
 """Per-client request rate limits (Flask-Limiter); daily token quotas live in quotas.py."""
-from flask import current_app, request
-from flask.globals import request_ctx
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
-from ..requestctx import current as current_state
+from ..requestctx import current as current_state, current_application, current_request, current_request_context
 from ..storage.database import local_path
 from . import limit_store  # registers the sqlite:// scheme with `limits`
 
@@ -16,7 +14,7 @@ def _rate_key():
 
 def _limit_of(client):
     return (client.rate_limit if client is not None and client.rate_limit else None) or \
-        current_app.config["RATE_LIMIT"]
+        current_application().config["RATE_LIMIT"]
 
 
 def _limit_for_caller():
@@ -26,7 +24,7 @@ def _limit_for_caller():
 def _exempt():
     # Only the generation APIs are limited; health, docs and operator endpoints are not.
     state = current_state()  # once: every request asks
-    return not state.recorded_area or request.method == "OPTIONS" or not _limit_of(state.client)
+    return not state.recorded_area or current_request().method == "OPTIONS" or not _limit_of(state.client)
 
 
 def storage_url(app):
@@ -90,12 +88,12 @@ def _skip_when_exempt(app, limiter):
             return before()
 
     def inject_headers(response):
-        if getattr(request_ctx._get_current_object(), "_limiter_request_context", None) is None:
+        if getattr(current_request_context(), "_limiter_request_context", None) is None:
             return response
         return after(response)
 
     def release_context(exc=None):
-        if getattr(request_ctx._get_current_object(), "_limiter_request_context", None) is not None:
+        if getattr(current_request_context(), "_limiter_request_context", None) is not None:
             teardown(exc)
 
     app.before_request_funcs[None][-1] = check_request_limit

@@ -3,14 +3,13 @@ real usage once recorded, in a ledger every worker (and, with Redis, every insta
 import sqlite3
 from datetime import datetime, timedelta, timezone
 
-from flask import current_app, request
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from models import RequestLog, db
 
 from ..errors import TokenQuotaExceeded
-from ..requestctx import API, current as current_state
+from ..requestctx import API, current as current_state, current_application, current_request
 from ..wire import jsonbody
 from .estimate import estimate_tokens
 
@@ -39,7 +38,7 @@ def recorded_today(client_id, day_start):
 def is_generation(state):
     """Whether this request can spend output tokens: the /gemini APIs' POSTs, and the native generation
     calls (an interaction's too)."""
-    if request.method != "POST":
+    if current_request().method != "POST":
         return False
     if state.area == API:
         return True
@@ -50,12 +49,12 @@ def is_generation(state):
 
 
 def _estimate():
-    body = request.get_data(cache=True)  # cached: the resource and the pass-through read the same bytes
+    body = current_request().get_data(cache=True)  # cached: the resource and the pass-through read the same bytes
     try:
         payload = jsonbody.loads(body) if body and len(body) <= _PARSED_MAX_BYTES else None
     except jsonbody.BadJson:
         payload = None  # refused as a 400 further on, which settles at 0
-    return estimate_tokens(body, payload, current_app.config["MAX_OUTPUT_TOKENS_LIMIT"])
+    return estimate_tokens(body, payload, current_application().config["MAX_OUTPUT_TOKENS_LIMIT"])
 
 
 def check_token_quota():
@@ -63,13 +62,14 @@ def check_token_quota():
     it when nothing is left; count_usage settles the hold once the request is recorded."""
     state = current_state()
     client = state.client
-    if client is None or not state.recorded_area or request.method == "OPTIONS" or request.path in UNMETERED_PATHS:
+    incoming = current_request()
+    if client is None or not state.recorded_area or incoming.method == "OPTIONS" or incoming.path in UNMETERED_PATHS:
         return
     quota = client.daily_token_quota if client.daily_token_quota is not None else \
-        current_app.config["DAILY_TOKEN_QUOTA"]
+        current_application().config["DAILY_TOKEN_QUOTA"]
     if not quota:
         return
-    quotas = current_app.extensions["quotas"]
+    quotas = current_application().extensions["quotas"]
     day_start = state.started_at.replace(hour=0, minute=0, second=0, microsecond=0)
     day = day_start.date().isoformat()
     try:

@@ -8,6 +8,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from ..requestctx import current as current_state
 from ..wire.routes import GENERATION_ACTIONS, VERSIONS
+from . import series
 from .labels import BoundedLabel
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
@@ -53,30 +54,48 @@ def _series_of(metric, *values):
     return series
 
 
+# What series.add writes for each series, found the first time it is counted.
+_slots = {}
+
+
+def _counter(metric, *values):
+    slot = _slots.get((metric, values))
+    if slot is None:
+        slot = _slots[(metric, values)] = series.counter(_series_of(metric, *values))
+    return slot
+
+
+def _histogram(metric, *values):
+    slot = _slots.get((metric, values))
+    if slot is None:
+        slot = _slots[(metric, values)] = series.histogram(_series_of(metric, *values))
+    return slot
+
+
 def observe(record):
     """An observer of each finished request's record (storage.records.RequestRecord, registered in the app
-    factory): count it."""
+    factory): count it, every value in one go."""
     answered = (record.status_code or 500) < 400  # upstream (or the cache, which keeps only upstream's) answered
     attempts = record.attempts
     attempt_models = [_models(a.model, learn=a.outcome == "ok") for a in attempts]
     route, model = _routes(record.route, learn=answered), _models(record.model_used, learn=answered)
-    _series_of(REQUESTS, route, model, str(record.status_code)).inc()
-    _series_of(LATENCY, route).observe((record.latency_ms or 0) / 1000)
+    adds = [(_counter(REQUESTS, route, model, str(record.status_code)), 1)]
+    series.observation(_histogram(LATENCY, route), (record.latency_ms or 0) / 1000, adds)
     cache_status = record.cache_status
     if cache_status:
-        _series_of(CACHE, cache_status.lower()).inc()
-    if not attempts:
-        return
-    _series_of(UPSTREAM_LATENCY, model).observe(sum(a.latency_ms for a in attempts) / 1000)
-    for attempt, attempt_model in zip(attempts, attempt_models):
-        _series_of(ATTEMPTS, attempt_model, attempt.outcome).inc()
-    if len(attempts) > 1:
-        _series_of(RETRIES, route).inc(len(attempts) - 1)
-    if record.model_used and attempts[0].model != record.model_used:
-        _series_of(FALLBACKS, attempt_models[0], model).inc()
-    if cache_status != "HIT":
-        _series_of(TOKENS, model, "prompt").inc(record.prompt_tokens or 0)
-        _series_of(TOKENS, model, "completion").inc(record.completion_tokens or 0)
+        adds.append((_counter(CACHE, cache_status.lower()), 1))
+    if attempts:
+        series.observation(_histogram(UPSTREAM_LATENCY, model), sum(a.latency_ms for a in attempts) / 1000, adds)
+        for attempt, attempt_model in zip(attempts, attempt_models):
+            adds.append((_counter(ATTEMPTS, attempt_model, attempt.outcome), 1))
+        if len(attempts) > 1:
+            adds.append((_counter(RETRIES, route), len(attempts) - 1))
+        if record.model_used and attempts[0].model != record.model_used:
+            adds.append((_counter(FALLBACKS, attempt_models[0], model), 1))
+        if cache_status != "HIT":
+            adds.append((_counter(TOKENS, model, "prompt"), record.prompt_tokens or 0))
+            adds.append((_counter(TOKENS, model, "completion"), record.completion_tokens or 0))
+    series.add(adds)
 
 
 class SpoolCollector:
@@ -141,15 +160,22 @@ def count_cooldown(model, reason):
     _series_of(COOLDOWNS, _models(model), reason).inc()
 
 
+_ARRIVED, _LEFT = [(series.counter(IN_FLIGHT), 1)], [(series.counter(IN_FLIGHT), -1)]
+
+
 def track_in_flight():
     """before_request: count generation requests in flight until their response closes."""
     state = current_state()
     if state.recorded_area:
-        IN_FLIGHT.inc()
+        series.add(_ARRIVED)
         state.in_flight = True
+
+
+def _left():
+    series.add(_LEFT)
 
 
 def release_in_flight(response):
     if current_state().in_flight:
-        response.call_on_close(IN_FLIGHT.dec)  # after a stream's last byte, not when its headers leave
+        response.call_on_close(_left)  # after a stream's last byte, not when its headers leave
     return response

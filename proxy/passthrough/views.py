@@ -2,13 +2,14 @@
 import json
 import logging
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response
 
 from ..cache.answers import fold_body, replay
 from ..cache.policy import OFF
 from ..access.clients import hash_key
 from ..errors import InvalidRequest, ModelNotAllowedForKey, NotFound, PromptTooLong
-from ..requestctx import current as current_state
+from ..request_body import whole_body
+from ..requestctx import current as current_state, current_application, current_request
 from ..storage.exchanges import record_exchange
 from ..upstream.chain import PERMITTED, client_models
 from ..wire import jsonbody, openai_errors, references, routes, upload_urls
@@ -16,7 +17,7 @@ from ..wire.routes import GENERATION_ACTIONS
 from . import stateful, uploads
 from .capture import Capture
 from .forwarder import NativeCall, NativeError, Reply
-from .headers import client_headers, upstream_headers
+from .headers import RelayedResponse, client_headers, response_headers, sent_headers
 from .keys import CLIENT, SERVER, KeyChoice
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,9 @@ _READ_SIZE = 64 * 1024  # bytes per read of a body that is not chunked
 BODY_MODEL_COLLECTIONS = frozenset({routes.OPENAI, "cachedContents", "interactions"})
 OPENAI_CHAT = ("openai", "chat", "completions")  # a generation in OpenAI's shape, its tool calls signed too
 NAMES_MODEL = frozenset({OPENAI_CHAT, ("cachedContents",), ("interactions",)})
+# The headers of an answer the proxy sets itself (so upstream's are not passed on beside them), lower case.
+_ALWAYS_SET_HERE = frozenset({"x-accel-buffering"})
+_SET_HERE = _ALWAYS_SET_HERE | {"x-gemini-model"}
 
 
 class Stream:
@@ -76,14 +80,17 @@ def _token_model(payload):
 
 def _call_from_request(incoming, state, native):
     route = native.route
-    body = incoming.get_data(cache=False)
-    sent = dict(incoming.headers)  # the environ's headers read once: the log's copy, and what goes upstream
+    environ = incoming.environ
+    body = whole_body(environ)
+    if body is None:  # a body the guard did not read (none was declared)
+        body = incoming.get_data(cache=False)
+    sent, forwarded = sent_headers(environ)  # read once: the log's copy, and what goes upstream
     call = NativeCall(
         method=incoming.method,
         route=route,
         query=native.query.without(upload_urls.PARAMETER),
         body=body,
-        headers=upstream_headers(sent),
+        headers=forwarded,
         key=_key_choice(state, native),
         client_headers=sent,
         model=route.model,
@@ -101,7 +108,7 @@ def _call_from_request(incoming, state, native):
             if client_models() is not None:
                 raise ModelNotAllowedForKey("Name the model in the body's `model`: this API key may use only "
                                             f"{', '.join(client_models())}.")
-            if current_app.extensions["engine"].chain.allowed:
+            if current_application().extensions["engine"].chain.allowed:
                 raise InvalidRequest("Name the model in the body's `model`: this proxy allows only some models.")
     elif route.segments == ("auth_tokens",) and incoming.method == "POST":
         call.model = _token_model(call.payload)
@@ -112,7 +119,7 @@ def _call_from_request(incoming, state, native):
 @bp.route("/<any(v1beta, v1, v1alpha):version>/<path:path>", methods=_METHODS)
 def forward(version, path, prefix=None):
     # The objects behind Flask's proxies, looked up once: this is the pass-through's every request.
-    app, state, incoming = current_app._get_current_object(), current_state(), request._get_current_object()
+    app, state, incoming = current_application(), current_state(), current_request()
     native = state.native
     if native is None:  # only a path the access check parsed is forwarded
         raise NotFound("The path is not one of Gemini's API.")
@@ -147,16 +154,17 @@ def forward(version, path, prefix=None):
             len(forwarder.pool) > 1:
         stream.signatures = references.SignatureScanner()  # the next turn must come back to this key
     body = _relay(reply, stream, state.elapsed_ms)
-    headers = client_headers(reply.headers)
+    upstream = reply.headers
+    headers = client_headers(upstream, _SET_HERE if reply.model else _ALWAYS_SET_HERE)
     if upload:
         headers = _upload_headers(app, state, call, reply, headers, incoming.url_root)
-    response = Response(body, status=reply.status, headers=headers)
-    length = reply.headers.get("Content-Length") or reply.headers.get("content-length")
-    if length and not reply.headers.get("Transfer-Encoding"):
-        response.headers["Content-Length"] = length
+    length = upstream.get("Content-Length") or upstream.get("content-length")
+    if length and not upstream.get("Transfer-Encoding"):
+        headers.append(("Content-Length", length))
     if reply.model:
-        response.headers["X-Gemini-Model"] = reply.model
-    response.headers["X-Accel-Buffering"] = "no"  # nginx must pass streams on as they come
+        headers.append(("X-Gemini-Model", reply.model))
+    headers.append(("X-Accel-Buffering", "no"))  # nginx must pass streams on as they come
+    response = RelayedResponse(body, status=reply.status, headers=response_headers(headers))
     response.call_on_close(lambda: record_exchange(app, state, call, reply, stream, None))
     if stream.signatures is not None:
         response.call_on_close(lambda: _remember_signatures(app, state, call, reply, stream))
@@ -230,11 +238,11 @@ def _upload_headers(app, state, call, reply, headers, url_root):
 
 def _consult_cache(state, call):
     """(decision, key, cached answer) for a generation call; the cache is off for anything else."""
-    cache = current_app.extensions["cache"]
+    cache = current_application().extensions["cache"]
     if not cache.config["CACHE_ENABLED"] or call.action not in GENERATION_ACTIONS or not call.model \
             or call.method != "POST" or call.payload is None:
         return OFF, None, None
-    decision = cache.decision(request.headers, call.payload)
+    decision = cache.decision(current_request().headers, call.payload)
     key, cached = cache.lookup(decision, call.model, call.payload)
     if decision.used:
         state.cache_status = "HIT" if cached is not None else "MISS"

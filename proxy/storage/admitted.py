@@ -4,9 +4,7 @@ import itertools
 import os
 from functools import partial
 
-from flask import request
-
-from ..requestctx import LIVE, NATIVE, current as current_state
+from ..requestctx import LIVE, NATIVE, current as current_state, current_request
 from .inflight import WORKER_DIED
 from .records import RequestRecord
 from .recorder import UNPARSED_NATIVE
@@ -22,7 +20,7 @@ def hooks(inflight):
 
     def note_admitted():
         # What is known for the asking; the route and model are worked out only if the note is replayed.
-        state, incoming = current_state(), request._get_current_object()
+        state, incoming = current_state(), current_request()
         if not state.recorded_area or incoming.method == "OPTIONS":
             return
         client = state.client

@@ -2,9 +2,8 @@
 and the after_request hook that records the /gemini APIs' requests and every refused one."""
 from functools import partial
 
-from flask import current_app, request
 
-from ..requestctx import NATIVE, current as current_state
+from ..requestctx import NATIVE, current as current_state, current_application, current_request
 from .records import MetricRecord, RequestRecord
 
 UNPARSED_NATIVE = "/{unparsed}"  # a native path refused before it was understood: never the client's bytes
@@ -23,19 +22,20 @@ def request_record(state, route, method, status_code, **fields):
 
 def should_record(state):
     """Generation APIs; native calls record themselves unless they failed before forwarding."""
-    return state.recorded_area and request.method != "OPTIONS" and not state.native_recorded
+    return state.recorded_area and current_request().method != "OPTIONS" and not state.native_recorded
 
 
 def _route(state):
     if state.area == NATIVE:
         return state.native.route.template if state.native is not None else UNPARSED_NATIVE
-    return request.url_rule.rule if request.url_rule else request.path
+    incoming = current_request()
+    return incoming.url_rule.rule if incoming.url_rule else incoming.path
 
 
 def build_entry(state, response):
     """The record of a /gemini request, or of any request refused before its API took it, from its state."""
     generation, settings, error = state.generation, state.generation_request, state.error
-    record = request_record(state, _route(state), request.method, response.status_code)
+    record = request_record(state, _route(state), current_request().method, response.status_code)
     if settings is not None:
         record.temperature, record.max_output_tokens = settings.temperature, settings.max_output_tokens
     attempts = generation.attempts if generation else (error.attempts if error else [])
@@ -66,7 +66,7 @@ def record(response):
     if not should_record(state):
         return response
     entry = build_entry(state, response)
-    records = current_app.extensions["records"]
+    records = current_application().extensions["records"]
     records.finished(entry)
     response.call_on_close(partial(records.submit, entry))
     return response

@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 
 
 def _encode(value):
+    if value.__class__ is datetime:  # the usual: no call to find out
+        return {"$dt": value.isoformat()}
+    if value.__class__ is bytes:
+        return {"$b64": base64.b64encode(value).decode("ascii")}
     if isinstance(value, datetime):
         return {"$dt": value.isoformat()}
     if isinstance(value, bytes):
@@ -152,6 +156,7 @@ class Spool:
         self._counted_waiting, self._counted_rejected = {}, {}
         # This process's file, open for appending, its inode, and what closes it.
         self._descriptor = self._file_pid = self._file_inode = self._closer = None
+        self._path = self._path_pid = None  # this process's file, and whose it is
         # What append was given to keep for each line it added to the open file, in order (None once past
         # _KEPT_MAX): a writer claiming that file takes these instead of reading the lines back.
         self._kept = []
@@ -162,7 +167,10 @@ class Spool:
             log.exception("the spool folder %s cannot be made; records are held in memory meanwhile", directory)
 
     def _own_path(self):
-        return os.path.join(self.directory, f"spool-{os.getpid()}.jsonl")
+        pid = os.getpid()
+        if self._path_pid != pid:  # made once per process, not on every append
+            self._path, self._path_pid = os.path.join(self.directory, f"spool-{pid}.jsonl"), pid
+        return self._path
 
     def _own_descriptor(self, path):
         """This process's file, open for appending: opened once, and again after a writer claimed it or in a

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 HEADER, QUERY, BEARER = "header", "query", "bearer"
+# The WSGI environ's key for each header a credential rides in.
+_ENVIRON_KEYS = {"X-API-KEY": "HTTP_X_API_KEY", "Authorization": "HTTP_AUTHORIZATION",
+                 "x-goog-api-key": "HTTP_X_GOOG_API_KEY"}
 
 
 class BadCredentials(ValueError):
@@ -19,6 +22,19 @@ class Presented:
     api_key: str = ""  # X-API-KEY: always the proxy's own
     bearer: str = ""  # Authorization: Bearer
     gemini: Optional[tuple] = None  # (slot, value): the one key in a slot Gemini reads, on the pass-through
+
+
+class EnvironHeaders:
+    """The credential headers of a WSGI environ, for `presented`: read as request.headers.get reads them, in
+    one look-up where Werkzeug's takes five calls."""
+
+    __slots__ = ("environ",)
+
+    def __init__(self, environ):
+        self.environ = environ
+
+    def get(self, name, default=None):
+        return self.environ.get(_ENVIRON_KEYS[name], default)
 
 
 def _single(headers, name):

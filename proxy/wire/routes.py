@@ -5,6 +5,7 @@ would mean something else to another parser (dot segments in any encoding, encod
 backslashes, control characters, empty segments) cannot reach another resource or model."""
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Optional
 from urllib.parse import unquote_to_bytes
 
@@ -54,11 +55,11 @@ class Route:
     def collection(self):
         return self.segments[0]
 
-    @property
+    @cached_property  # a Route is immutable, and parse hands the same one to every request for its path
     def openai(self):
         return self.collection == OPENAI
 
-    @property
+    @cached_property
     def model(self):
         """The model the path names (models/{m} or tunedModels/{m}), as ALLOWED_MODELS sees it."""
         if len(self.segments) == 2 and self.collection == "models":
@@ -67,7 +68,7 @@ class Route:
             return "tunedModels/" + self.segments[1]
         return None
 
-    @property
+    @cached_property
     def generation(self):
         return self.action in GENERATION_ACTIONS and self.collection == "models"
 
@@ -82,7 +83,7 @@ class Route:
         """The path to send upstream: every part checked, so none needs quoting."""
         return f"/{self.prefix}{self.version}/{self.path(model)}"
 
-    @property
+    @cached_property
     def template(self):
         """The route analytics group by: resource names replaced by placeholders."""
         if self.openai:
@@ -132,8 +133,22 @@ def _shown(text):
     return "\"" + text[:40].encode("unicode_escape").decode("ascii") + "\""
 
 
+_KNOWN_MAX = 4096  # paths remembered parsed; names in paths are without end, so it starts over when full
+_parsed = {}  # raw path: its Route (immutable, so shared by every request for that path)
+
+
 def parse(raw):
     """The Route of a raw path such as /v1beta/models/gemini-2.5-flash:generateContent; BadRoute if none."""
+    route = _parsed.get(raw)
+    if route is None:
+        route = _parse(raw)
+        if len(_parsed) >= _KNOWN_MAX:
+            _parsed.clear()
+        _parsed[raw] = route
+    return route
+
+
+def _parse(raw):
     if not raw or not raw.startswith("/"):
         raise BadRoute("The path is not one of Gemini's API.")
     rest = raw[1:]

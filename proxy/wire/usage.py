@@ -20,6 +20,10 @@ _SDK = {"prompt": "prompt_token_count", "candidates": "candidates_token_count", 
 
 def count(value):
     """A token count from an answer: a non-negative integer (or its decimal text), else None."""
+    if value.__class__ is int:  # what answers hold (not a bool, whose class is bool): no call at all
+        return value if 0 <= value <= _COUNT_MAX else None
+    if value is None:
+        return None
     if isinstance(value, bool):
         return None
     if isinstance(value, str):
@@ -84,8 +88,10 @@ class Usage:
         """From a usageMetadata object (a GenerateContentResponse's); anything else is an empty Usage."""
         if not isinstance(metadata, dict):
             return cls()
-        return cls(**{name: count(metadata.get(key)) for name, key in _GEMINI.items()},
-                   service_tier=_tier(metadata.get("serviceTier")))
+        get = metadata.get
+        return cls(count(get("promptTokenCount")), count(get("candidatesTokenCount")), count(get("totalTokenCount")),
+                   count(get("cachedContentTokenCount")), count(get("thoughtsTokenCount")),
+                   count(get("toolUsePromptTokenCount")), _tier(get("serviceTier")))
 
     @classmethod
     def from_openai(cls, usage):
