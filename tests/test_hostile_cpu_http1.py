@@ -96,7 +96,7 @@ GOOD = ok(b"good")
 # Failures first: each proves a weakness, held by xfail(strict) until the lead fixes it. ---------------------
 
 @pytest.mark.xfail(strict=True, reason="http1pool reuses a connection whose buffered reader still holds bytes "
-                   "past the answer's end (http1response.py _finish -> pool.put; http1pool.py dropped() polls "
+                   "past the answer's end (http1response.py:176-184 _finish -> pool.put; http1pool.py:49 dropped() polls "
                    "only the socket, not connection.reader's buffer): the next call is handed them as its answer")
 @pytest.mark.parametrize("first", [
     ok(b"hi") + ok(b"EVIL!"),  # a body longer than its Content-Length: another answer behind it
@@ -111,7 +111,7 @@ def test_bytes_past_an_answer_are_never_the_next_calls_answer(upstream, first):
     assert second.data == b"good", "the second call was answered with bytes the first call's answer left"
 
 
-@pytest.mark.xfail(strict=True, reason="http1wire.framing (http1wire.py:176-185) reads an answer whose "
+@pytest.mark.xfail(strict=True, reason="http1wire.framing (http1wire.py:173-181) reads an answer whose "
                    "Content-Length values disagree to the connection's close; urllib3 refused it with "
                    "InvalidHeader, so the behaviour changed (a classic response-smuggling signal now accepted)")
 def test_content_lengths_that_disagree_are_refused_as_urllib3_refused_them(upstream):
