@@ -1,13 +1,15 @@
 """A misbehaving upstream behind the whole app, over http1pool: the client gets 502 in the API's shape for
 a broken answer, the record is kept, and one client's answer never reaches another."""
 import json
+import logging
+import time
 
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from models import db
-from tests.conftest import MODELS
+from tests.conftest import KEYS, MODELS
 from tests.test_hostile_cpu_http1 import Upstream, ok
 
 PATH = f"/v1beta/models/{MODELS[0]}:generateContent"
@@ -104,3 +106,33 @@ def test_an_absurd_content_length_from_upstream_is_a_502(make_app, upstream, len
     answer = app.test_client().post("/gemini/generate", json={"prompt": {"text": "hi"}})
     assert answer.status_code == 502, answer.data
     assert _records(app)
+
+
+def _stall(conn):
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+    time.sleep(3)
+
+
+@pytest.mark.parametrize("how", ["query", "header"])
+@pytest.mark.parametrize("answer", [BROKEN["cut-body"], BROKEN["not-http"], _stall], ids=["cut", "not-http", "stall"])
+def test_no_key_in_a_record_a_log_line_or_an_error_body_when_upstream_breaks(make_app, upstream, caplog, how,
+                                                                             answer):
+    server = upstream(*[(answer, True)] * 10)
+    app = make_app(GEMINI_BASE_URL=server.url, UPSTREAM_READ_TIMEOUT=1, LOG_BODY="true")
+    client = FlaskClient(app, app.response_class)
+    key = KEYS[0]
+    path, headers = (f"{PATH}?key={key}", {}) if how == "query" else (PATH, {"x-goog-api-key": key})
+    caplog.set_level(logging.DEBUG)
+    reply = client.post(path, json=BODY, headers=headers)
+    try:
+        body = reply.get_data()
+    except Exception as exc:
+        body = repr(exc).encode()
+    finally:
+        reply.close()
+    assert key.encode() not in body
+    assert key not in caplog.text and key not in "".join(str(r.exc_info) for r in caplog.records)
+    with app.app_context():
+        for table in ("request_log", "attempts", "exchanges", "exchange_bodies"):
+            for row in db.session.execute(text(f"SELECT * FROM {table}")):
+                assert key not in repr(tuple(row)), (table, row)
