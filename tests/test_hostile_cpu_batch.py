@@ -51,3 +51,25 @@ def test_an_integer_the_database_cannot_hold_is_handed_back(app, field, value):
     (written, _), refused, ids = _write(app, field, value)
     assert ids == {"hostile-ok-1", "hostile-ok-2"} and written == 2
     assert [r for r, _ in refused] == ["hostile-odd"]
+
+
+@pytest.mark.e2e
+def test_odd_values_on_postgresql_hold_back_no_other_record(make_app, postgres):
+    """PostgreSQL refuses what SQLite takes (NUL in text, a lone surrogate): each such record is handed back
+    alone, the rest of its batch written, in one app (one engine) across every case."""
+    app = make_app(SQLALCHEMY_DATABASE_URI=postgres.url)
+    cases = {**ODD, **HUGE}
+    refused = []
+    with app.app_context():
+        for n, (field, value) in enumerate(cases.values()):
+            odd = _record(f"pg-odd-{n}")
+            setattr(odd, field, value)
+            try:
+                insert_records([_record(f"pg-ok-{n}-a"), odd, _record(f"pg-ok-{n}-b")],
+                               reject=lambda record, why: refused.append(record.request_id))
+            except OverflowError:
+                refused.append(f"raised:{n}")
+        ids = {r for (r,) in db.session.execute(text("SELECT request_id FROM request_log"))}
+    for n, name in enumerate(cases):
+        assert {f"pg-ok-{n}-a", f"pg-ok-{n}-b"} <= ids, name
+        assert (f"pg-odd-{n}" in ids) != (f"pg-odd-{n}" in refused), (name, refused)

@@ -136,3 +136,18 @@ def test_no_key_in_a_record_a_log_line_or_an_error_body_when_upstream_breaks(mak
         for table in ("request_log", "attempts", "exchanges", "exchange_bodies"):
             for row in db.session.execute(text(f"SELECT * FROM {table}")):
                 assert key not in repr(tuple(row)), (table, row)
+
+
+def test_upstreams_own_request_id_and_proxy_headers_never_doubled(make_app, upstream):
+    extra = JSON + (b"X-Request-ID: upstream-made-id-0001\r\nx-request-id: again-upstream-0002\r\n"
+                    b"X-Accel-Buffering: yes\r\nX-Gemini-Model: forged\r\nX-Content-Type-Options: sniff\r\n")
+    server = upstream((ok(ANSWER, extra), True))
+    app = make_app(GEMINI_BASE_URL=server.url)
+    answer = app.test_client().post(PATH, json=BODY, headers={"X-Request-ID": "client-chosen-id-01"})
+    assert answer.status_code == 200
+    named = {}
+    for name, value in answer.headers.items():
+        named.setdefault(name.lower(), []).append(value)
+    assert named["x-request-id"] == ["client-chosen-id-01"]
+    assert len(named.get("x-accel-buffering", [])) <= 1 and len(named.get("x-gemini-model", [])) <= 1
+    assert named.get("x-gemini-model", [MODELS[0]]) != ["forged"]
