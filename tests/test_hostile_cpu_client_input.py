@@ -197,3 +197,25 @@ def test_no_models_schema_check_accepts_what_jsonschema_refuses(app):
                 assert check.python.is_valid(body), (name, body)
 
     holds()
+
+
+_QUERY = st.lists(st.tuples(st.sampled_from(["key", "KEY", "key%00", "k%65y", "alt", "key[]"]),
+                            st.sampled_from(["", KEYS[0], KEYS[1], "a%2Cb", "%20" + KEYS[0], KEYS[0] + "%0d%0a",
+                                             "a+b", "%ZZ", "\u00e9"])), max_size=3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_KEYS, _VALUE, max_size=6), _QUERY)
+def test_a_native_requests_credentials_are_read_as_with_werkzeugs_headers(environ, query):
+    """native.read over the environ's credential headers, as it read them through request.headers."""
+    from proxy.wire import native
+
+    environ = dict(environ, PATH_INFO=PATH, QUERY_STRING="&".join(f"{k}={v}" for k, v in query))
+
+    def outcome(headers):
+        try:
+            return native.read(environ, headers).presented
+        except (credentials.BadCredentials, ValueError) as exc:
+            return ("refused", type(exc).__name__, str(exc))
+
+    assert outcome(credentials.EnvironHeaders(environ)) == outcome(EnvironHeaders(environ))
