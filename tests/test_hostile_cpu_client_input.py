@@ -219,3 +219,23 @@ def test_a_native_requests_credentials_are_read_as_with_werkzeugs_headers(enviro
             return ("refused", type(exc).__name__, str(exc))
 
     assert outcome(credentials.EnvironHeaders(environ)) == outcome(EnvironHeaders(environ))
+
+
+@pytest.mark.parametrize("spelling", ["lower", "title", "upper"])
+def test_secret_headers_are_never_stored_however_spelled(make_app, emulator, spelling):
+    from sqlalchemy import inspect, text
+
+    from models import db
+
+    app = make_app(LOG_BODY="true")
+    secrets = {"Cookie": "session=cookie-secret-0001", "Proxy-Authorization": "Basic proxy-secret-0002",
+               "X-Goog-Api-Key": KEYS[0], "Set-Cookie": "x=set-cookie-secret-0003"}
+    spell = {"lower": str.lower, "title": str.title, "upper": str.upper}[spelling]
+    answer = app.test_client().post(PATH, json=BODY, headers={spell(k): v for k, v in secrets.items()})
+    assert answer.status_code == 200
+    with app.app_context():
+        stored = "".join(repr(tuple(row)) for table in inspect(db.engine).get_table_names()
+                         for row in db.session.execute(text(f"SELECT * FROM {table}")))
+    assert "[redacted]" in stored  # the client's headers are stored, with these redacted
+    for value in ("cookie-secret-0001", "proxy-secret-0002", KEYS[0], "set-cookie-secret-0003"):
+        assert value not in stored
