@@ -118,7 +118,7 @@ def _stall(conn):
 def test_no_key_in_a_record_a_log_line_or_an_error_body_when_upstream_breaks(make_app, upstream, caplog, how,
                                                                              answer):
     server = upstream(*[(answer, True)] * 10)
-    app = make_app(GEMINI_BASE_URL=server.url, UPSTREAM_READ_TIMEOUT=1, LOG_BODY="true")
+    app = make_app(GEMINI_BASE_URL=server.url, UPSTREAM_TIMEOUT_SECONDS=1, LOG_BODY="true")
     client = FlaskClient(app, app.response_class)
     key = KEYS[0]
     path, headers = (f"{PATH}?key={key}", {}) if how == "query" else (PATH, {"x-goog-api-key": key})
@@ -167,3 +167,19 @@ def test_bytes_past_one_answer_never_reach_the_next_client_under_gunicorn(gunico
     assert first.status_code == 200 and "mine" in first.text
     second = requests.post(f"{proxy.url}{PATH}", json=BODY, timeout=30)
     assert "SMUGGLED" not in second.text and "mine" in second.text
+
+
+@pytest.mark.parametrize("stall_after", [b"", b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{"],
+                         ids=["before-the-head", "mid-body"])
+def test_an_upstream_that_stalls_is_timed_out_as_on_main(make_app, upstream, stall_after):
+    def stall(conn):
+        conn.sendall(stall_after)
+        time.sleep(2.5)
+
+    server = upstream(*[(stall, True)] * 6)
+    app = make_app(GEMINI_BASE_URL=server.url, UPSTREAM_TIMEOUT_SECONDS=0.5, RETRY_MAX_ATTEMPTS=1)
+    answer = app.test_client().post("/gemini/generate", json={"prompt": {"text": "hi"}})
+    error = answer.get_json()["error"]  # main's answer: each attempt timed out, then the fallback's
+    assert answer.status_code == 502 and error["code"] == "UPSTREAM_ERROR"
+    assert "did not answer in time" in error["message"]
+    assert [status for status, _ in _records(app)] == [502]
