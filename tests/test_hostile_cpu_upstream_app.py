@@ -73,7 +73,7 @@ def test_a_broken_answer_to_generate_is_a_502_in_the_apis_shape_and_recorded(mak
 
 PRE_EXISTING = pytest.mark.xfail(strict=True, reason="on main too: a chunked answer broken at its first chunk "
                                  "raises out of the relay's first next() (passthrough/views.py:321 _relay), before "
-                                 "any byte: the 200 is never sent, the client gets the server's 500, not a 502")
+                                 "the head is sent: the WSGI server's own 500, not a 502 in the API's shape")
 
 
 @pytest.mark.parametrize("broken", [pytest.param(v, id=k, marks=PRE_EXISTING if k == "bad-chunk" else ())
@@ -95,8 +95,8 @@ def test_a_broken_answer_on_the_pass_through_is_a_502_or_a_cut_stream_and_record
 
 
 @pytest.mark.xfail(strict=True, reason="a Content-Length (or chunk size) upstream cannot mean is read with "
-                   "reader.read(n), which allocates n bytes at once: MemoryError/OverflowError, which "
-                   "http1response.broken (http1response.py:21-29) passes through, so the client gets a 500 "
+                   "reader.read(n) (http1response.py:133, 149), which allocates n bytes at once: MemoryError or "
+                   "OverflowError, which http1response.broken (http1response.py:20-28) passes through, so the client gets a 500 "
                    "INTERNAL_ERROR, not a 502 (urllib3 did the same on main)")
 @pytest.mark.parametrize("length", [2**40, 10**30], ids=["a-terabyte", "past-64-bits"])
 def test_an_absurd_content_length_from_upstream_is_a_502(make_app, upstream, length):
