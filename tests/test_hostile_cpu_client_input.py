@@ -111,12 +111,10 @@ def test_the_route_memo_stays_bounded_and_never_mixes_routes():
 
 
 def test_a_refused_path_is_not_remembered():
-    before = dict(routes._parsed)
     for bad in ["/v1beta/models/..%2f:generateContent", "/v1beta/models/a%00b", "/v1beta//models"]:
         with pytest.raises(routes.BadRoute):
             routes.parse(bad)
         assert bad not in routes._parsed
-    assert len(routes._parsed) <= len(before) + 0 or len(routes._parsed) <= routes._KNOWN_MAX
 
 
 # ---------------------------------------------------------------------------------------------- JSON bodies
