@@ -43,10 +43,6 @@ def test_an_odd_value_holds_back_no_other_record(app, field, value):
     assert written == len(ids)
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError, reason="storage/batch.py:23 _INVALID leaves out "
-                   "OverflowError, which sqlite3 raises for an int past 64 bits (PostgreSQL's DataError is caught): "
-                   "the whole batch's write raises out of insert_records instead of handing that one record back "
-                   "(on main too; token counts are bounded by wire.usage, so defence in depth)")
 @pytest.mark.parametrize("field,value", HUGE.values(), ids=HUGE.keys())
 def test_an_integer_the_database_cannot_hold_is_handed_back(app, field, value):
     (written, _), refused, ids = _write(app, field, value)

@@ -51,6 +51,13 @@ class _Connection:
         poller.register(self.sock, _POLLIN)
         return bool(poller.poll(0))
 
+    def fresh_reader(self):
+        """A new reader for the next answer: bytes the last one's buffer holds past its end (a server's
+        mistake, or an answer smuggled after it) are dropped with it, never read as the next answer's
+        (http.client's way: a reader per answer). Bytes still in the socket make it read ready: dropped()."""
+        self.reader.close()
+        self.reader = self.sock.makefile("rb")
+
     def close(self):
         self.reader.close()
         self.sock.close()
@@ -79,14 +86,13 @@ class Http1Pool:
             if read == 0:
                 raise ReadTimeoutError(self, url, f"Read timed out. (read timeout={read})")
             connection.settimeout(read)
-            head = read_head(connection.reader, method)
+            response = Http1Response(self, connection, read_head(connection.reader, method), method, decode_content)
         except BaseException as exc:
             connection.close()  # whatever went wrong, never reused
             error = _unanswered(exc, self, url, read)
             if error is exc:
                 raise
             raise error from exc
-        response = Http1Response(self, connection, head, method, decode_content)
         if preload_content:
             response._body = response.read()
         return response
@@ -95,6 +101,7 @@ class Http1Pool:
 
     def put(self, connection):
         """A connection whose answer has been read to its end, kept for the next call (up to pool_size)."""
+        connection.fresh_reader()
         idle = self._idle.get(connection.origin)
         if idle is None:
             idle = self._origin(connection.origin)

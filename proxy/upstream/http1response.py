@@ -15,6 +15,9 @@ from . import http1wire
 
 _MAX_LINE = 2**16  # urllib3's longest chunk-size or trailer line
 _PIECE = 2**16  # bytes asked for at a time when the caller names no size
+# A body or chunk is read whole in pieces of at most this: a length upstream cannot mean (2**40, say)
+# is refused when the bytes run out, not by allocating it at once.
+_MOST_AT_ONCE = 2**20
 
 
 def broken(exc, pool):
@@ -23,9 +26,27 @@ def broken(exc, pool):
         return ReadTimeoutError(pool, None, "Read timed out.")
     if isinstance(exc, ssl.SSLError):
         return SSLError(exc)
-    if isinstance(exc, (http.client.HTTPException, OSError)):
+    if isinstance(exc, (http.client.HTTPException, OSError, MemoryError, OverflowError)):
         return ProtocolError(f"Connection broken: {exc!r}", exc)
     return exc
+
+
+def _read_exactly(reader, size):
+    """`size` bytes from `reader`, or IncompleteRead when they run out first."""
+    if size <= _MOST_AT_ONCE:
+        data = reader.read(size)
+    else:
+        pieces, left = [], size
+        while left:
+            piece = reader.read(left if left < _MOST_AT_ONCE else _MOST_AT_ONCE)
+            if not piece:
+                break
+            pieces.append(piece)
+            left -= len(piece)
+        data = b"".join(pieces)
+    if len(data) < size:
+        raise http.client.IncompleteRead(data, size - len(data))
+    return data
 
 
 class Http1Response:
@@ -130,9 +151,7 @@ class Http1Response:
             if self._left is None:
                 rest = self._reader.read()
             else:
-                rest = self._reader.read(self._left)
-                if len(rest) < self._left:
-                    raise http.client.IncompleteRead(rest, self._left - len(rest))
+                rest = _read_exactly(self._reader, self._left)
         except Exception as exc:
             self._abandon()
             raise broken(exc, self._pool) from exc
@@ -146,9 +165,9 @@ class Http1Response:
             self._trailers()
             self._finish()
             return b""
-        chunk = self._reader.read(size)
-        if len(chunk) < size or len(self._reader.read(2)) < 2:  # the chunk, then its CRLF
-            raise http.client.IncompleteRead(chunk, size - len(chunk))
+        chunk = _read_exactly(self._reader, size)
+        if len(self._reader.read(2)) < 2:  # the chunk's CRLF
+            raise http.client.IncompleteRead(chunk, 2)
         return chunk
 
     def _size_line(self):

@@ -13,7 +13,7 @@ import re
 from functools import lru_cache
 
 from urllib3.connection import _get_default_user_agent, _normalize_header_value
-from urllib3.exceptions import LocationValueError, ProtocolError, URLSchemeUnknown
+from urllib3.exceptions import InvalidHeader, LocationValueError, ProtocolError, URLSchemeUnknown
 from urllib3.util.url import _encode_target, parse_url
 
 from .fast_headers import _FIELDS, _PARSED_TYPES, _PLAIN
@@ -33,6 +33,7 @@ _PATH_CONTROL = re.compile(r"[\x00-\x20\x7f]")  # http.client._validate_path
 _STATUS = re.compile(r"HTTP/1\.1 ([2-5]\d\d) ([^\r\n]*)\r\n")
 _HEAD_END = b"\r\n\r\n"
 _MAX_HEADERS = 100  # http.client's limit
+_MAX_INTERIM = 10  # interim (1xx) answers skipped before the answer; more is a server gone wrong
 
 
 @lru_cache(maxsize=256)
@@ -122,7 +123,16 @@ class _Buffered:
 
 
 def read_head(reader, method):
-    """(status, version, reason, headers as (name, value) pairs) of the next answer on `reader`."""
+    """(status, version, reason, headers as (name, value) pairs) of the next answer on `reader`: interim
+    answers (103 Early Hints, say; http.client skips only 100) are not the answer, and are skipped."""
+    for _ in range(_MAX_INTERIM):
+        head = _one_head(reader, method)
+        if not 100 <= head[0] < 200 or head[0] == 101:
+            return head
+    raise ProtocolError(f"more than {_MAX_INTERIM} interim answers before the answer")
+
+
+def _one_head(reader, method):
     buffered = reader.peek(1)  # waits for the answer's first bytes, at most one read from the socket
     end = buffered.find(_HEAD_END)
     if end > 0:
@@ -181,6 +191,8 @@ def framing(status, version, lowered, method):
         if len(lengths) == 1:
             length = lengths.pop()
             length = length if length >= 0 else None
+        elif len(lengths) > 1:  # which one frames the body is anyone's guess: urllib3 refuses it too
+            raise InvalidHeader("Content-Length contained multiple unmatching values")
     if status in (204, 304) or 100 <= status < 200 or method == "HEAD":
         length = 0
     connection = (lowered.get("connection") or "").lower()
