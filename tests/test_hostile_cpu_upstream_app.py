@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from models import db
 from tests.conftest import KEYS, MODELS
-from tests.test_hostile_cpu_http1 import Upstream, ok
+from tests.test_hostile_cpu_http1 import ok, upstream  # noqa: F401  (upstream: the fixture)
 
 PATH = f"/v1beta/models/{MODELS[0]}:generateContent"
 BODY = {"contents": [{"parts": [{"text": "hi"}]}]}
@@ -19,19 +19,6 @@ ANSWER = json.dumps({"candidates": [{"content": {"parts": [{"text": "mine"}], "r
                                        "totalTokenCount": 2}}).encode()
 EVIL = json.dumps({"candidates": [{"content": {"parts": [{"text": "SMUGGLED"}], "role": "model"}}]}).encode()
 JSON = b"Content-Type: application/json\r\n"
-
-
-@pytest.fixture
-def upstream():
-    made = []
-
-    def start(*answers):
-        made.append(Upstream(answers))
-        return made[-1]
-
-    yield start
-    for server in made:
-        server.close()
 
 
 def _records(app):
