@@ -67,7 +67,8 @@ def test_concurrent_requests_overrun_the_budget_by_at_most_one_request(gunicorn,
         # One alert per threshold although two workers crossed them, by log and by webhook, with no key.
         wait_for(lambda: len(receiver.delivered()) >= 2, message="two webhook alerts")
         time.sleep(0.5)
-        assert [a["threshold"] for a in receiver.delivered()] == [0.8, 1.0]
+        # in either order: two workers may cross them at once, each delivering in the background
+        assert sorted(a["threshold"] for a in receiver.delivered()) == [0.8, 1.0]
         log = server.output()
         assert log.count("budget alert: client") == 2 and key not in log
         assert key not in json.dumps(receiver.bodies)
